@@ -1,0 +1,181 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Dynamic Snake Convolution in 3D (Qi et al., ICCV 2023), the tubular-structure convolution of NeuroLink.
+
+References:
+    Qi Y. et al., "Dynamic Snake Convolution based on Topological Geometric Constraints for Tubular Structure
+    Segmentation", ICCV 2023.
+    Yan H. et al., "Bridging Weak Signals in Neuronal Imaging with Morphology Learning", MICCAI 2024.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from monai.networks.layers.factories import Act, Norm
+from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from torch import nn
+
+__all__ = ["DSConv3D", "snake_accumulation_matrix"]
+
+
+def snake_accumulation_matrix(kernel_size: int) -> torch.Tensor:
+    """Matrix ``M`` (K, K) that turns per-point offsets ``o`` into snake offsets ``M @ o``.
+
+    With centre ``c = K // 2``: row ``c`` is zero (the centre never moves); for ``k > c`` row ``k`` sums
+    ``o[c + 1 .. k]``; for ``k < c`` it sums ``o[k .. c - 1]``. Each kernel point therefore sits at the accumulated
+    offset of the points between it and the centre, so the kernel bends continuously like a snake.
+    """
+    c = kernel_size // 2
+    m = torch.zeros(kernel_size, kernel_size)
+    for k in range(kernel_size):
+        if k > c:
+            m[k, c + 1 : k + 1] = 1.0
+        elif k < c:
+            m[k, k:c] = 1.0
+    return m
+
+
+class DSConv3D(nn.Module):
+    """Dynamic snake convolution along one spatial axis of a ``(B, C, D, H, W)`` volume.
+
+    A 3x3x3 convolution predicts ``2K`` offsets (``K = kernel_size``) for the two axes perpendicular to ``axis``;
+    they are normalised and squashed by ``tanh``, accumulated outwards from the kernel centre
+    (:func:`snake_accumulation_matrix`) and scaled by ``extend_scope``. Kernel point ``k`` of the output voxel ``p``
+    samples the input at ``p + (k - K // 2)`` along ``axis`` (an exact integer step) and at ``p + offset_k`` across
+    it, by bilinear interpolation in the perpendicular plane. A convolution of size ``K`` and stride ``K`` along
+    ``axis`` (held in ``self.fusion``) fuses the ``K`` samples, followed by ``norm`` and ``act``.
+
+    Gradients reach the offset branch through the interpolation weights.
+
+    Border rule: the volume is zero-extended. A kernel point outside the volume along ``axis`` reads 0, and a
+    sample across the border in the perpendicular plane is interpolated against zeros, exactly as the zero padding
+    of a standard convolution. With all offsets zero the layer is a 1D convolution of size ``K`` along ``axis`` with
+    zero padding ``K // 2``.
+
+    The implementation is vectorised over batch, voxels and kernel points: the input is gathered once into
+    ``K`` shifted copies along ``axis`` and sampled with a single 2D :func:`torch.nn.functional.grid_sample` call,
+    then the fusion convolution runs as one matrix product. Index arithmetic stays inside ``grid_sample`` (int64),
+    so volumes beyond 2^24 voxels are handled correctly.
+
+    Args:
+        in_channels: number of input channels ``C``.
+        out_channels: number of output channels.
+        kernel_size: number of kernel points ``K`` along ``axis``; odd and >= 3.
+        axis: spatial axis the kernel follows: 0 for D, 1 for H, 2 for W.
+        extend_scope: scale of the accumulated offsets, in voxels per unit ``tanh`` output.
+        offset_norm: normalisation of the offset branch before ``tanh`` (MONAI norm name or ``(name, args)``).
+        norm: normalisation after the fusion convolution, or ``None``.
+        act: activation after the normalisation, or ``None``.
+        bias: whether the fusion convolution has a bias.
+
+    Shapes:
+        input ``(B, C, D, H, W)`` -> output ``(B, out_channels, D, H, W)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 9,
+        axis: int = 0,
+        extend_scope: float = 1.0,
+        offset_norm: tuple | str | None = Norm.BATCH,
+        norm: tuple | str | None = Norm.INSTANCE,
+        act: tuple | str | None = Act.RELU,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd int >= 3, got {kernel_size!r}.")
+        if isinstance(axis, bool) or axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0 (D), 1 (H) or 2 (W), got {axis!r}.")
+        if isinstance(extend_scope, bool) or not isinstance(extend_scope, (int, float)) or not math.isfinite(extend_scope):
+            raise ValueError(f"extend_scope must be a finite number, got {extend_scope!r}.")
+
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.axis = axis
+        self.extend_scope = float(extend_scope)
+        # Permutation bringing `axis` right after the channel dim; the perpendicular axes keep their order.
+        perp = [a for a in (0, 1, 2) if a != axis]
+        self.to_axis_first: list[int] = [0, 1, 2 + axis, 2 + perp[0], 2 + perp[1]]
+        self.from_axis_first: list[int] = [self.to_axis_first.index(i) for i in range(5)]
+
+        self.offset_conv = nn.Conv3d(in_channels, 2 * kernel_size, kernel_size=3, padding=1)
+        self.offset_norm = (
+            get_norm_layer(offset_norm, spatial_dims=3, channels=2 * kernel_size)
+            if offset_norm is not None
+            else nn.Identity()
+        )
+        # Stored as the conv of size K and stride K along the kernel axis described by the paper;
+        # applied as one matrix product over the (C, K) samples of each voxel.
+        self.fusion = nn.Conv3d(in_channels, out_channels, kernel_size=(kernel_size, 1, 1), stride=(kernel_size, 1, 1), bias=bias)
+        self.norm = get_norm_layer(norm, spatial_dims=3, channels=out_channels) if norm is not None else nn.Identity()
+        self.act = get_act_layer(act) if act is not None else nn.Identity()
+        self.register_buffer("accumulate", snake_accumulation_matrix(kernel_size), persistent=False)
+        self.register_buffer(
+            "kernel_steps", torch.arange(kernel_size, dtype=torch.long).reshape(1, kernel_size), persistent=False
+        )
+
+    def snake_offsets(self, x: torch.Tensor) -> torch.Tensor:
+        """Accumulated snake offsets ``(B, 2, K, D, H, W)`` in voxels; index 1 selects the perpendicular axis."""
+        b = x.shape[0]
+        k = self.kernel_size
+        raw = torch.tanh(self.offset_norm(self.offset_conv(x)))
+        raw = raw.reshape(b, 2, k, x.shape[2], x.shape[3], x.shape[4])
+        cum = torch.einsum("kj,bpjdhw->bpkdhw", self.accumulate.to(raw.dtype), raw)
+        return cum * self.extend_scope
+
+    def sample(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """Snake samples of ``x`` in the axis-first layout.
+
+        Args:
+            x: input ``(B, C, D, H, W)``.
+            offsets: accumulated offsets ``(B, 2, K, D, H, W)``.
+
+        Returns:
+            samples ``(B, A, K, C, P0, P1)``: ``A`` the kernel axis, ``P0``/``P1`` the perpendicular axes.
+        """
+        k = self.kernel_size
+        c = k // 2
+        xa = x.permute(self.to_axis_first)  # (B, C, A, P0, P1)
+        b, ch, a, p0, p1 = xa.shape
+        oa = offsets.permute([0, 1, 2, self.to_axis_first[2] + 1, self.to_axis_first[3] + 1, self.to_axis_first[4] + 1])
+
+        # K shifted copies of every plane along the kernel axis, zero outside the volume.
+        padded = F.pad(xa.transpose(1, 2), (0, 0, 0, 0, 0, 0, c, c))  # (B, A + 2c, C, P0, P1)
+        steps = torch.arange(a, device=x.device, dtype=torch.long).reshape(a, 1) + self.kernel_steps.to(x.device)
+        planes = padded.index_select(1, steps.reshape(-1)).reshape(b * a * k, ch, p0, p1)
+
+        # Sampling positions across the kernel axis, normalised for grid_sample(align_corners=False).
+        oa = oa.permute(0, 3, 2, 4, 5, 1)  # (B, A, K, P0, P1, 2)
+        i0 = torch.arange(p0, device=x.device, dtype=oa.dtype).reshape(p0, 1)
+        i1 = torch.arange(p1, device=x.device, dtype=oa.dtype).reshape(1, p1)
+        g0 = (2.0 * (i0 + oa[..., 0]) + 1.0) / p0 - 1.0
+        g1 = (2.0 * (i1 + oa[..., 1]) + 1.0) / p1 - 1.0
+        grid = torch.stack((g1, g0), dim=-1).reshape(b * a * k, p0, p1, 2)
+        samples = F.grid_sample(planes, grid.to(planes.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+        return samples.reshape(b, a, k, ch, p0, p1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the snake convolution to ``x`` of shape ``(B, C, D, H, W)``."""
+        if x.dim() != 5:
+            raise ValueError(f"DSConv3D expects a (B, C, D, H, W) input, got shape {list(x.shape)}.")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"DSConv3D expects {self.in_channels} input channels, got shape {list(x.shape)}.")
+        samples = self.sample(x, self.snake_offsets(x))
+        b, a, k, ch, p0, p1 = samples.shape
+        # fusion weight (O, C, K, 1, 1) -> (O, K * C) to match the (K, C) sample order.
+        weight = self.fusion.weight.reshape(self.out_channels, ch, k).transpose(1, 2).reshape(self.out_channels, k * ch)
+        out = torch.matmul(weight.to(samples.dtype), samples.reshape(b, a, k * ch, p0 * p1))  # (B, A, O, P0 * P1)
+        if self.fusion.bias is not None:
+            out = out + self.fusion.bias.to(out.dtype).reshape(1, 1, self.out_channels, 1)
+        out = out.reshape(b, a, self.out_channels, p0, p1).transpose(1, 2)  # (B, O, A, P0, P1)
+        out = out.permute(self.from_axis_first).contiguous()
+        return self.act(self.norm(out))
