@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from .dsconv import DSConv3D, snake_accumulation_matrix
+from .neurolink_net import ConvNormAct, MultiViewBlock, NeuroLinkNet
 from .outputs import DIRECTION_CHANNELS, DISTANCE_CHANNELS, num_output_channels, split_outputs
 
 __all__ = [
-    "DSConv3D",
-    "snake_accumulation_matrix",
+    "ConvNormAct",
     "DIRECTION_CHANNELS",
     "DISTANCE_CHANNELS",
+    "DSConv3D",
+    "MultiViewBlock",
+    "NeuroLinkNet",
     "num_output_channels",
+    "snake_accumulation_matrix",
     "split_outputs",
 ]

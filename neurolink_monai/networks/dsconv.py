@@ -21,27 +21,30 @@ __all__ = ["DSConv3D", "snake_accumulation_matrix"]
 
 
 def snake_accumulation_matrix(kernel_size: int) -> torch.Tensor:
-    """Matrix ``M`` (K, K) that turns per-point offsets ``o`` into snake offsets ``M @ o``.
+    """Matrix ``M`` (K, K - 1) that turns per-point offsets ``o`` into snake offsets ``M @ o``.
 
-    With centre ``c = K // 2``: row ``c`` is zero (the centre never moves); for ``k > c`` row ``k`` sums
-    ``o[c + 1 .. k]``; for ``k < c`` it sums ``o[k .. c - 1]``. Each kernel point therefore sits at the accumulated
-    offset of the points between it and the centre, so the kernel bends continuously like a snake.
+    ``o`` holds one offset per non-centre kernel point, in kernel order with the centre ``c = K // 2`` left out
+    (the paper's centre offset never moves anything, so it is not predicted). Row ``c`` of ``M`` is zero: the centre
+    stays on the voxel. For ``k > c`` row ``k`` sums the offsets of points ``c + 1 .. k``; for ``k < c`` it sums those
+    of points ``k .. c - 1``. Each kernel point therefore sits at the accumulated offset of the points between it and
+    the centre, so the kernel bends continuously like a snake.
     """
     c = kernel_size // 2
-    m = torch.zeros(kernel_size, kernel_size)
+    full = torch.zeros(kernel_size, kernel_size)
     for k in range(kernel_size):
         if k > c:
-            m[k, c + 1 : k + 1] = 1.0
+            full[k, c + 1 : k + 1] = 1.0
         elif k < c:
-            m[k, k:c] = 1.0
-    return m
+            full[k, k:c] = 1.0
+    return torch.cat([full[:, :c], full[:, c + 1 :]], dim=1)
 
 
 class DSConv3D(nn.Module):
     """Dynamic snake convolution along one spatial axis of a ``(B, C, D, H, W)`` volume.
 
-    A 3x3x3 convolution predicts ``2K`` offsets (``K = kernel_size``) for the two axes perpendicular to ``axis``;
-    they are normalised and squashed by ``tanh``, accumulated outwards from the kernel centre
+    A 3x3x3 convolution predicts the offsets (``K = kernel_size``) for the two axes perpendicular to ``axis``:
+    ``2 (K - 1)`` channels, one per non-centre kernel point and axis (the centre offset of the paper's ``2K`` is never
+    used, so it is not computed). They are normalised and squashed by ``tanh``, accumulated outwards from the kernel centre
     (:func:`snake_accumulation_matrix`) and scaled by ``extend_scope``. Kernel point ``k`` of the output voxel ``p``
     samples the input at ``p + (k - K // 2)`` along ``axis`` (an exact integer step) and at ``p + offset_k`` across
     it, by bilinear interpolation in the perpendicular plane. A convolution of size ``K`` and stride ``K`` along
@@ -94,7 +97,11 @@ class DSConv3D(nn.Module):
             raise ValueError(f"kernel_size must be an odd int >= 3, got {kernel_size!r}.")
         if isinstance(axis, bool) or axis not in (0, 1, 2):
             raise ValueError(f"axis must be 0 (D), 1 (H) or 2 (W), got {axis!r}.")
-        if isinstance(extend_scope, bool) or not isinstance(extend_scope, (int, float)) or not math.isfinite(extend_scope):
+        if (
+            isinstance(extend_scope, bool)
+            or not isinstance(extend_scope, (int, float))
+            or not math.isfinite(extend_scope)
+        ):
             raise ValueError(f"extend_scope must be a finite number, got {extend_scope!r}.")
 
         self.in_channels = in_channels
@@ -104,18 +111,20 @@ class DSConv3D(nn.Module):
         self.extend_scope = float(extend_scope)
         # Permutation bringing `axis` right after the channel dim; the perpendicular axes keep their order.
         perp = [a for a in (0, 1, 2) if a != axis]
-        self.to_axis_first: list[int] = [0, 1, 2 + axis, 2 + perp[0], 2 + perp[1]]
-        self.from_axis_first: list[int] = [self.to_axis_first.index(i) for i in range(5)]
+        self.to_axis_first = [0, 1, 2 + axis, 2 + perp[0], 2 + perp[1]]
+        self.from_axis_first = [self.to_axis_first.index(i) for i in range(5)]
 
-        self.offset_conv = nn.Conv3d(in_channels, 2 * kernel_size, kernel_size=3, padding=1)
+        self.offset_conv = nn.Conv3d(in_channels, 2 * (kernel_size - 1), kernel_size=3, padding=1)
         self.offset_norm = (
-            get_norm_layer(offset_norm, spatial_dims=3, channels=2 * kernel_size)
+            get_norm_layer(offset_norm, spatial_dims=3, channels=2 * (kernel_size - 1))
             if offset_norm is not None
             else nn.Identity()
         )
         # Stored as the conv of size K and stride K along the kernel axis described by the paper;
         # applied as one matrix product over the (C, K) samples of each voxel.
-        self.fusion = nn.Conv3d(in_channels, out_channels, kernel_size=(kernel_size, 1, 1), stride=(kernel_size, 1, 1), bias=bias)
+        self.fusion = nn.Conv3d(
+            in_channels, out_channels, kernel_size=(kernel_size, 1, 1), stride=(kernel_size, 1, 1), bias=bias
+        )
         self.norm = get_norm_layer(norm, spatial_dims=3, channels=out_channels) if norm is not None else nn.Identity()
         self.act = get_act_layer(act) if act is not None else nn.Identity()
         self.register_buffer("accumulate", snake_accumulation_matrix(kernel_size), persistent=False)
@@ -128,7 +137,7 @@ class DSConv3D(nn.Module):
         b = x.shape[0]
         k = self.kernel_size
         raw = torch.tanh(self.offset_norm(self.offset_conv(x)))
-        raw = raw.reshape(b, 2, k, x.shape[2], x.shape[3], x.shape[4])
+        raw = raw.reshape(b, 2, k - 1, x.shape[2], x.shape[3], x.shape[4])
         cum = torch.einsum("kj,bpjdhw->bpkdhw", self.accumulate.to(raw.dtype), raw)
         return cum * self.extend_scope
 
@@ -160,7 +169,9 @@ class DSConv3D(nn.Module):
         g0 = (2.0 * (i0 + oa[..., 0]) + 1.0) / p0 - 1.0
         g1 = (2.0 * (i1 + oa[..., 1]) + 1.0) / p1 - 1.0
         grid = torch.stack((g1, g0), dim=-1).reshape(b * a * k, p0, p1, 2)
-        samples = F.grid_sample(planes, grid.to(planes.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+        samples = F.grid_sample(
+            planes, grid.to(planes.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
+        )
         return samples.reshape(b, a, k, ch, p0, p1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,8 +185,9 @@ class DSConv3D(nn.Module):
         # fusion weight (O, C, K, 1, 1) -> (O, K * C) to match the (K, C) sample order.
         weight = self.fusion.weight.reshape(self.out_channels, ch, k).transpose(1, 2).reshape(self.out_channels, k * ch)
         out = torch.matmul(weight.to(samples.dtype), samples.reshape(b, a, k * ch, p0 * p1))  # (B, A, O, P0 * P1)
-        if self.fusion.bias is not None:
-            out = out + self.fusion.bias.to(out.dtype).reshape(1, 1, self.out_channels, 1)
+        bias = self.fusion.bias
+        if bias is not None:
+            out = out + bias.to(out.dtype).reshape(1, 1, self.out_channels, 1)
         out = out.reshape(b, a, self.out_channels, p0, p1).transpose(1, 2)  # (B, O, A, P0, P1)
         out = out.permute(self.from_axis_first).contiguous()
         return self.act(self.norm(out))

@@ -1,0 +1,200 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""NeuroLinkNet: a 3D U-Net of multi-view snake-convolution blocks with direction and distance heads.
+
+References:
+    Yan H. et al., "Bridging Weak Signals in Neuronal Imaging with Morphology Learning", MICCAI 2024.
+    Qi Y. et al., "Dynamic Snake Convolution based on Topological Geometric Constraints for Tubular Structure
+    Segmentation", ICCV 2023 (the multi-view DSCNet block).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from torch import nn
+
+from .dsconv import DSConv3D
+from .outputs import DIRECTION_CHANNELS, DISTANCE_CHANNELS
+
+__all__ = ["ConvNormAct", "MultiViewBlock", "NeuroLinkNet"]
+
+DEFAULT_NORM = ("instance", {"affine": True})
+DEFAULT_ACT = ("leakyrelu", {"negative_slope": 0.1, "inplace": True})
+
+
+class ConvNormAct(nn.Sequential):
+    """``Conv3d(kernel_size, same padding) -> norm -> act`` on ``(B, C, D, H, W)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm, act, kernel_size: int = 3) -> None:
+        super().__init__(
+            nn.Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+            get_norm_layer(norm, spatial_dims=3, channels=out_channels),
+            get_act_layer(act),
+        )
+
+
+class MultiViewBlock(nn.Module):
+    """U-Net block that fuses four views of its input, as in DSCNet's 3D network.
+
+    With ``dsconv=True`` the first stage computes a standard 3x3x3 convolution and one :class:`DSConv3D` along each
+    of D, H and W, concatenates the four ``(B, out_channels, D, H, W)`` views and fuses them with a 1x1x1
+    convolution; a standard 3x3x3 convolution follows. With ``dsconv=False`` the snake views are left out, which
+    gives the classic double-convolution U-Net block of the same width: the ablation baseline.
+
+    Shapes: ``(B, in_channels, D, H, W)`` -> ``(B, out_channels, D, H, W)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        extend_scope: float,
+        dsconv: bool,
+        norm,
+        act,
+    ) -> None:
+        super().__init__()
+        self.dsconv = dsconv
+        self.standard = ConvNormAct(in_channels, out_channels, norm, act)
+        if dsconv:
+            self.snakes = nn.ModuleList(
+                [
+                    DSConv3D(
+                        in_channels, out_channels, kernel_size, axis=axis, extend_scope=extend_scope, norm=norm, act=act
+                    )
+                    for axis in (0, 1, 2)
+                ]
+            )
+            self.fuse = ConvNormAct(4 * out_channels, out_channels, norm, act, kernel_size=1)
+        else:
+            self.snakes = nn.ModuleList()
+            self.fuse = nn.Identity()
+        self.refine = ConvNormAct(out_channels, out_channels, norm, act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.standard(x)
+        if self.dsconv:
+            views = [y]
+            for snake in self.snakes:
+                views.append(snake(x))
+            y = self.fuse(torch.cat(views, dim=1))
+        return self.refine(y)
+
+
+class NeuroLinkNet(nn.Module):
+    """The NeuroLink segmentation network with morphology heads (Yan et al., MICCAI 2024).
+
+    A 3D U-Net with ``len(features)`` levels (max-pool down, transposed-conv up, skip concatenation) whose blocks are
+    :class:`MultiViewBlock`. Three 1x1x1 heads read the last decoder features:
+
+    - segmentation logits, ``out_channels`` channels;
+    - the neurite direction field, 3 channels ``(dir_z, dir_y, dir_x)`` along (D, H, W), unnormalised and learned
+      sign-invariantly (only the axis matters);
+    - the distance map, 1 channel, made non-negative by softplus.
+
+    The output is one tensor ``(B, out_channels + 4, D, H, W)`` with channels
+    ``[seg..., dir_z, dir_y, dir_x, dist]`` (``multitask=True``) or ``(B, out_channels, D, H, W)``
+    (``multitask=False``); :func:`neurolink_monai.networks.split_outputs` splits it. Any spatial size works: the
+    input is zero-padded to a multiple of ``2 ** (len(features) - 1)`` inside and the output cropped back.
+
+    Args:
+        spatial_dims: must be 3.
+        in_channels: image channels.
+        out_channels: segmentation channels (1 for a binary neurite mask, logits for sigmoid).
+        features: channels per level, e.g. ``(16, 32, 64, 128)``.
+        kernel_size: DSConv3D kernel points ``K`` (odd, >= 3).
+        extend_scope: DSConv3D offset scale.
+        dsconv: use the snake views; ``False`` gives the plain U-Net baseline of the same depth and width.
+        multitask: add the direction and distance heads.
+        norm: MONAI norm name or ``(name, args)``.
+        act: MONAI activation name or ``(name, args)``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 3,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        features: Sequence[int] = (16, 32, 64, 128),
+        kernel_size: int = 5,
+        extend_scope: float = 1.0,
+        dsconv: bool = True,
+        multitask: bool = True,
+        norm: tuple | str = DEFAULT_NORM,
+        act: tuple | str = DEFAULT_ACT,
+    ) -> None:
+        super().__init__()
+        if spatial_dims != 3:
+            raise ValueError(f"NeuroLinkNet is 3D only: spatial_dims must be 3, got {spatial_dims!r}.")
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        features = tuple(features)
+        if len(features) < 2 or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in features):
+            raise ValueError(f"features must hold at least two positive ints, got {features!r}.")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd int >= 3, got {kernel_size!r}.")
+        if (
+            isinstance(extend_scope, bool)
+            or not isinstance(extend_scope, (int, float))
+            or not math.isfinite(extend_scope)
+        ):
+            raise ValueError(f"extend_scope must be a finite number, got {extend_scope!r}.")
+
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.multitask = multitask
+        self.divisor = 2 ** (len(features) - 1)
+
+        def block(cin: int, cout: int) -> MultiViewBlock:
+            return MultiViewBlock(cin, cout, kernel_size, extend_scope, dsconv, norm, act)
+
+        self.encoders = nn.ModuleList([block(in_channels, features[0])])
+        for cin, cout in zip(features[:-1], features[1:]):
+            self.encoders.append(block(cin, cout))
+        self.ups = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for cdeep, cskip in zip(features[:0:-1], features[-2::-1]):
+            self.ups.append(nn.ConvTranspose3d(cdeep, cskip, kernel_size=2, stride=2))
+            self.decoders.append(block(2 * cskip, cskip))
+        self.seg_head = nn.Conv3d(features[0], out_channels, kernel_size=1)
+        heads = DIRECTION_CHANNELS + DISTANCE_CHANNELS if multitask else 0
+        self.morph_head = nn.Conv3d(features[0], heads, kernel_size=1) if multitask else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, D, H, W)`` -> ``(B, out_channels [+ 4], D, H, W)``; see the class docstring."""
+        if x.dim() != 5:
+            raise ValueError(f"NeuroLinkNet expects a (B, C, D, H, W) input, got shape {list(x.shape)}.")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"NeuroLinkNet expects {self.in_channels} input channels, got shape {list(x.shape)}.")
+        d, h, w = x.shape[2], x.shape[3], x.shape[4]
+        pad_d = (self.divisor - d % self.divisor) % self.divisor
+        pad_h = (self.divisor - h % self.divisor) % self.divisor
+        pad_w = (self.divisor - w % self.divisor) % self.divisor
+        if pad_d + pad_h + pad_w > 0:
+            x = F.pad(x, [0, pad_w, 0, pad_h, 0, pad_d])
+
+        skips: list[torch.Tensor] = []
+        y = x
+        for i, encoder in enumerate(self.encoders):
+            if i > 0:
+                skips.append(y)
+                y = F.max_pool3d(y, kernel_size=2)
+            y = encoder(y)
+        for i, (up, decoder) in enumerate(zip(self.ups, self.decoders)):
+            y = decoder(torch.cat([skips[len(skips) - 1 - i], up(y)], dim=1))
+
+        seg = self.seg_head(y)
+        if self.multitask:
+            morph = self.morph_head(y)
+            direction = morph[:, :3]
+            distance = F.softplus(morph[:, 3:])
+            out = torch.cat([seg, direction, distance], dim=1)
+        else:
+            out = seg
+        return out[:, :, :d, :h, :w]

@@ -1,0 +1,199 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neurolink_monai.networks import DSConv3D, snake_accumulation_matrix
+
+
+def loop_snake_conv(x: torch.Tensor, offsets: torch.Tensor, module: DSConv3D) -> np.ndarray:
+    """Plain, obviously correct DSConv3D output (no norm/act) by explicit loops, in float64.
+
+    ``offsets`` (B, 2, K, D, H, W) are the accumulated snake offsets across the kernel axis.
+    """
+    x = x.detach().double().numpy()
+    off = offsets.detach().double().numpy()
+    weight = module.fusion.weight.detach().double().numpy()[:, :, :, 0, 0]  # (O, C, K)
+    bias = module.fusion.bias.detach().double().numpy()
+    b_n, c_n = x.shape[:2]
+    shape = x.shape[2:]
+    k_n = module.kernel_size
+    centre = k_n // 2
+    axis = module.axis
+    perp = [a for a in (0, 1, 2) if a != axis]
+
+    def value(b, c, idx):
+        if all(0 <= idx[i] < shape[i] for i in range(3)):
+            return x[b, c, idx[0], idx[1], idx[2]]
+        return 0.0
+
+    out = np.zeros((b_n, weight.shape[0]) + shape)
+    for b in range(b_n):
+        for p in np.ndindex(*shape):
+            samples = np.zeros((c_n, k_n))
+            for k in range(k_n):
+                pos = [float(v) for v in p]
+                pos[axis] = p[axis] + (k - centre)
+                pos[perp[0]] = p[perp[0]] + off[b, 0, k][p]
+                pos[perp[1]] = p[perp[1]] + off[b, 1, k][p]
+                f0, f1 = math.floor(pos[perp[0]]), math.floor(pos[perp[1]])
+                t0, t1 = pos[perp[0]] - f0, pos[perp[1]] - f1
+                for c in range(c_n):
+                    acc = 0.0
+                    for d0, w0 in ((0, 1 - t0), (1, t0)):
+                        for d1, w1 in ((0, 1 - t1), (1, t1)):
+                            idx = [0, 0, 0]
+                            idx[axis] = int(pos[axis])
+                            idx[perp[0]] = f0 + d0
+                            idx[perp[1]] = f1 + d1
+                            acc += w0 * w1 * value(b, c, idx)
+                    samples[c, k] = acc
+            out[(b, slice(None)) + p] = np.einsum("ock,ck->o", weight, samples) + bias
+    return out
+
+
+def raw_layer(in_channels=2, out_channels=3, kernel_size=3, axis=0, **kwargs) -> DSConv3D:
+    torch.manual_seed(0)
+    return DSConv3D(in_channels, out_channels, kernel_size, axis=axis, norm=None, act=None, **kwargs)
+
+
+def test_accumulation_matrix_semantics():
+    o = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])  # K = 9: offsets of points 0..3 and 5..8
+    cum = snake_accumulation_matrix(9) @ o
+    # centre 4 stays; 5 -> o5; 6 -> o5 + o6; ...; 3 -> o3; 2 -> o2 + o3; 0 -> o0 + o1 + o2 + o3
+    np.testing.assert_allclose(cum.numpy(), [10.0, 9.0, 7.0, 4.0, 0.0, 5.0, 11.0, 18.0, 26.0])
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5, 9])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_matches_loop_reference(axis, kernel_size):
+    layer = raw_layer(kernel_size=kernel_size, axis=axis, extend_scope=1.5).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():  # large offsets so that samples cross voxels and leave the volume
+        layer.offset_conv.weight.mul_(20.0)
+    x = torch.randn(2, 2, 4, 5, 6)
+    with torch.no_grad():
+        offsets = layer.snake_offsets(x)
+        out = layer(x)
+    assert offsets.abs().max() > 1.0
+    expected = loop_snake_conv(x, offsets, layer)
+    np.testing.assert_allclose(out.double().numpy(), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_zero_offsets_is_1d_conv_along_axis(axis):
+    layer = raw_layer(in_channels=3, out_channels=4, kernel_size=5, axis=axis)
+    with torch.no_grad():
+        layer.offset_conv.weight.zero_()
+        layer.offset_conv.bias.zero_()
+    x = torch.randn(2, 3, 6, 7, 8)
+    kernel_shape = [1, 1, 1]
+    kernel_shape[axis] = 5
+    padding = [0, 0, 0]
+    padding[axis] = 2
+    weight = layer.fusion.weight.reshape(4, 3, *kernel_shape)
+    expected = F.conv3d(x, weight, layer.fusion.bias, padding=padding)
+    torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_samples_outside_volume_read_zero():
+    # Offsets pushed 100 voxels out of the plane: every non-centre kernel point reads 0 (zero extension),
+    # so the output is the centre tap alone.
+    layer = raw_layer(in_channels=2, out_channels=2, kernel_size=3, axis=2, extend_scope=100.0, offset_norm=None)
+    with torch.no_grad():
+        layer.offset_conv.weight.zero_()
+        layer.offset_conv.bias.fill_(10.0)  # tanh(10) ~ 1
+    x = torch.randn(1, 2, 3, 4, 5)
+    centre = layer.fusion.weight[:, :, 1, 0, 0]
+    expected = torch.einsum("oc,bcdhw->bodhw", centre, x) + layer.fusion.bias.reshape(1, 2, 1, 1, 1)
+    torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_reach_offset_branch():
+    layer = DSConv3D(2, 4, kernel_size=9, axis=1)
+    x = torch.randn(2, 2, 6, 10, 7, requires_grad=True)
+    layer(x).square().mean().backward()
+    assert layer.offset_conv.weight.grad is not None
+    assert torch.isfinite(layer.offset_conv.weight.grad).all()
+    assert layer.offset_conv.weight.grad.abs().sum() > 0
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 5, 1), (3, 1, 7), (5, 6, 7), (2, 9, 4)])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_any_spatial_size(shape, axis):
+    layer = DSConv3D(3, 2, kernel_size=5, axis=axis, norm=("group", {"num_groups": 1})).eval()
+    x = torch.randn(1, 3, *shape)
+    y = layer(x)
+    assert y.shape == (1, 2, *shape)
+    assert torch.isfinite(y).all()
+
+
+def test_deterministic_in_eval_mode():
+    layer = DSConv3D(2, 3, kernel_size=5).eval()
+    x = torch.randn(2, 2, 5, 6, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), layer(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_cpu(dtype):
+    layer = DSConv3D(4, 4, kernel_size=5, axis=0).eval()
+    x = torch.randn(1, 4, 6, 8, 8)
+    with torch.no_grad():
+        ref = layer(x)
+        try:
+            with torch.autocast("cpu", dtype=dtype):
+                y = layer(x)
+        except RuntimeError as err:  # some CPU builds lack half kernels
+            pytest.skip(f"autocast {dtype} unsupported on this CPU build: {err}")
+    assert y.shape == ref.shape and torch.isfinite(y).all()
+    torch.testing.assert_close(y.float(), ref, atol=0.1, rtol=0.1)
+
+
+def test_torchscript_matches_eager():
+    layer = DSConv3D(2, 3, kernel_size=5, axis=2).eval()
+    scripted = torch.jit.script(layer)
+    x = torch.randn(1, 2, 4, 5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), layer(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    layer = DSConv3D(2, 3, kernel_size=9, axis=0).eval()
+    x = torch.randn(1, 2, 8, 9, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(layer.cuda()(x.cuda()).cpu(), layer.cpu()(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"kernel_size": 4}, "kernel_size"),
+        ({"kernel_size": 1}, "kernel_size"),
+        ({"kernel_size": 3.0}, "kernel_size"),
+        ({"axis": 3}, "axis"),
+        ({"axis": -1}, "axis"),
+        ({"extend_scope": float("nan")}, "extend_scope"),
+        ({"extend_scope": float("inf")}, "extend_scope"),
+        ({"in_channels": 0}, "in_channels"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    args = {"in_channels": 2, "out_channels": 2, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        DSConv3D(**args)
+
+
+def test_bad_input_shapes():
+    layer = DSConv3D(2, 2, kernel_size=3)
+    with pytest.raises(ValueError, match=r"\(B, C, D, H, W\)"):
+        layer(torch.randn(2, 4, 4, 4))
+    with pytest.raises(ValueError, match="2 input channels"):
+        layer(torch.randn(1, 3, 4, 4, 4))

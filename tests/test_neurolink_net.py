@@ -1,0 +1,90 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.inferers import SlidingWindowInferer
+
+from neurolink_monai.networks import DSConv3D, NeuroLinkNet, num_output_channels, split_outputs
+
+SMALL = {"features": (4, 8, 16), "kernel_size": 3}
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 8), (7, 9, 13), (1, 5, 3), (12, 17, 10)])
+def test_any_input_size(shape):
+    net = NeuroLinkNet(**SMALL).eval()
+    with torch.no_grad():
+        y = net(torch.randn(2, 1, *shape))
+    assert y.shape == (2, 5, *shape)
+    parts = split_outputs(y, out_channels=1)
+    assert parts["seg"].shape == (2, 1, *shape)
+    assert parts["direction"].shape == (2, 3, *shape)
+    assert parts["distance"].shape == (2, 1, *shape)
+    assert (parts["distance"] >= 0).all()
+
+
+def test_single_task_and_channels():
+    net = NeuroLinkNet(in_channels=2, out_channels=3, multitask=False, **SMALL).eval()
+    with torch.no_grad():
+        y = net(torch.randn(1, 2, 8, 8, 8))
+    assert y.shape == (1, 3, 8, 8, 8)
+    assert num_output_channels(3, multitask=False) == 3
+    parts = split_outputs(y, out_channels=3)
+    assert parts["direction"] is None and parts["distance"] is None
+
+
+def test_plain_baseline_has_no_snakes_and_same_width():
+    snake = NeuroLinkNet(**SMALL)
+    plain = NeuroLinkNet(dsconv=False, **SMALL)
+    assert any(isinstance(m, DSConv3D) for m in snake.modules())
+    assert not any(isinstance(m, DSConv3D) for m in plain.modules())
+    widths = lambda net: [m.out_channels for m in net.modules() if isinstance(m, torch.nn.ConvTranspose3d)]
+    assert widths(snake) == widths(plain) == [8, 4]
+
+
+def test_backward_reaches_all_parameters():
+    net = NeuroLinkNet(**SMALL)
+    net(torch.randn(1, 1, 8, 8, 8)).square().mean().backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None]
+    assert not missing, missing
+
+
+def test_sliding_window_inferer():
+    net = NeuroLinkNet(**SMALL).eval()
+    inferer = SlidingWindowInferer(roi_size=(8, 16, 16), sw_batch_size=2, overlap=0.25)
+    with torch.no_grad():
+        y = inferer(torch.randn(1, 1, 11, 20, 30), net)
+    assert y.shape == (1, 5, 11, 20, 30)
+
+
+def test_torchscript_matches_eager():
+    net = NeuroLinkNet(**SMALL).eval()
+    scripted = torch.jit.script(net)
+    x = torch.randn(1, 1, 7, 9, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"spatial_dims": 2}, "spatial_dims"),
+        ({"kernel_size": 6}, "kernel_size"),
+        ({"features": (8,)}, "features"),
+        ({"in_channels": 0}, "in_channels"),
+        ({"extend_scope": float("nan")}, "extend_scope"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NeuroLinkNet(**{**SMALL, **kwargs})
+
+
+def test_bad_inputs():
+    net = NeuroLinkNet(**SMALL)
+    with pytest.raises(ValueError, match="1 input channels"):
+        net(torch.randn(1, 2, 8, 8, 8))
+    with pytest.raises(ValueError, match=r"\(B, C, D, H, W\)"):
+        net(torch.randn(1, 8, 8, 8))
+    with pytest.raises(ValueError, match="channels"):
+        split_outputs(torch.randn(1, 3, 4, 4, 4), out_channels=1)
