@@ -57,7 +57,7 @@ class DSConv3D(nn.Module):
     of a standard convolution. With all offsets zero the layer is a 1D convolution of size ``K`` along ``axis`` with
     zero padding ``K // 2``.
 
-    The implementation is vectorised over batch, voxels and kernel points: the input is gathered once into
+    The implementation is vectorised over batch, voxels and kernel points: the input is laid out once as
     ``K`` shifted copies along ``axis`` and sampled with a single 2D :func:`torch.nn.functional.grid_sample` call,
     then the fusion convolution runs as one matrix product. Index arithmetic stays inside ``grid_sample`` (int64),
     so volumes beyond 2^24 voxels are handled correctly.
@@ -128,9 +128,6 @@ class DSConv3D(nn.Module):
         self.norm = get_norm_layer(norm, spatial_dims=3, channels=out_channels) if norm is not None else nn.Identity()
         self.act = get_act_layer(act) if act is not None else nn.Identity()
         self.register_buffer("accumulate", snake_accumulation_matrix(kernel_size), persistent=False)
-        self.register_buffer(
-            "kernel_steps", torch.arange(kernel_size, dtype=torch.long).reshape(1, kernel_size), persistent=False
-        )
 
     def snake_offsets(self, x: torch.Tensor) -> torch.Tensor:
         """Accumulated snake offsets ``(B, 2, K, D, H, W)`` in voxels; index 1 selects the perpendicular axis."""
@@ -158,9 +155,8 @@ class DSConv3D(nn.Module):
         oa = offsets.permute([0, 1, 2, self.to_axis_first[2] + 1, self.to_axis_first[3] + 1, self.to_axis_first[4] + 1])
 
         # K shifted copies of every plane along the kernel axis, zero outside the volume.
-        padded = F.pad(xa.transpose(1, 2), (0, 0, 0, 0, 0, 0, c, c))  # (B, A + 2c, C, P0, P1)
-        steps = torch.arange(a, device=x.device, dtype=torch.long).reshape(a, 1) + self.kernel_steps.to(x.device)
-        planes = padded.index_select(1, steps.reshape(-1)).reshape(b * a * k, ch, p0, p1)
+        padded = F.pad(xa, [0, 0, 0, 0, c, c])  # (B, C, A + 2c, P0, P1)
+        planes = padded.unfold(2, k, 1).permute(0, 2, 5, 1, 3, 4).reshape(b * a * k, ch, p0, p1)
 
         # Sampling positions across the kernel axis, normalised for grid_sample(align_corners=False).
         oa = oa.permute(0, 3, 2, 4, 5, 1)  # (B, A, K, P0, P1, 2)
