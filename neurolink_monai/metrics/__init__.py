@@ -1,4 +1,63 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Evaluation metrics: voxel overlap, clDice, Betti errors, FFN skeleton continuity, Vaa3D neuron distance and
+node precision/recall, plus MONAI cumulative metrics and ignite handlers wrapping the mask metrics."""
+
 from __future__ import annotations
 
-__all__: list[str] = []
+from neurolink_monai.metrics.continuity import segment_labels, skeleton_continuity
+from neurolink_monai.metrics.cumulative import (
+    BettiErrorMetric,
+    ClDiceMetric,
+    PerImageMaskMetric,
+    SkeletonBreaksMetric,
+    SkeletonContinuityMetric,
+    VoxelPRFMetric,
+)
+from neurolink_monai.metrics.handlers import (
+    BettiErrorHandler,
+    ClDiceHandler,
+    SkeletonContinuityHandler,
+    VoxelPRFHandler,
+)
+from neurolink_monai.metrics.neuron_distance import SegmentDistanceIndex, neuron_distance, vaa3d_edge_samples
+from neurolink_monai.metrics.node_matching import node_prf
+from neurolink_monai.metrics.skeleton_graph import (
+    SkeletonGraph,
+    mask_skeleton,
+    resample_graph,
+    skeleton_to_graph,
+    subdivide_graph,
+    swc_to_graph,
+)
+from neurolink_monai.metrics.topology import betti_errors, betti_numbers
+from neurolink_monai.metrics.voxel import cldice, topology_precision_sensitivity, voxel_prf
+
+__all__ = [
+    "voxel_prf",
+    "cldice",
+    "topology_precision_sensitivity",
+    "betti_numbers",
+    "betti_errors",
+    "skeleton_continuity",
+    "segment_labels",
+    "neuron_distance",
+    "vaa3d_edge_samples",
+    "SegmentDistanceIndex",
+    "node_prf",
+    "SkeletonGraph",
+    "swc_to_graph",
+    "mask_skeleton",
+    "skeleton_to_graph",
+    "resample_graph",
+    "subdivide_graph",
+    "PerImageMaskMetric",
+    "VoxelPRFMetric",
+    "ClDiceMetric",
+    "BettiErrorMetric",
+    "SkeletonContinuityMetric",
+    "SkeletonBreaksMetric",
+    "VoxelPRFHandler",
+    "ClDiceHandler",
+    "BettiErrorHandler",
+    "SkeletonContinuityHandler",
+]
