@@ -1,4 +1,18 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Data for NeuroLink-MONAI: the synthetic weak-signal neuron dataset and MIP previews."""
+
 from __future__ import annotations
 
-__all__: list[str] = []
+from .preview import mip_preview, save_mip_png
+from .synthetic import SyntheticConfig, ensure_dataset, generate_dataset, generate_neuron, generate_sample, render_stack
+
+__all__ = [
+    "SyntheticConfig",
+    "ensure_dataset",
+    "generate_dataset",
+    "generate_neuron",
+    "generate_sample",
+    "mip_preview",
+    "render_stack",
+    "save_mip_png",
+]

@@ -1,4 +1,43 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Microscopy I/O: 3D TIFF stacks (ImageJ / OME-TIFF) and SWC neuron traces, plus MONAI reader and writer.
+
+Conventions: arrays are ``(D, H, W) = (z, y, x)``; spacing tuples are ``(z, y, x)``; SWC coordinates are voxel
+units, 0-based voxel centres, node ``(x, y, z)`` at ``array[round(z), round(y), round(x)]``.
+"""
+
 from __future__ import annotations
 
-__all__: list[str] = []
+from .swc import (
+    SWC_COLUMNS,
+    SWCError,
+    read_swc,
+    sort_swc,
+    swc_to_physical,
+    swc_to_voxel,
+    validate_swc,
+    write_swc,
+)
+from .tiff import TIFF_WRITE_DTYPES, TiffStackError, read_tiff_stack, read_tiff_stack_with_metadata, write_tiff_stack
+from .tiff_monai import TiffStackReader, TiffStackWriter, register_tiff_stack_io, spacing_from_affine
+
+register_tiff_stack_io()
+
+__all__ = [
+    "SWC_COLUMNS",
+    "SWCError",
+    "TIFF_WRITE_DTYPES",
+    "TiffStackError",
+    "TiffStackReader",
+    "TiffStackWriter",
+    "read_swc",
+    "read_tiff_stack",
+    "read_tiff_stack_with_metadata",
+    "register_tiff_stack_io",
+    "sort_swc",
+    "spacing_from_affine",
+    "swc_to_physical",
+    "swc_to_voxel",
+    "validate_swc",
+    "write_swc",
+    "write_tiff_stack",
+]

@@ -1,0 +1,91 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Maximum-intensity-projection previews of 3D stacks, with an optional translucent mask overlay, as PNG."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ._atomic import atomic_write_bytes
+
+__all__ = ["mip_preview", "save_mip_png"]
+
+
+def _as_volume(x, name: str) -> np.ndarray:
+    """``(D, H, W)`` numpy view of a numpy array or torch tensor shaped ``(D, H, W)`` or ``(1, D, H, W)``."""
+    if hasattr(x, "detach"):  # torch.Tensor / MetaTensor without importing torch here
+        x = x.detach().cpu().numpy()
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}.")
+    if x.ndim == 4 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 3:
+        raise ValueError(f"{name} must have shape (D, H, W) or (1, D, H, W), got {tuple(x.shape)}.")
+    if x.size == 0:
+        raise ValueError(f"{name} is empty, shape {tuple(x.shape)}.")
+    return x
+
+
+def mip_preview(
+    image,
+    mask=None,
+    percentiles: tuple[float, float] = (0.5, 99.8),
+    color: Sequence[int] = (255, 0, 255),
+    alpha: float = 0.4,
+) -> np.ndarray:
+    """Percentile-normalised maximum-intensity projection along D, with ``mask`` overlaid in a translucent colour.
+
+    Args:
+        image: ``(D, H, W)`` or ``(1, D, H, W)`` array or tensor, any real dtype.
+        mask: optional array of the same spatial shape; voxels ``> 0`` anywhere along D are tinted with ``color``.
+        percentiles: intensities of the projection mapped to black and white.
+        color: RGB of the overlay.
+        alpha: opacity of the overlay in ``[0, 1]``.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB image.
+    """
+    vol = _as_volume(image, "image")
+    lo_p, hi_p = percentiles
+    if not 0.0 <= lo_p < hi_p <= 100.0:
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles!r}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}.")
+    if len(color) != 3:
+        raise ValueError(f"color must be an RGB triple, got {color!r}.")
+    mip = vol.max(axis=0).astype(np.float64)
+    if not np.all(np.isfinite(mip)):
+        mip = np.nan_to_num(mip, nan=0.0, posinf=np.nanmax(mip[np.isfinite(mip)], initial=0.0), neginf=0.0)
+    lo, hi = np.percentile(mip, [lo_p, hi_p])
+    gray = np.clip((mip - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(mip)
+    rgb = np.repeat(gray[..., None] * 255.0, 3, axis=-1)
+    if mask is not None:
+        m = _as_volume(mask, "mask")
+        if m.shape != vol.shape:
+            raise ValueError(f"mask shape {tuple(m.shape)} differs from image shape {tuple(vol.shape)}.")
+        hit = (m > 0).any(axis=0)
+        rgb[hit] = (1.0 - alpha) * rgb[hit] + alpha * np.asarray(color, dtype=np.float64)
+    return np.rint(rgb).astype(np.uint8)
+
+
+def save_mip_png(path: str | os.PathLike, image, mask=None, **kwargs) -> Path:
+    """Write :func:`mip_preview` of ``image`` (and ``mask``) to ``path`` as PNG, atomically; returns the path.
+
+    The PNG is written to a temporary file in the destination folder, then moved over ``path`` with ``os.replace``,
+    so readers never see a half-written file. ``kwargs`` go to :func:`mip_preview`.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"preview path must end with .png, got {str(path)!r}.")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder of the preview {str(path)!r} does not exist.")
+    rgb = mip_preview(image, mask, **kwargs)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())
