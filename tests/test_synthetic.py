@@ -300,14 +300,7 @@ def test_label_is_the_project_rasterisation_of_the_swc():
     "spacing",
     [
         (1.0, 1.0, 1.0),
-        pytest.param(
-            (3.0, 1.0, 1.0),
-            marks=pytest.mark.xfail(
-                reason="SWCToMask's min_radius (1 x-voxel) is below half a z voxel when z is coarser: thin anisotropic "
-                "neurites lose node voxels and break apart; to be fixed in the shared rasteriser",
-                strict=False,
-            ),
-        ),
+        (3.0, 1.0, 1.0),
     ],
 )
 def test_label_holds_every_node_voxel(spacing):
