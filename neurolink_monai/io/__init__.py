@@ -7,6 +7,7 @@ units, 0-based voxel centres, node ``(x, y, z)`` at ``array[round(z), round(y), 
 
 from __future__ import annotations
 
+from .atomic import atomic_output, atomic_write_bytes, atomic_write_text
 from .swc import (
     SWC_COLUMNS,
     SWCError,
@@ -40,4 +41,7 @@ __all__ = [
     "validate_swc",
     "write_swc",
     "write_tiff_stack",
+    "atomic_output",
+    "atomic_write_bytes",
+    "atomic_write_text",
 ]

@@ -21,11 +21,12 @@ In memory an SWC is a float64 ``np.ndarray`` of shape ``(N, 7)`` with the column
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_write_text
 
 __all__ = [
     "SWC_COLUMNS",
@@ -250,21 +251,8 @@ def write_swc(
     floats = arr[:, 2:6].tolist()
     for (i, t, p), (x, y, z, r) in zip(ints, floats):
         out_lines.append(f"{i} {t} {_format_float(x)} {_format_float(y)} {_format_float(z)} {_format_float(r)} {p}")
-    _atomic_write_text(path, "\n".join(out_lines) + "\n")
+    atomic_write_text(path, "\n".join(out_lines) + "\n")
     return path
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _spacing3(spacing: Sequence[float]) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import tifffile
+
+from .atomic import atomic_output
 
 __all__ = [
     "TiffStackError",
@@ -334,10 +335,7 @@ def write_tiff_stack(
         data, axes = np.ascontiguousarray(np.moveaxis(arr, 0, 1)), "ZCYX"  # ImageJ hyperstack order
     else:
         data, axes = np.ascontiguousarray(arr), "ZYX"
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tif.tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".tif.tmp") as tmp:
         tifffile.imwrite(
             tmp,
             data,
@@ -346,9 +344,4 @@ def write_tiff_stack(
             metadata={"axes": axes, "spacing": sz, "unit": unit},
             compression=compression,
         )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

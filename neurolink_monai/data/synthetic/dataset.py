@@ -29,7 +29,7 @@ import numpy as np
 
 from ... import __version__
 from ...io import sort_swc, write_swc, write_tiff_stack
-from .._atomic import atomic_write_bytes
+from ...io.atomic import atomic_write_bytes
 from ..preview import save_mip_png
 from .config import SyntheticConfig
 from .morphology import check_shape, concatenate_swc, generate_crossing_fibres, generate_neuron
