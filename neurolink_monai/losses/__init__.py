@@ -1,4 +1,23 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Losses of NeuroLink (Yan et al., MICCAI 2024): the morphology continuity loss, the multi-task NeuroLink loss,
+the label thinning they rely on, and the ignite glue that logs each loss term."""
+
 from __future__ import annotations
 
-__all__: list[str] = []
+from .centreline import CentrelineGraph, build_centreline_graph, label_centreline
+from .continuity import MorphologyContinuityLoss
+from .handlers import LossTermsHandler, from_loss_terms
+from .neurolink import STACKED_TARGET_CHANNELS, NeuroLinkLoss
+from .thinning import thin_curves
+
+__all__ = [
+    "CentrelineGraph",
+    "LossTermsHandler",
+    "MorphologyContinuityLoss",
+    "NeuroLinkLoss",
+    "STACKED_TARGET_CHANNELS",
+    "build_centreline_graph",
+    "from_loss_terms",
+    "label_centreline",
+    "thin_curves",
+]
