@@ -1,4 +1,37 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Direction-guided tracing: probability (+ direction, distance) maps -> SWC reconstructions.
+
+:func:`trace_swc` is the function, :class:`TraceSWC` / :class:`TraceSWCd` the MONAI post-processing transforms,
+and ``python -m neurolink_monai.tracing PROB.tif --output OUT.swc`` the command line.
+"""
+
 from __future__ import annotations
 
-__all__: list[str] = []
+from .bridging import Bridge, BridgeParams, BridgeResult, bridge_gaps
+from .endpoints import endpoint_directions, extend_tips
+from .pruning import prune_spurs
+from .skeleton_graph import VoxelGraph, neighbour_edges, skeleton_voxels, spanning_forest
+from .trace import TraceConfig, trace_swc, trace_with_config
+from .transforms import TraceSWC, TraceSWCd
+from .trees import forest_to_swc, skeleton_radius
+
+__all__ = [
+    "trace_swc",
+    "trace_with_config",
+    "TraceConfig",
+    "TraceSWC",
+    "TraceSWCd",
+    "VoxelGraph",
+    "skeleton_voxels",
+    "neighbour_edges",
+    "spanning_forest",
+    "prune_spurs",
+    "endpoint_directions",
+    "extend_tips",
+    "bridge_gaps",
+    "Bridge",
+    "BridgeParams",
+    "BridgeResult",
+    "forest_to_swc",
+    "skeleton_radius",
+]

@@ -1,0 +1,147 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Tracing scores on the real DIADEM OP stacks (OP_1..3 with their manual gold SWCs).
+
+Rows printed per stack:
+
+* ``floor``: trace the mask rasterised from the gold SWC (SWCToMask on the stack's grid and spacing); what the
+  tracer alone loses, i.e. the best the whole pipeline can score with these metrics;
+* ``floor+maps``: the same mask with the direction and distance targets made from the gold SWC (what a perfect
+  NeuroLink network would hand the tracer);
+* ``pipeline``: the whole pipeline from the image, when predictions are supplied, either as files
+  (``--prob-dir`` holding ``OP_k_prob.tif`` and optionally ``OP_k_direction.tif`` / ``OP_k_distance.tif``) or,
+  from Python, as a callable ``predict(image, spacing) -> {"prob": ..., "direction": ..., "distance": ...}``
+  passed to :func:`score_stacks`.
+
+Metrics, all in voxels of the stack (gold SWCs are in voxels): Vaa3D ESA / DSA / PDS (threshold 2 voxels), node
+precision / recall / F1 at ``--tolerance`` voxels (after resampling both trees at 1 voxel), the number of trees,
+and the recall of the first tree alone (the DIADEM metric reads only the first tree).
+
+Usage: python benchmarks/trace_real.py [--data ../shared/real/diadem_op_dev] [--prob-dir DIR] [--tolerance 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurolink_monai.io import read_swc, read_tiff_stack
+from neurolink_monai.metrics import neuron_distance, node_prf
+from neurolink_monai.tracing import trace_swc
+from neurolink_monai.transforms import SWCToMask, direction_map_from_swc, mask_distance_transform
+
+__all__ = ["score_trace", "score_stacks", "predictions_from_folder"]
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "real" / "diadem_op_dev"
+Predictor = Callable[[np.ndarray, tuple], dict[str, Any]]
+
+
+def score_trace(swc: np.ndarray, gold: np.ndarray, tolerance: float = 4.0) -> dict[str, float]:
+    """Scores of one trace against its gold SWC (voxel units); see the module docstring."""
+    if len(swc) == 0:
+        return {"ESA": float("nan"), "DSA": float("nan"), "PDS": 1.0, "P": 0.0, "R": 0.0, "F1": 0.0, "trees": 0}
+    nd = neuron_distance(swc, gold, threshold=2.0)
+    prf = node_prf(swc, gold, tolerance=tolerance)
+    roots = np.flatnonzero(swc[:, 6] == -1)
+    first = swc[: roots[1]] if len(roots) > 1 else swc
+    return {
+        "ESA": nd["ESA"],
+        "DSA": nd["DSA"],
+        "PDS": nd["PDS"],
+        "P": prf["precision"],
+        "R": prf["recall"],
+        "F1": prf["f1"],
+        "trees": len(roots),
+        "R_tree1": node_prf(first, gold, tolerance=tolerance)["recall"],
+    }
+
+
+def predictions_from_folder(folder: str | Path) -> Predictor:
+    """A predictor reading ``OP_k_prob.tif`` (and ``OP_k_direction.tif``, ``OP_k_distance.tif`` when present)."""
+    folder = Path(folder)
+
+    def predict(image: np.ndarray, spacing: tuple, name: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in ("prob", "direction", "distance"):
+            path = folder / f"{name}_{key}.tif"
+            if path.is_file():
+                out[key] = read_tiff_stack(path)[0]
+        if "prob" not in out:
+            raise FileNotFoundError(f"no {name}_prob.tif in {folder}")
+        return out
+
+    return predict
+
+
+def score_stacks(
+    data_dir: str | Path = DEFAULT_DATA,
+    predict: Predictor | None = None,
+    tolerance: float = 4.0,
+    stacks: Iterable[int] = (1, 2, 3),
+    threshold: float = 0.5,
+) -> list[dict[str, Any]]:
+    """Score the floor (and the pipeline, given ``predict``) on each OP stack; returns one dict per row."""
+    data_dir = Path(data_dir)
+    rows = []
+    for k in stacks:
+        name = f"OP_{k}"
+        image, spacing = read_tiff_stack(data_dir / f"{name}.tif")
+        gold = read_swc(data_dir / f"{name}.swc")
+        mask = SWCToMask(image.shape, spacing)(gold)[0].astype(bool)
+        inputs = {
+            "floor": {"prob": mask},
+            "floor+maps": {
+                "prob": mask,
+                "direction": direction_map_from_swc(gold, image.shape, spacing),
+                "distance": mask_distance_transform(mask, spacing),
+            },
+        }
+        if predict is not None:
+            try:
+                inputs["pipeline"] = predict(image, spacing, name)  # type: ignore[call-arg]
+            except TypeError:
+                inputs["pipeline"] = predict(image, spacing)
+        for label, maps in inputs.items():
+            start = time.perf_counter()
+            swc = trace_swc(
+                maps["prob"],
+                direction=maps.get("direction"),
+                distance=maps.get("distance"),
+                threshold=threshold,
+                spacing=spacing,
+            )
+            seconds = time.perf_counter() - start
+            rows.append({"stack": name, "input": label, "seconds": seconds, **score_trace(swc, gold, tolerance)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--prob-dir", type=Path, default=None, help="folder with OP_k_prob.tif (+ _direction, _distance)")
+    ap.add_argument("--tolerance", type=float, default=4.0)
+    ap.add_argument("--threshold", type=float, default=0.5)
+    args = ap.parse_args()
+    predict = predictions_from_folder(args.prob_dir) if args.prob_dir is not None else None
+    rows = score_stacks(args.data, predict, args.tolerance, threshold=args.threshold)
+    print(f"DIADEM OP stacks in {args.data}; node P/R/F1 at {args.tolerance:g} voxels, ESA/DSA/PDS at 2 voxels")
+    cols = ("ESA", "DSA", "PDS", "P", "R", "F1", "trees", "R_tree1", "seconds")
+    print(f"{'stack':6s} {'input':11s} " + " ".join(f"{c:>7s}" for c in cols))
+    for r in rows:
+        vals = " ".join(f"{r[c]:7d}" if c == "trees" else f"{r[c]:7.3f}" for c in cols)
+        print(f"{r['stack']:6s} {r['input']:11s} {vals}")
+    for label in dict.fromkeys(r["input"] for r in rows):
+        sel = [r for r in rows if r["input"] == label]
+        means = " ".join(
+            f"{np.mean([r[c] for r in sel]):7.1f}" if c == "trees" else f"{np.mean([r[c] for r in sel]):7.3f}"
+            for c in cols
+        )
+        print(f"{'mean':6s} {label:11s} {means}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Command line: trace a probability map (TIFF) into an SWC file.
+
+Example::
+
+    python -m neurolink_monai.tracing prob.tif --output neuron.swc --direction dir.tif --distance dist.tif
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import __version__
+from ..io import read_tiff_stack, write_swc
+from .trace import TraceConfig, check_root, check_spacing, trace_with_config
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m neurolink_monai.tracing``."""
+    d = TraceConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m neurolink_monai.tracing",
+        description=(
+            "Trace a 3D probability map (or mask) into an SWC reconstruction: skeletonise, prune spurs, bridge "
+            "gaps between endpoints that face each other (NeuroLink, Yan et al., MICCAI 2024), root one tree per "
+            "neuron and write radii from the distance map. Lengths are in in-plane (x) voxels, with the z/x "
+            "anisotropy of the spacing honoured."
+        ),
+    )
+    p.add_argument(
+        "prob",
+        type=Path,
+        help="(D, H, W) TIFF: probability in [0, 1] (float; uint8/uint16 scaled by their maximum) or a mask "
+        "(0/1, 0/255)",
+    )
+    p.add_argument("--output", "-o", type=Path, required=True, help="output .swc file (written atomically)")
+    p.add_argument(
+        "--root", nargs=3, type=float, metavar=("X", "Y", "Z"), help="root point in SWC x y z voxel coordinates"
+    )
+    p.add_argument("--direction", type=Path, help="(3, D, H, W) TIFF direction map, components z, y, x")
+    p.add_argument("--distance", type=Path, help="(D, H, W) TIFF distance map (EDT of the neurite, in x voxels)")
+    p.add_argument("--threshold", type=float, default=d.threshold, help="foreground threshold (default %(default)s)")
+    p.add_argument(
+        "--spacing",
+        nargs=3,
+        type=float,
+        metavar=("Z", "Y", "X"),
+        help="voxel size z y x (default: read from PROB's ImageJ/OME metadata, else 1 1 1)",
+    )
+    p.add_argument(
+        "--physical",
+        action="store_true",
+        help="write coordinates times the spacing (micrometres when the TIFF states them), radii times the x spacing",
+    )
+    p.add_argument("--max-gap", type=float, default=d.max_gap, help="longest gap to bridge, voxels (%(default)s)")
+    p.add_argument(
+        "--min-spur-length", type=float, default=d.min_spur_length, help="spur pruning length, voxels (%(default)s)"
+    )
+    p.add_argument(
+        "--min-component-length",
+        type=float,
+        default=d.min_component_length,
+        help="drop pieces shorter than this, voxels (%(default)s)",
+    )
+    p.add_argument(
+        "--min-facing-cos",
+        type=float,
+        default=d.min_facing_cos,
+        help="cosine both endpoint directions must exceed to bridge (%(default)s)",
+    )
+    p.add_argument(
+        "--no-side-bridges", action="store_true", help="only bridge end to end, never an end to a neurite's side"
+    )
+    p.add_argument("--single-tree", action="store_true", help="keep only the rooted (else the largest) tree")
+    p.add_argument("--no-extend-tips", action="store_true", help="do not walk endpoints on to the neurite tips")
+    p.add_argument("--version", action="version", version=f"neurolink_monai {__version__}")
+    return p
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 on success, 2 on bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    def fail(message: str) -> int:
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+        return 2  # pragma: no cover
+
+    inputs = [q for q in (args.prob, args.direction, args.distance) if q is not None]
+    for q in inputs:
+        if q.resolve() == args.output.resolve() or _same_file(q, args.output):
+            return fail(f"--output {args.output} is the input file {q}; refusing to overwrite an input.")
+    out_dir = args.output.parent if str(args.output.parent) else Path(".")
+    if not out_dir.is_dir():
+        return fail(f"--output {args.output}: the folder {out_dir} does not exist.")
+    try:
+        config = TraceConfig(
+            threshold=args.threshold,
+            max_gap=args.max_gap,
+            min_spur_length=args.min_spur_length,
+            min_component_length=args.min_component_length,
+            min_facing_cos=args.min_facing_cos,
+            bridge_to_side=not args.no_side_bridges,
+            single_tree=args.single_tree,
+            extend_tips=not args.no_extend_tips,
+        )
+        prob, file_spacing = read_tiff_stack(args.prob)
+        spacing = check_spacing(args.spacing, "--spacing") if args.spacing is not None else file_spacing
+        direction = None if args.direction is None else read_tiff_stack(args.direction)[0]
+        distance = None if args.distance is None else read_tiff_stack(args.distance)[0]
+        root = None
+        if args.root is not None:
+            shape = prob.shape[-3:]
+            root = check_root(args.root, shape, f"--root for {args.prob} (shape (D, H, W) = {tuple(shape)})")
+            root = root[::-1]  # back to (x, y, z)
+        swc = trace_with_config(
+            prob,
+            direction,
+            distance,
+            root=root,
+            spacing=spacing,
+            physical_units=args.physical,
+            config=config,
+            names=(str(args.prob), str(args.direction), str(args.distance)),
+        )
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        return fail(str(e))
+    units = "physical (voxel coordinate * spacing)" if args.physical else "voxels (0-based, x->W, y->H, z->D)"
+    header = [
+        f"traced by neurolink_monai {__version__} (python -m neurolink_monai.tracing) from {args.prob}",
+        f"direction: {args.direction}, distance: {args.distance}, root: {args.root}",
+        f"units: {units}; spacing (z, y, x): {tuple(spacing)}",
+        "parameters: " + ", ".join(f"{k}={v}" for k, v in vars(config).items()),
+    ]
+    write_swc(args.output, swc, header=header)
+    n_trees = int((swc[:, 6] == -1).sum()) if len(swc) else 0
+    if len(swc) == 0:
+        print(
+            f"warning: nothing in {args.prob} reaches threshold {args.threshold}; wrote an empty SWC.", file=sys.stderr
+        )
+    print(f"wrote {args.output}: {len(swc)} nodes in {n_trees} tree(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

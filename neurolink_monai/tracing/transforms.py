@@ -1,0 +1,151 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""MONAI transforms that trace an SWC from a probability map, for the inference post-processing chain."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Transform
+from monai.utils import ensure_tuple
+
+from ..io import spacing_from_affine
+from .trace import TraceConfig, check_spacing, trace_with_config
+
+__all__ = ["TraceSWC", "TraceSWCd"]
+
+
+def _source(img: Any, fallback: str) -> str:
+    """The file a MetaTensor was loaded from (for error messages), else ``fallback``."""
+    if isinstance(img, MetaTensor):
+        name = img.meta.get("filename_or_obj")
+        if name:
+            return f"{fallback} ({name})"
+    return fallback
+
+
+class TraceSWC(Transform):
+    """Trace a channel-first probability map ``(1, D, H, W)`` into an SWC array (see
+    :func:`~neurolink_monai.tracing.trace_swc`), optionally guided by NeuroLink's direction ``(3, D, H, W)`` and
+    distance ``(1, D, H, W)`` outputs (Yan et al., MICCAI 2024).
+
+    Args:
+        threshold: foreground threshold in (0, 1].
+        root: optional root in SWC ``(x, y, z)`` voxel coordinates.
+        spacing: voxel size ``(z, y, x)``; None takes it from a MetaTensor input's affine when there is one.
+        physical_units: return physical coordinates (needs a spacing from the argument or the affine).
+        kwargs: further :class:`~neurolink_monai.tracing.TraceConfig` fields (``max_gap``, ``min_spur_length``...).
+
+    Returns (from ``__call__``):
+        ``(N, 7)`` float64 SWC array (voxel units unless ``physical_units``), parents before children.
+    """
+
+    def __init__(
+        self,
+        threshold: float = TraceConfig.threshold,
+        root: Sequence[float] | None = None,
+        spacing: Sequence[float] | None = None,
+        physical_units: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        unknown = sorted(set(kwargs) - set(TraceConfig.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"unknown tracing parameters {unknown}; known: {sorted(TraceConfig.__dataclass_fields__)}.")
+        self.config = TraceConfig(threshold=threshold, **kwargs)
+        self.root = None if root is None else tuple(float(v) for v in root)
+        self.spacing = None if spacing is None else check_spacing(spacing)
+        self.physical_units = bool(physical_units)
+
+    def _spacing(self, img: Any) -> tuple[float, float, float] | None:
+        if self.spacing is not None:
+            return self.spacing
+        if isinstance(img, MetaTensor) and "affine" in img.meta:
+            try:
+                return spacing_from_affine(img.affine)
+            except ValueError:
+                return None
+        return None
+
+    def __call__(
+        self, prob: Any, direction: Any | None = None, distance: Any | None = None, root: Sequence[float] | None = None
+    ) -> np.ndarray:
+        """Trace ``prob`` (``(1, D, H, W)`` or ``(D, H, W)``); ``root`` overrides the constructor's root."""
+        spacing = self._spacing(prob)
+        if self.physical_units and spacing is None:
+            raise ValueError(
+                f"{_source(prob, 'prob')}: physical_units=True but no spacing: pass spacing=(sz, sy, sx) or a "
+                "MetaTensor with an affine."
+            )
+        return trace_with_config(
+            prob,
+            direction,
+            distance,
+            root=self.root if root is None else root,
+            spacing=spacing,
+            physical_units=self.physical_units,
+            config=self.config,
+            names=(_source(prob, "prob"), _source(direction, "direction"), _source(distance, "distance")),
+        )
+
+
+class TraceSWCd(MapTransform):
+    """Dictionary version of :class:`TraceSWC`: traces ``data[key]`` and stores the SWC array under ``output_key``.
+
+    Args:
+        keys: key(s) of channel-first ``(1, D, H, W)`` probability maps (e.g. ``"pred"`` after a sigmoid).
+        direction_key: optional key of the ``(3, D, H, W)`` direction map (components z, y, x).
+        distance_key: optional key of the ``(1, D, H, W)`` distance map.
+        output_key: key(s) for the SWC arrays, one per key in ``keys``.
+        root_key: optional key holding a per-sample root ``(x, y, z)``; overrides ``root``.
+        allow_missing_keys: skip missing ``keys`` (and treat missing direction / distance / root keys as absent)
+            instead of raising ``KeyError``.
+        threshold, root, spacing, physical_units, kwargs: as in :class:`TraceSWC`.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        direction_key: Hashable | None = None,
+        distance_key: Hashable | None = None,
+        output_key: Hashable | Sequence[Hashable] = "swc",
+        root_key: Hashable | None = None,
+        threshold: float = TraceConfig.threshold,
+        root: Sequence[float] | None = None,
+        spacing: Sequence[float] | None = None,
+        physical_units: bool = False,
+        allow_missing_keys: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.tracer = TraceSWC(threshold=threshold, root=root, spacing=spacing, physical_units=physical_units, **kwargs)
+        self.direction_key = direction_key
+        self.distance_key = distance_key
+        self.root_key = root_key
+        out = ensure_tuple(output_key)
+        if len(out) != len(self.keys):
+            raise ValueError(
+                f"output_key must give one key per input key: {len(self.keys)} keys {list(self.keys)} but "
+                f"output_key={output_key!r}."
+            )
+        self.output_keys = out
+
+    def _optional(self, d: Mapping, key: Hashable | None) -> Any:
+        if key is None:
+            return None
+        if key not in d:
+            if self.allow_missing_keys:
+                return None
+            raise KeyError(f"Key `{key}` of transform `{type(self).__name__}` was missing in the data.")
+        return d[key]
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        direction = self._optional(d, self.direction_key)
+        distance = self._optional(d, self.distance_key)
+        root = self._optional(d, self.root_key)
+        for key, out_key in self.key_iterator(d, self.output_keys):
+            d[out_key] = self.tracer(d[key], direction, distance, root=root)
+        return d
