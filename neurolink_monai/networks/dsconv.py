@@ -17,7 +17,19 @@ from monai.networks.layers.factories import Act, Norm
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
-__all__ = ["DSConv3D", "snake_accumulation_matrix"]
+__all__ = ["DSConv3D", "check_snake_args", "snake_accumulation_matrix"]
+
+
+def check_snake_args(kernel_size: int, extend_scope: float, **channels: int) -> None:
+    """Raise ``ValueError`` naming the argument unless ``kernel_size`` is an odd int >= 3, ``extend_scope`` a finite
+    number and every keyword in ``channels`` a positive int."""
+    for name, value in channels.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd int >= 3, got {kernel_size!r}.")
+    if isinstance(extend_scope, bool) or not isinstance(extend_scope, (int, float)) or not math.isfinite(extend_scope):
+        raise ValueError(f"extend_scope must be a finite number, got {extend_scope!r}.")
 
 
 def snake_accumulation_matrix(kernel_size: int) -> torch.Tensor:
@@ -90,19 +102,11 @@ class DSConv3D(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be an odd int >= 3, got {kernel_size!r}.")
+        check_snake_args(
+            in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size, extend_scope=extend_scope
+        )
         if isinstance(axis, bool) or axis not in (0, 1, 2):
             raise ValueError(f"axis must be 0 (D), 1 (H) or 2 (W), got {axis!r}.")
-        if (
-            isinstance(extend_scope, bool)
-            or not isinstance(extend_scope, (int, float))
-            or not math.isfinite(extend_scope)
-        ):
-            raise ValueError(f"extend_scope must be a finite number, got {extend_scope!r}.")
 
         self.in_channels = in_channels
         self.out_channels = out_channels

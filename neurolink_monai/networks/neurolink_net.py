@@ -9,7 +9,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
-from .dsconv import DSConv3D
+from .dsconv import DSConv3D, check_snake_args
 from .outputs import DIRECTION_CHANNELS, DISTANCE_CHANNELS
 
 __all__ = ["ConvNormAct", "MultiViewBlock", "NeuroLinkNet"]
@@ -131,20 +130,12 @@ class NeuroLinkNet(nn.Module):
         super().__init__()
         if spatial_dims != 3:
             raise ValueError(f"NeuroLinkNet is 3D only: spatial_dims must be 3, got {spatial_dims!r}.")
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        check_snake_args(
+            in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size, extend_scope=extend_scope
+        )
         features = tuple(features)
         if len(features) < 2 or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in features):
             raise ValueError(f"features must hold at least two positive ints, got {features!r}.")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be an odd int >= 3, got {kernel_size!r}.")
-        if (
-            isinstance(extend_scope, bool)
-            or not isinstance(extend_scope, (int, float))
-            or not math.isfinite(extend_scope)
-        ):
-            raise ValueError(f"extend_scope must be a finite number, got {extend_scope!r}.")
 
         self.in_channels = in_channels
         self.out_channels = out_channels
