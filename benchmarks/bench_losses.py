@@ -27,7 +27,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
 from neurolink_monai.losses import MorphologyContinuityLoss, NeuroLinkLoss
-from neurolink_monai.losses.thinning import thin_curves
+from neurolink_monai.skeleton import thin_curves
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real" / "diadem_op_dev"
 

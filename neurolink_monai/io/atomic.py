@@ -17,6 +17,15 @@ __all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text"]
 
 
 def _umask() -> int:
+    # Linux states the umask in /proc: reading it leaves the process umask alone, whereas the os.umask round trip
+    # briefly sets it to 0 for every thread (a file another thread creates then would be world-writable)
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils import as_spacing
 from .atomic import atomic_write_text
 
 __all__ = [
@@ -255,16 +256,9 @@ def write_swc(
     return path
 
 
-def _spacing3(spacing: Sequence[float]) -> np.ndarray:
-    sp = np.asarray(spacing, dtype=np.float64).reshape(-1)
-    if sp.shape != (3,) or not np.all(np.isfinite(sp)) or (sp <= 0).any():
-        raise ValueError(f"spacing must be 3 positive finite numbers in (z, y, x) order, got {spacing!r}.")
-    return sp
-
-
 def swc_to_physical(swc: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Voxel-unit SWC -> physical units: ``x*sx, y*sy, z*sz`` and ``radius*sx``; ``spacing`` is ``(sz, sy, sx)``."""
-    sz, sy, sx = _spacing3(spacing)
+    sz, sy, sx = as_spacing(spacing)
     out = validate_swc(swc).copy()
     out[:, 2] *= sx
     out[:, 3] *= sy
@@ -275,7 +269,7 @@ def swc_to_physical(swc: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
 
 def swc_to_voxel(swc: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Physical-unit SWC -> voxel units, the inverse of :func:`swc_to_physical`."""
-    sz, sy, sx = _spacing3(spacing)
+    sz, sy, sx = as_spacing(spacing)
     out = validate_swc(swc).copy()
     out[:, 2] /= sx
     out[:, 3] /= sy

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from ..utils import as_spacing, count_nonfinite
 from .atomic import atomic_output
 
 __all__ = [
@@ -247,14 +248,10 @@ def read_tiff_stack_with_metadata(path: str | os.PathLike, check_finite: bool = 
     if data.dtype.byteorder == ">" or (data.dtype.byteorder == "=" and not np.little_endian):
         data = data.astype(data.dtype.newbyteorder("<"))
     czyx, has_channel = _to_czyx(data, axes, path)
-    if check_finite and czyx.dtype.kind == "f":
-        bad = ~np.isfinite(czyx)
-        if bad.any():
-            c, z, y, x = np.argwhere(bad)[0]
-            raise TiffStackError(
-                f"{path}: {int(bad.sum())} non-finite intensities (NaN/Inf), first at (c, z, y, x) = "
-                f"({c}, {z}, {y}, {x})."
-            )
+    if check_finite:
+        count, first = count_nonfinite(czyx)
+        if count:
+            raise TiffStackError(f"{path}: {count} non-finite intensities (NaN/Inf), first at (c, z, y, x) = {first}.")
     meta = {
         "spacing": tuple(float(s) for s in spacing),
         "spacing_unit": unit,
@@ -280,16 +277,6 @@ def read_tiff_stack(
     """
     czyx, meta = read_tiff_stack_with_metadata(path, check_finite=check_finite)
     return (czyx if meta["has_channel"] else czyx[0]), meta["spacing"]
-
-
-def _check_spacing(spacing: Sequence[float], where: str) -> tuple[float, float, float]:
-    try:
-        sp = tuple(float(s) for s in spacing)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: spacing must be 3 numbers (z, y, x), got {spacing!r}.") from e
-    if len(sp) != 3 or not all(np.isfinite(s) and s > 0 for s in sp):
-        raise ValueError(f"{where}: spacing must be 3 positive finite numbers (z, y, x), got {spacing!r}.")
-    return sp  # type: ignore[return-value]
 
 
 def write_tiff_stack(
@@ -328,9 +315,10 @@ def write_tiff_stack(
         raise ValueError(f"{path}: expected a (D, H, W) or (C, D, H, W) array, got shape {arr.shape}.")
     if arr.size == 0:
         raise ValueError(f"{path}: refusing to write an empty image of shape {arr.shape}.")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError(f"{path}: the array holds {int((~np.isfinite(arr)).sum())} non-finite values (NaN/Inf).")
-    sz, sy, sx = _check_spacing(spacing, str(path))
+    count, first = count_nonfinite(arr)
+    if count:
+        raise ValueError(f"{path}: the array holds {count} non-finite values (NaN/Inf), the first at index {first}.")
+    sz, sy, sx = (float(s) for s in as_spacing(spacing, where=str(path)))
     if arr.ndim == 4:
         data, axes = np.ascontiguousarray(np.moveaxis(arr, 0, 1)), "ZCYX"  # ImageJ hyperstack order
     else:

@@ -4,12 +4,11 @@ computed once per batch with numpy."""
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-from .thinning import thin_curves
+from ..skeleton import neighbour_table, thin_curves
 
 __all__ = ["CentrelineGraph", "build_centreline_graph", "label_centreline"]
 
@@ -43,31 +42,15 @@ class CentrelineGraph:
         return np.bincount(self.sample, minlength=self.batch_size)
 
 
-def _neighbour_offsets(ndim: int) -> np.ndarray:
-    """``(3**ndim - 1, ndim)`` integer offsets of the full-connectivity neighbourhood, centre excluded."""
-    offsets = [o for o in itertools.product((-1, 0, 1), repeat=ndim) if any(o)]
-    return np.asarray(offsets, dtype=np.int64)
-
-
 def _sample_graph(centreline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted flat indices and adjacency (local indices, padding ``K``) of one sample's centreline."""
-    spatial = centreline.shape
-    offsets = _neighbour_offsets(centreline.ndim)
     centre = np.argwhere(centreline)  # C-order, hence sorted flat indices
+    neighbours = neighbour_table(centre)
     k = centre.shape[0]
     if k == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, offsets.shape[0]), dtype=np.int64)
-    centre_flat = np.ravel_multi_index(centre.T, spatial).astype(np.int64)
-    # adjacency by binary search among the sorted indices: no full-size lookup volume is needed
-    neighbours = np.full((k, offsets.shape[0]), k, dtype=np.int64)
-    upper = np.asarray(spatial, dtype=np.int64)
-    for j, offset in enumerate(offsets):
-        coords = centre + offset
-        inside = np.all((coords >= 0) & (coords < upper), axis=1)
-        flat = np.ravel_multi_index(np.clip(coords, 0, upper - 1).T, spatial)
-        pos = np.minimum(np.searchsorted(centre_flat, flat), k - 1)
-        hit = inside & (centre_flat[pos] == flat)
-        neighbours[hit, j] = pos[hit]
+        return np.zeros(0, dtype=np.int64), neighbours
+    centre_flat = np.ravel_multi_index(centre.T, centreline.shape).astype(np.int64)
+    neighbours[neighbours < 0] = k
     return centre_flat, neighbours
 
 

@@ -37,7 +37,7 @@ class MorphologyContinuityLoss(_Loss):
     ``radius`` steps along the neurite?" and penalises dark answers. It is built from two morphological operations:
 
     1. **Thinning of the label** to its centreline :math:`S`: a topology-preserving curve thinning
-       (:func:`~neurolink_monai.losses.thinning.thin_curves`, directional and subfield-parallel after Lee et al.,
+       (:func:`~neurolink_monai.skeleton.thin_curves`, directional and subfield-parallel after Lee et al.,
        1994 and Saha et al., 1997), a one-voxel-wide 26-connected curve inside the label with one piece per
        connected component, computed once per batch on the label side (no gradient needed); or a given
        centreline, e.g. a rasterised SWC trace.

@@ -12,13 +12,7 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
-from neurolink_monai.metrics._validation import (
-    as_binary_mask,
-    as_positive_float,
-    as_spacing,
-    check_same_shape,
-    to_numpy,
-)
+from neurolink_monai.metrics._validation import as_binary_mask, check_same_shape
 from neurolink_monai.metrics.skeleton_graph import (
     SkeletonGraph,
     mask_skeleton,
@@ -26,6 +20,7 @@ from neurolink_monai.metrics.skeleton_graph import (
     subdivide_graph,
     swc_to_graph,
 )
+from neurolink_monai.utils import as_positive_float, as_spacing, to_numpy
 
 __all__ = ["skeleton_continuity", "segment_labels"]
 
@@ -73,9 +68,10 @@ def skeleton_continuity(
     Definitions implemented here:
 
     1. The gold skeleton is an SWC tree (voxel coordinates) or a gold mask that is skeletonised
-       (``skimage.morphology.skeletonize``) and linked into a forest of voxel centres. Every edge is subdivided
-       so that consecutive nodes are at most ``step`` voxels apart (:func:`subdivide_graph`, the polyline and its
-       length unchanged); each connected component is one gold tree (neuron).
+       (:func:`mask_skeleton`, topology-preserving curve thinning) and linked into a forest of voxel centres.
+       Every edge is subdivided so that consecutive nodes are at most ``step`` voxels apart
+       (:func:`subdivide_graph`, the polyline and its length unchanged); each connected component is one gold tree
+       (neuron).
     2. Each gold node takes the segment id of the voxel ``[round(z), round(y), round(x)]``: the 26-connected
        component of ``pred`` holding it, or 0 (background; also for nodes outside the image).
     3. A segment is *merging* when it holds nodes of two or more gold trees; ``merges`` = sum over segments of
@@ -107,7 +103,7 @@ def skeleton_continuity(
         ``erl_fraction`` and ``omitted_fraction`` are NaN when the gold skeleton has zero length.
     """
     step = as_positive_float(step, "step")
-    sp = as_spacing(spacing)
+    sp = as_spacing(spacing, allow_none=True)
     labels = segment_labels(pred, instance_labels)
     graph = subdivide_graph(_gold_graph(gold, labels.shape, spacing), step)
 

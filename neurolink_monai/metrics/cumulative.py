@@ -11,10 +11,11 @@ from monai.metrics import CumulativeIterationMetric
 from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction
 
-from neurolink_monai.metrics._validation import as_binary_mask, as_positive_float, as_spacing
+from neurolink_monai.metrics._validation import as_binary_mask
 from neurolink_monai.metrics.continuity import skeleton_continuity
 from neurolink_monai.metrics.topology import betti_errors
 from neurolink_monai.metrics.voxel import topology_precision_sensitivity, voxel_prf
+from neurolink_monai.utils import as_positive_float, as_spacing
 
 __all__ = [
     "PerImageMaskMetric",

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
-from neurolink_monai.metrics._validation import as_positive_float
 from neurolink_monai.metrics.skeleton_graph import SkeletonGraph, swc_to_graph
+from neurolink_monai.utils import as_positive_float
 
 __all__ = ["neuron_distance", "SegmentDistanceIndex", "vaa3d_edge_samples"]
 

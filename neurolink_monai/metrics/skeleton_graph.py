@@ -4,7 +4,6 @@ and resampling it to a fixed step along its unbranched sections."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from collections.abc import Sequence
@@ -14,14 +13,12 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
-from skimage.morphology import skeletonize
 
-from neurolink_monai.metrics._validation import as_binary_mask, as_positive_float, as_spacing, to_numpy
+from neurolink_monai.metrics._validation import as_binary_mask
+from neurolink_monai.skeleton import connected_components, edge_lengths, neighbour_pairs, node_degrees, thin_curves
+from neurolink_monai.utils import as_positive_float, as_spacing, to_numpy
 
 __all__ = ["SkeletonGraph", "swc_to_graph", "mask_skeleton", "skeleton_to_graph", "resample_graph", "subdivide_graph"]
-
-# the 13 "forward" offsets of the 26-neighbourhood: each undirected voxel pair is visited once
-_FORWARD_OFFSETS = np.array([o for o in itertools.product((-1, 0, 1), repeat=3) if o > (0, 0, 0)], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -62,21 +59,15 @@ class SkeletonGraph:
 
     def edge_lengths(self, spacing: Sequence[float] | None = None) -> np.ndarray:
         """(E,) Euclidean edge lengths, in physical units when ``spacing`` (z, y, x) is given."""
-        delta = (self.points[self.edges[:, 1]] - self.points[self.edges[:, 0]]) * as_spacing(spacing)
-        return np.sqrt((delta * delta).sum(axis=1))
+        return edge_lengths(self.points, self.edges, None if spacing is None else as_spacing(spacing))
 
     def degrees(self) -> np.ndarray:
         """(N,) number of edges at each node."""
-        return np.bincount(self.edges.reshape(-1), minlength=self.num_nodes)
+        return node_degrees(self.edges, self.num_nodes)
 
     def components(self) -> tuple[int, np.ndarray]:
         """Connected components: ``(count, (N,) component index per node)``."""
-        return csgraph.connected_components(self._adjacency(), directed=False)
-
-    def _adjacency(self) -> sparse.csr_matrix:
-        n = self.num_nodes
-        ones = np.ones(len(self.edges), dtype=np.int8)
-        return sparse.csr_matrix((ones, (self.edges[:, 0], self.edges[:, 1])), shape=(n, n))
+        return connected_components(self.edges, self.num_nodes)
 
 
 def _load_swc(swc: Any, name: str) -> np.ndarray:
@@ -144,11 +135,11 @@ def swc_to_graph(swc: Any, name: str = "swc") -> SkeletonGraph:
 
 
 def mask_skeleton(mask: np.ndarray) -> np.ndarray:
-    """Bool skeleton of a bool (H, W) or (D, H, W) mask with ``skimage.morphology.skeletonize`` (Lee et al. 1994
-    thinning in 3D). Thinning can delete a tiny blob entirely (e.g. a 2x2x2 cube); the mask is then returned as
-    its own skeleton, so a non-empty mask always has a non-empty skeleton."""
-    skel = skeletonize(mask).astype(bool)
-    return skel if skel.any() or not mask.any() else mask.astype(bool)
+    """Bool skeleton of a bool (H, W) or (D, H, W) mask: its topology-preserving curve thinning
+    (:func:`neurolink_monai.skeleton.thin_curves`), one voxel wide, with one connected piece per connected
+    component of the mask, so a non-empty mask always has a non-empty skeleton and no neurite loses its centreline
+    (scikit-image's 3D ``skeletonize`` can delete even-width neurites and small blobs entirely)."""
+    return thin_curves(mask)
 
 
 def skeleton_to_graph(skeleton: Any, spacing: Sequence[float] | None = None) -> SkeletonGraph:
@@ -160,30 +151,17 @@ def skeleton_to_graph(skeleton: Any, spacing: Sequence[float] | None = None) -> 
     the skeleton loses one edge, so the result is always a forest.
 
     Args:
-        skeleton: (D, H, W) binary skeleton, e.g. from ``skimage.morphology.skeletonize``.
+        skeleton: (D, H, W) binary skeleton, e.g. from :func:`mask_skeleton`.
         spacing: voxel size (z, y, x) used for the edge weights; ``None`` for isotropic voxels.
     """
     mask = as_binary_mask(skeleton, "skeleton", ndims=(3,))
-    shape = np.asarray(mask.shape, dtype=np.int64)
-    linear = np.flatnonzero(mask)
-    coords = np.stack(np.unravel_index(linear, mask.shape), axis=1).astype(np.int64)
-    sp = as_spacing(spacing)
-    src_all, dst_all, w_all = [], [], []
-    for off in _FORWARD_OFFSETS:
-        nb = coords + off
-        inside = np.all((nb >= 0) & (nb < shape), axis=1)
-        nb_linear = np.ravel_multi_index(tuple(nb[inside].T), mask.shape) if inside.any() else np.empty(0, np.int64)
-        pos = np.searchsorted(linear, nb_linear)
-        found = pos < len(linear)
-        found[found] = linear[pos[found]] == nb_linear[found]
-        src_all.append(np.flatnonzero(inside)[found])
-        dst_all.append(pos[found])
-        w_all.append(np.full(int(found.sum()), float(np.sqrt(((off * sp) ** 2).sum()))))
-    src, dst, w = np.concatenate(src_all), np.concatenate(dst_all), np.concatenate(w_all)
-    n = len(linear)
-    if len(src) == 0:
+    coords = np.argwhere(mask).astype(np.int64)
+    pairs = neighbour_pairs(coords)
+    n = len(coords)
+    if len(pairs) == 0:
         return SkeletonGraph(points=coords.astype(np.float64), edges=np.empty((0, 2), np.int64))
-    mst = csgraph.minimum_spanning_tree(sparse.csr_matrix((w, (src, dst)), shape=(n, n))).tocoo()
+    w = edge_lengths(coords, pairs, as_spacing(spacing, allow_none=True))
+    mst = csgraph.minimum_spanning_tree(sparse.csr_matrix((w, (pairs[:, 0], pairs[:, 1])), shape=(n, n))).tocoo()
     return SkeletonGraph(points=coords.astype(np.float64), edges=np.stack([mst.row, mst.col], axis=1))
 
 

@@ -50,9 +50,11 @@ def voxel_prf(pred: Any, gold: Any) -> dict[str, float]:
 
 def topology_precision_sensitivity(pred: Any, gold: Any) -> tuple[float, float]:
     """The two halves of clDice (Shit et al., CVPR 2021): ``Tprec = |S(pred) & gold| / |S(pred)|`` and
-    ``Tsens = |S(gold) & pred| / |S(gold)|``, with ``S`` the skeleton from ``skimage.morphology.skeletonize``
-    (Lee et al. 1994 thinning in 3D). A non-empty mask whose skeleton thins away entirely is used as its own
-    skeleton. Two empty masks give (1.0, 1.0); one empty mask gives 0.0 for the undefined half.
+    ``Tsens = |S(gold) & pred| / |S(gold)|``, with ``S`` the skeleton :func:`mask_skeleton`, a topology-preserving
+    curve thinning (:func:`neurolink_monai.skeleton.thin_curves`): one voxel wide, inside the mask, one connected
+    piece per connected component, so no neurite is left without skeleton whatever its width (scikit-image's 3D
+    ``skeletonize`` deletes some even-width neurites, which would make them invisible to Tsens and Tprec). Two
+    empty masks give (1.0, 1.0); one empty mask gives 0.0 for the undefined half.
 
     Args:
         pred: binary (H, W) or (D, H, W) mask.

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..io import swc_to_physical
+from ..utils import as_spacing, count_nonfinite, to_numpy
 from .bridging import BridgeParams, bridge_gaps
 from .endpoints import extend_tips as _extend_tips
 from .pruning import prune_spurs
@@ -96,24 +97,19 @@ class TraceConfig:
 
 
 def _to_numpy(x: Any, name: str) -> np.ndarray:
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor / MetaTensor
-        x = x.detach().cpu().numpy()
-    if not isinstance(x, np.ndarray):
-        try:
-            x = np.asarray(x)
-        except Exception as e:
-            raise TypeError(f"{name}: expected an array or tensor, got {type(x).__name__}.") from e
+    try:
+        x = to_numpy(x)
+    except Exception as e:
+        raise TypeError(f"{name}: expected an array or tensor, got {type(x).__name__}.") from e
     if x.dtype == object or x.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected boolean, integer or float values, got dtype {x.dtype}.")
     return x
 
 
 def _check_finite(x: np.ndarray, name: str) -> None:
-    if x.dtype.kind == "f":
-        bad = ~np.isfinite(x)
-        if bad.any():
-            where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"{name}: {int(bad.sum())} non-finite values (NaN/Inf), the first at index {where}.")
+    count, first = count_nonfinite(x)
+    if count:
+        raise ValueError(f"{name}: {count} non-finite values (NaN/Inf), the first at index {first}.")
 
 
 def as_probability(prob: Any, name: str = "prob") -> np.ndarray:
@@ -211,14 +207,13 @@ def check_root(root: Any, shape: Sequence[int], name: str = "root") -> np.ndarra
 
 
 def check_spacing(spacing: Any, name: str = "spacing") -> tuple[float, float, float]:
-    """Validate a voxel spacing ``(z, y, x)``: three positive finite numbers."""
-    try:
-        sp = np.asarray(spacing, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{name} must be 3 numbers (z, y, x), got {spacing!r}.") from e
-    if sp.shape != (3,) or not np.isfinite(sp).all() or (sp <= 0).any():
-        raise ValueError(f"{name} must be 3 positive finite numbers (z, y, x), got {spacing!r}.")
-    return float(sp[0]), float(sp[1]), float(sp[2])
+    """Validate a voxel spacing ``(z, y, x)``: three positive finite numbers (:func:`neurolink_monai.utils.as_spacing`).
+
+    Raises:
+        ValueError: anything else, the message naming ``name`` and showing the value.
+    """
+    sz, sy, sx = as_spacing(spacing, name)
+    return float(sz), float(sy), float(sx)
 
 
 def trace_swc(

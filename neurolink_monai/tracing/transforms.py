@@ -13,18 +13,15 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import ensure_tuple
 
 from ..io import spacing_from_affine
+from ..utils import describe_source
 from .trace import TraceConfig, check_spacing, trace_with_config
 
 __all__ = ["TraceSWC", "TraceSWCd"]
 
 
 def _source(img: Any, fallback: str) -> str:
-    """The file a MetaTensor was loaded from (for error messages), else ``fallback``."""
-    if isinstance(img, MetaTensor):
-        name = img.meta.get("filename_or_obj")
-        if name:
-            return f"{fallback} ({name})"
-    return fallback
+    """``"fallback (file)"`` for a MetaTensor loaded from a file (for error messages), else ``fallback``."""
+    return describe_source(img, fallback, with_fallback=True)
 
 
 class TraceSWC(Transform):

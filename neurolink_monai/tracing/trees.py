@@ -8,7 +8,8 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
-from .skeleton_graph import VoxelGraph, foreground_bbox, spanning_forest
+from ..transforms.distance import boundary_background
+from .skeleton_graph import VoxelGraph, spanning_forest
 
 __all__ = ["skeleton_radius", "choose_roots", "forest_to_swc"]
 
@@ -38,23 +39,11 @@ def skeleton_radius(
         return np.zeros(0, dtype=np.float64)
     if distance is not None:
         return distance[tuple(coords.T)].astype(np.float64)
-    box = foreground_bbox(mask, margin=1)
-    crop = mask[box]
-    # background voxels with a foreground 6-neighbour: the nearest background voxel of any foreground voxel is
-    # one of them (a step from it towards the foreground voxel along its largest axis lands in the foreground).
-    grown = crop.copy()
-    for axis in range(3):
-        lead = [slice(None)] * 3
-        lag = [slice(None)] * 3
-        lead[axis], lag[axis] = slice(1, None), slice(None, -1)
-        grown[tuple(lead)] |= crop[tuple(lag)]
-        grown[tuple(lag)] |= crop[tuple(lead)]
-    shell = np.argwhere(grown & ~crop)
+    shell = boundary_background(mask)
     if len(shell) == 0:
         return np.full(len(coords), float(max(mask.shape)), dtype=np.float64)
-    offset = np.array([s.start for s in box], dtype=np.int64)
     sc = np.ones(3) if scale is None else np.asarray(scale, dtype=np.float64)
-    dist, _ = cKDTree((shell + offset) * sc).query(coords * sc)
+    dist, _ = cKDTree(shell * sc).query(coords * sc)
     return np.asarray(dist, dtype=np.float64)
 
 

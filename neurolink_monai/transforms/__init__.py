@@ -28,7 +28,7 @@ from .direction import (
     rotate90_direction_map,
 )
 from .direction_sign import canonicalize_direction
-from .distance import DistanceMap, DistanceMapd, mask_distance_transform, radius_from_distance
+from .distance import DistanceMap, DistanceMapd, boundary_background, mask_distance_transform, radius_from_distance
 from .intensity import MicroscopyNormalize, MicroscopyNormalized
 from .swc_raster import check_swc_inside, rasterize_swc
 from .swc_to_mask import LoadSWC, LoadSWCd, SWCToMask, SWCToMaskd
@@ -49,6 +49,7 @@ __all__ = [
     "SWCToMask",
     "SWCToMaskd",
     "apply_component_map",
+    "boundary_background",
     "canonicalize_direction",
     "check_swc_inside",
     "direction_map_from_label",

@@ -1,18 +1,23 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""Helpers shared by the target transforms: spacing, source names, grid mapping of SWC coordinates."""
+"""Helpers shared by the target transforms: spacing, output keys, grid mapping of SWC coordinates, conversions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.utils import convert_data_type
 
+from ..io.tiff_monai import spacing_from_affine
+from ..utils import as_spacing, count_nonfinite, describe_source, to_numpy
+
 __all__ = [
     "describe_source",
+    "output_keys_for",
     "resolve_spacing",
     "normalised_spacing",
     "swc_grid_mapping",
@@ -21,33 +26,36 @@ __all__ = [
 ]
 
 
-def describe_source(img: Any, fallback: str = "input") -> str:
-    """A name for error messages: the file a MetaTensor was loaded from, else ``fallback``."""
-    if isinstance(img, MetaTensor):
-        name = img.meta.get("filename_or_obj")
-        if name:
-            return str(name)
-    return fallback
+def output_keys_for(keys: Sequence[Hashable], output_keys: KeysCollection | None, suffix: str) -> list[Hashable]:
+    """One output key per input key of a dictionary transform: ``output_keys`` as given (a single key or a
+    sequence), or ``"{key}_{suffix}"`` for each key when it is None or empty.
 
-
-def _check_spacing(spacing: Sequence[float], where: str) -> np.ndarray:
-    try:
-        sp = np.asarray(spacing, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: spacing must be 3 numbers (z, y, x), got {spacing!r}.") from e
-    if sp.shape != (3,) or not np.all(np.isfinite(sp)) or (sp <= 0).any():
-        raise ValueError(f"{where}: spacing must be 3 positive finite numbers (z, y, x), got {spacing!r}.")
-    return sp
+    Raises:
+        ValueError: the numbers of output keys and keys differ.
+    """
+    outs = [output_keys] if isinstance(output_keys, str) else list(output_keys or [])
+    if not outs:
+        outs = [f"{k}_{suffix}" for k in keys]
+    if len(outs) != len(keys):
+        raise ValueError(f"output_keys {output_keys!r} must match keys {keys!r} one to one.")
+    return outs
 
 
 def resolve_spacing(img: Any, spacing: Sequence[float] | None, where: str = "input") -> np.ndarray:
-    """Voxel spacing ``(z, y, x)``: ``spacing`` if given, else the MetaTensor affine's ``pixdim``, else ones."""
+    """Voxel spacing ``(z, y, x)``: ``spacing`` if given, else the MetaTensor affine's ``pixdim``, else ones.
+
+    Raises:
+        ValueError: a bad ``spacing`` or a degenerate affine, the message starting with ``where``.
+    """
     if spacing is not None:
-        return _check_spacing(spacing, where)
+        return as_spacing(spacing, where=where)
     if isinstance(img, MetaTensor) and "affine" in img.meta:
         aff = np.asarray(convert_data_type(img.affine, np.ndarray)[0], dtype=np.float64)
         if aff.shape == (4, 4):
-            return _check_spacing(np.sqrt((aff[:3, :3] ** 2).sum(axis=0)), where)
+            try:
+                return np.asarray(spacing_from_affine(aff), dtype=np.float64)
+            except ValueError as e:
+                raise ValueError(f"{where}: no voxel spacing in the affine: {e}") from e
     return np.ones(3)
 
 
@@ -74,10 +82,7 @@ def swc_grid_mapping(ref: Any) -> np.ndarray:
 
 def to_numpy_volume(img: Any, name: str, channels: int | None = 1) -> np.ndarray:
     """Return a ``(C, D, H, W)`` numpy view of a channel-first 3D volume, validating its shape and values."""
-    if isinstance(img, torch.Tensor):
-        arr = img.detach().cpu().numpy()
-    else:
-        arr = np.asarray(img)
+    arr = to_numpy(img)
     src = describe_source(img, name)
     if arr.ndim != 4:
         raise ValueError(f"{src}: expected a channel-first 3D volume (C, D, H, W), got shape {tuple(arr.shape)}.")
@@ -85,8 +90,9 @@ def to_numpy_volume(img: Any, name: str, channels: int | None = 1) -> np.ndarray
         raise ValueError(f"{src}: expected {channels} channel(s), got shape {tuple(arr.shape)}.")
     if arr.size == 0:
         raise ValueError(f"{src}: empty volume of shape {tuple(arr.shape)}.")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError(f"{src}: {int((~np.isfinite(arr)).sum())} non-finite values (NaN/Inf).")
+    count, first = count_nonfinite(arr)
+    if count:
+        raise ValueError(f"{src}: {count} non-finite values (NaN/Inf), the first at (c, z, y, x) = {first}.")
     return arr
 
 

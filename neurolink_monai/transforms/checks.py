@@ -7,11 +7,10 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
-from ._utils import describe_source
+from ..utils import count_nonfinite, describe_source
 
 __all__ = ["CheckVolume", "CheckVolumed"]
 
@@ -40,14 +39,11 @@ class CheckVolume(Transform):
         if int(np.prod(shape)) == 0:
             raise ValueError(f"{src}: empty volume of shape {shape}.")
         if self.require_finite:
-            if isinstance(img, torch.Tensor):
-                finite = bool(torch.isfinite(img).all()) if img.is_floating_point() else True
-                bad = 0 if finite else int((~torch.isfinite(img)).sum())
-            else:
-                arr = np.asarray(img)
-                bad = int((~np.isfinite(arr)).sum()) if arr.dtype.kind == "f" else 0
-            if bad:
-                raise ValueError(f"{src}: {bad} non-finite intensities (NaN/Inf).")
+            count, first = count_nonfinite(img)
+            if count:
+                raise ValueError(
+                    f"{src}: {count} non-finite intensities (NaN/Inf), the first at (c, z, y, x) = {first}."
+                )
         return img
 
 

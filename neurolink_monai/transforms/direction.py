@@ -41,7 +41,15 @@ from monai.transforms import MapTransform, Transform
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
-from ._utils import describe_source, normalised_spacing, resolve_spacing, swc_grid_mapping, to_numpy_volume, wrap_like
+from ..utils import describe_source, to_numpy
+from ._utils import (
+    normalised_spacing,
+    output_keys_for,
+    resolve_spacing,
+    swc_grid_mapping,
+    to_numpy_volume,
+    wrap_like,
+)
 from .direction_sign import canonicalize_direction
 from .distance import mask_distance_transform
 from .swc_raster import rasterize_swc
@@ -61,10 +69,29 @@ __all__ = [
 
 
 def _as_numpy_field(direction: Any) -> np.ndarray:
-    v = direction.detach().cpu().numpy() if isinstance(direction, torch.Tensor) else np.asarray(direction)
+    v = to_numpy(direction)
     if v.ndim != 4 or v.shape[0] != 3:
         raise ValueError(f"direction map must be (3, D, H, W), got shape {tuple(v.shape)}.")
     return v
+
+
+def _flip_axes(spatial_axis: int | Sequence[int]) -> list[int]:
+    """The spatial axes (0..2) of a MONAI ``Flip(spatial_axis)``, negative ones wrapped."""
+    axes = [spatial_axis] if isinstance(spatial_axis, int) else list(spatial_axis)
+    for ax in axes:
+        if ax not in (0, 1, 2, -1, -2, -3):
+            raise ValueError(f"spatial_axis must be in 0..2 (D, H, W), got {spatial_axis!r}.")
+    return [ax % 3 for ax in axes]
+
+
+def _rotation_plane(spatial_axes: Sequence[int]) -> tuple[int, int]:
+    """The two distinct spatial axes (0..2) of a ``Rotate90(k, spatial_axes)``."""
+    if len(spatial_axes) != 2:
+        raise ValueError(f"spatial_axes must be two distinct axes in 0..2, got {spatial_axes!r}.")
+    a, b = (int(s) % 3 for s in spatial_axes)
+    if a == b:
+        raise ValueError(f"spatial_axes must be two distinct axes in 0..2, got {spatial_axes!r}.")
+    return a, b
 
 
 def _flip(v: np.ndarray, axis: int) -> np.ndarray:
@@ -83,20 +110,14 @@ def _swap(v: np.ndarray, a: int, b: int) -> np.ndarray:
 def flip_components(spatial_axis: int | Sequence[int]) -> np.ndarray:
     """3x3 matrix acting on (z, y, x) vector components for a flip of the given spatial axes."""
     m = np.eye(3)
-    for ax in [spatial_axis] if isinstance(spatial_axis, int) else list(spatial_axis):
-        if ax not in (0, 1, 2, -1, -2, -3):
-            raise ValueError(f"spatial_axis must be in 0..2 (D, H, W), got {spatial_axis!r}.")
-        m[ax % 3, ax % 3] *= -1
+    for ax in _flip_axes(spatial_axis):
+        m[ax, ax] *= -1
     return m
 
 
 def rotate90_components(k: int = 1, spatial_axes: tuple[int, int] = (0, 1)) -> np.ndarray:
     """3x3 matrix acting on (z, y, x) vector components for ``np.rot90(k, axes)`` of the spatial axes."""
-    if len(spatial_axes) != 2:
-        raise ValueError(f"spatial_axes must be two distinct axes in 0..2, got {spatial_axes!r}.")
-    a, b = (int(s) % 3 for s in spatial_axes)
-    if a == b:
-        raise ValueError(f"spatial_axes must be two distinct axes in 0..2, got {spatial_axes!r}.")
+    a, b = _rotation_plane(spatial_axes)
     m = np.eye(3)
     k = int(k) % 4
     if k == 1:  # v'_a = -v_b, v'_b = v_a
@@ -118,7 +139,7 @@ def apply_component_map(direction: Any, matrix: np.ndarray) -> Any:
         if isinstance(direction, MetaTensor):
             out = MetaTensor(out, meta=dict(direction.meta))
             out.applied_operations = list(direction.applied_operations)
-        res = canonicalize_direction(out.detach().cpu().numpy())
+        res = canonicalize_direction(to_numpy(out))
         return wrap_like(res, out)
     v = np.asarray(direction)
     return canonicalize_direction(np.einsum("ij,j...->i...", matrix, v).astype(v.dtype, copy=False))
@@ -131,11 +152,8 @@ def flip_direction_map(direction: Any, spatial_axis: int | Sequence[int]) -> Any
     re-canonicalised. Returns the input's type (a MetaTensor keeps its meta, not updated).
     """
     v = _as_numpy_field(direction)
-    axes = [spatial_axis] if isinstance(spatial_axis, int) else list(spatial_axis)
-    for ax in axes:
-        if ax not in (0, 1, 2, -1, -2, -3):
-            raise ValueError(f"spatial_axis must be in 0..2 (D, H, W), got {spatial_axis!r}.")
-        v = _flip(v, ax % 3)
+    for ax in _flip_axes(spatial_axis):
+        v = _flip(v, ax)
     return wrap_like(canonicalize_direction(v), direction)
 
 
@@ -145,11 +163,7 @@ def rotate90_direction_map(direction: Any, k: int = 1, spatial_axes: tuple[int, 
     The field is rotated and its components in the rotation plane are permuted/negated; re-canonicalised.
     """
     v = _as_numpy_field(direction)
-    if len(spatial_axes) != 2:
-        raise ValueError(f"spatial_axes must be two distinct axes in 0..2, got {spatial_axes!r}.")
-    a, b = (int(s) % 3 for s in spatial_axes)
-    if a == b:
-        raise ValueError(f"spatial_axes must be two distinct axes in 0..2, got {spatial_axes!r}.")
+    a, b = _rotation_plane(spatial_axes)
     k = int(k) % 4
     if k == 1:  # np.rot90: transpose(flip(m, b))
         v = _swap(_flip(v, b), a, b)
@@ -366,12 +380,7 @@ class DirectionMapd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        outs = [output_keys] if isinstance(output_keys, str) else list(output_keys or [])
-        if not outs:
-            outs = [f"{k}_direction" for k in self.keys]
-        if len(outs) != len(self.keys):
-            raise ValueError(f"output_keys {output_keys!r} must match keys {self.keys!r} one to one.")
-        self.output_keys = outs
+        self.output_keys = output_keys_for(self.keys, output_keys, "direction")
         self.swc_key = swc_key
         self.transform = DirectionMap(spacing, band_margin, min_radius, radius_scale, pca_radius, sigma)
 

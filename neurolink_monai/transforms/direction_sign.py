@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..utils import to_numpy
+
 __all__ = ["SIGN_EPS", "canonicalize_direction"]
 
 SIGN_EPS = 1e-6
@@ -20,7 +22,7 @@ def canonicalize_direction(direction: Any, eps: float = SIGN_EPS) -> Any:
     Zero vectors stay zero.
     """
     is_torch = isinstance(direction, torch.Tensor)
-    v = direction.detach().cpu().numpy() if is_torch else np.asarray(direction)
+    v = to_numpy(direction)
     if v.ndim < 1 or v.shape[0] != 3:
         raise ValueError(f"direction must have 3 components on axis 0, got shape {tuple(v.shape)}.")
     sign = np.where(np.abs(v[0]) > eps, np.sign(v[0]), np.where(np.abs(v[1]) > eps, np.sign(v[1]), np.sign(v[2])))

@@ -27,17 +27,35 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from scipy.spatial import cKDTree
 
-from ._utils import describe_source, normalised_spacing, resolve_spacing, to_numpy_volume, wrap_like
+from ..utils import describe_source
+from ._utils import normalised_spacing, output_keys_for, resolve_spacing, to_numpy_volume, wrap_like
 
-__all__ = ["DistanceMap", "DistanceMapd", "mask_distance_transform", "radius_from_distance", "DISTANCE_OFFSET"]
+__all__ = [
+    "DistanceMap",
+    "DistanceMapd",
+    "boundary_background",
+    "mask_distance_transform",
+    "radius_from_distance",
+    "DISTANCE_OFFSET",
+]
 
 DISTANCE_OFFSET = 0.0  # radius = distance-map maximum across the neurite - DISTANCE_OFFSET (x voxels)
 
 _NEIGHBOURS_6 = np.array([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]])
 
 
-def _boundary_background(fg: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Coordinates (K, 3) of background voxels that have a foreground 6-neighbour."""
+def boundary_background(mask: np.ndarray, foreground: np.ndarray | None = None) -> np.ndarray:
+    """Coordinates ``(K, 3)`` (raster order) of the background voxels of a ``(D, H, W)`` bool mask that have a
+    foreground 6-neighbour; voxels outside the array are not background.
+
+    The nearest background voxel of any foreground voxel is one of them (a step from it towards the foreground
+    voxel along its largest axis lands in the foreground), so a k-d tree over them gives exact EDT values.
+
+    Args:
+        mask: ``(D, H, W)`` bool foreground.
+        foreground: ``np.argwhere(mask)`` when already computed.
+    """
+    fg = np.argwhere(mask) if foreground is None else foreground
     shape = np.asarray(mask.shape)
     found = []
     for off in _NEIGHBOURS_6:
@@ -75,7 +93,7 @@ def mask_distance_transform(
     fg = np.argwhere(mask)
     if fg.shape[0] == 0:
         return (out, idx) if return_indices else out
-    bg = _boundary_background(fg, mask)
+    bg = boundary_background(mask, fg)
     if bg.shape[0] == 0:
         raise ValueError(
             f"the label mask of shape {mask.shape} is foreground everywhere; a distance map needs background."
@@ -150,12 +168,7 @@ class DistanceMapd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        outs = [output_keys] if isinstance(output_keys, str) else list(output_keys or [])
-        if not outs:
-            outs = [f"{k}_distance" for k in self.keys]
-        if len(outs) != len(self.keys):
-            raise ValueError(f"output_keys {output_keys!r} must match keys {self.keys!r} one to one.")
-        self.output_keys = outs
+        self.output_keys = output_keys_for(self.keys, output_keys, "distance")
         self.transform = DistanceMap(spacing, max_distance, threshold)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:

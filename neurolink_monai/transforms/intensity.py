@@ -12,7 +12,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, ScaleIntensityRangePercentiles, Transform
 
-from ._utils import describe_source
+from ..utils import count_nonfinite, describe_source
 
 __all__ = ["MicroscopyNormalize", "MicroscopyNormalized"]
 
@@ -38,16 +38,17 @@ class MicroscopyNormalize(Transform):
         )
 
     def __call__(self, img: Any) -> Any:
+        count, first = count_nonfinite(img)
+        if count:
+            raise ValueError(
+                f"{describe_source(img, 'image')}: non-finite intensities (NaN/Inf) in {count} voxel(s), the first "
+                f"at {first}."
+            )
         if isinstance(img, torch.Tensor):
-            if img.is_floating_point() and not bool(torch.isfinite(img).all()):
-                raise ValueError(f"{describe_source(img, 'image')}: non-finite intensities (NaN/Inf).")
             if not img.is_floating_point():
                 img = img.to(torch.float32)
         else:
-            arr = np.asarray(img)
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                raise ValueError(f"{describe_source(img, 'image')}: non-finite intensities (NaN/Inf).")
-            img = arr.astype(np.float32)
+            img = np.asarray(img).astype(np.float32)
         with warnings.catch_warnings():  # a constant patch (a_min == a_max) legitimately maps to zeros
             warnings.filterwarnings("ignore", message="Divide by zero")
             return self.scaler(img)

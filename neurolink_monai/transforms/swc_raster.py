@@ -15,9 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..io.swc import validate_swc
+from ..utils import as_positive_float
 from .direction_sign import canonicalize_direction
 
-__all__ = ["swc_segments", "rasterize_swc", "check_swc_inside"]
+__all__ = ["swc_segments", "rasterize_swc", "check_swc_inside", "check_raster_params"]
 
 _MAX_PIECE = 4.0  # longest sub-segment (x-voxels); keeps bounding boxes tight around oblique edges
 # inclusion tolerance (x-voxels): integer coordinates and radii put voxel centres exactly on the surface, where
@@ -60,6 +61,25 @@ def swc_segments(
     ra = np.concatenate([radius[child_rows], radius[lonely]])
     rb = np.concatenate([radius[parent_rows], radius[lonely]])
     return a, b, ra, rb
+
+
+def check_raster_params(
+    spatial_shape: Sequence[int] | None, min_radius: float, radius_scale: float
+) -> tuple[tuple[int, int, int] | None, float, float]:
+    """Validate the grid and radius parameters of a rasterisation; returns them as ``((D, H, W), float, float)``.
+
+    Raises:
+        ValueError: ``spatial_shape`` is not 3 positive ints, ``min_radius < 0`` or ``radius_scale <= 0``.
+        TypeError: a radius parameter is not a number.
+    """
+    shape = None
+    if spatial_shape is not None:
+        shape = tuple(int(s) for s in spatial_shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"spatial_shape must be 3 positive ints (D, H, W), got {tuple(spatial_shape)!r}.")
+    min_radius = as_positive_float(min_radius, "min_radius", allow_zero=True)
+    radius_scale = as_positive_float(radius_scale, "radius_scale")
+    return shape, min_radius, radius_scale  # type: ignore[return-value]
 
 
 def check_swc_inside(swc: np.ndarray, spatial_shape: Sequence[int], source: str = "SWC") -> None:
@@ -125,13 +145,7 @@ def rasterize_swc(
     Returns:
         ``(mask, direction)`` with ``direction`` None when ``direction_margin`` is None.
     """
-    shape = tuple(int(s) for s in spatial_shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"spatial_shape must be 3 positive ints (D, H, W), got {tuple(spatial_shape)!r}.")
-    if not (np.isfinite(min_radius) and min_radius >= 0):
-        raise ValueError(f"min_radius must be a finite number >= 0, got {min_radius!r}.")
-    if not (np.isfinite(radius_scale) and radius_scale > 0):
-        raise ValueError(f"radius_scale must be a finite number > 0, got {radius_scale!r}.")
+    shape, min_radius, radius_scale = check_raster_params(spatial_shape, min_radius, radius_scale)
     if direction_margin is not None and not (np.isfinite(direction_margin) and direction_margin >= 0):
         raise ValueError(f"direction_margin must be a finite number >= 0 or None, got {direction_margin!r}.")
     sp = np.ones(3) if spacing is None else np.asarray(spacing, dtype=np.float64)

@@ -12,8 +12,9 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
 from ..io.swc import read_swc, validate_swc
-from ._utils import describe_source, resolve_spacing, swc_grid_mapping, wrap_like
-from .swc_raster import check_swc_inside, rasterize_swc
+from ..utils import describe_source
+from ._utils import output_keys_for, resolve_spacing, swc_grid_mapping, wrap_like
+from .swc_raster import check_raster_params, check_swc_inside, rasterize_swc
 
 __all__ = ["LoadSWC", "LoadSWCd", "SWCToMask", "SWCToMaskd"]
 
@@ -43,13 +44,6 @@ class LoadSWCd(MapTransform):
         return d
 
 
-def _check_params(min_radius: float, radius_scale: float) -> None:
-    if not (np.isfinite(min_radius) and min_radius >= 0):
-        raise ValueError(f"min_radius must be a finite number >= 0, got {min_radius!r}.")
-    if not (np.isfinite(radius_scale) and radius_scale > 0):
-        raise ValueError(f"radius_scale must be a finite number > 0, got {radius_scale!r}.")
-
-
 class SWCToMask(Transform):
     """Rasterise an ``(N, 7)`` SWC (voxel units) into a ``(1, D, H, W)`` uint8 mask of tapered cylinders.
 
@@ -74,14 +68,10 @@ class SWCToMask(Transform):
         radius_scale: float = 1.0,
         check_inside: bool = True,
     ) -> None:
-        shape = tuple(int(s) for s in spatial_shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"spatial_shape must be 3 positive ints (D, H, W), got {tuple(spatial_shape)!r}.")
-        _check_params(min_radius, radius_scale)
-        self.spatial_shape = shape
+        self.spatial_shape, self.min_radius, self.radius_scale = check_raster_params(
+            spatial_shape, min_radius, radius_scale
+        )
         self.spacing = None if spacing is None else resolve_spacing(None, spacing, "SWCToMask")
-        self.min_radius = float(min_radius)
-        self.radius_scale = float(radius_scale)
         self.check_inside = check_inside
 
     def __call__(self, swc: np.ndarray, grid_mapping: np.ndarray | None = None, source: str = "SWC") -> np.ndarray:
@@ -124,18 +114,12 @@ class SWCToMaskd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        outs = [output_keys] if isinstance(output_keys, str) else list(output_keys or [])
-        if not outs:
-            outs = [f"{k}_mask" for k in self.keys]
-        if len(outs) != len(self.keys):
-            raise ValueError(f"output_keys {output_keys!r} must match keys {self.keys!r} one to one.")
-        _check_params(min_radius, radius_scale)
-        self.output_keys = outs
+        self.output_keys = output_keys_for(self.keys, output_keys, "mask")
         self.ref_key = ref_key
-        self.spatial_shape = None if spatial_shape is None else tuple(int(s) for s in spatial_shape)
+        self.spatial_shape, self.min_radius, self.radius_scale = check_raster_params(
+            spatial_shape, min_radius, radius_scale
+        )
         self.spacing = spacing
-        self.min_radius = float(min_radius)
-        self.radius_scale = float(radius_scale)
         self.check_inside = check_inside
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:

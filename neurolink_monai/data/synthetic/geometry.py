@@ -11,16 +11,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ...utils import as_spacing
+
 __all__ = ["spacing_ratio", "swc_parent_index", "swc_zyx", "sample_centreline"]
 
 
 def spacing_ratio(spacing: Sequence[float] | None) -> np.ndarray:
-    """``spacing / spacing[2]``: the voxel size ``(z, y, x)`` in units of the x voxel (ones when ``None``)."""
-    if spacing is None:
-        return np.ones(3)
-    sp = np.asarray(spacing, dtype=np.float64)
-    if sp.shape != (3,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ValueError(f"spacing must be three positive numbers in (z, y, x) order, got {spacing!r}.")
+    """``spacing / spacing[2]``: the voxel size ``(z, y, x)`` in units of the x voxel (ones when ``None``).
+
+    Raises:
+        ValueError: ``spacing`` is not 3 positive finite numbers.
+    """
+    sp = as_spacing(spacing, allow_none=True)
     return sp / sp[2]
 
 

@@ -1,5 +1,6 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""thin_curves: one-voxel-wide centrelines that keep the topology of every mask, even-width ones included."""
+"""neurolink_monai.skeleton.thin_curves: one-voxel-wide centrelines that keep the topology of every mask, even-width
+ones included."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from neurolink_monai.losses import label_centreline
-from neurolink_monai.losses.thinning import thin_curves
+from neurolink_monai.skeleton import thin_curve_voxels, thin_curves
 
 FULL_3D = np.ones((3, 3, 3), dtype=bool)
 
@@ -106,6 +107,30 @@ def test_two_dimensional_masks_and_empty_masks():
     assert not label_centreline(np.zeros((4, 5, 6), dtype=bool)).any()
     with pytest.raises(ValueError, match=r"2D or 3D mask.*\[2, 2, 2, 2\]"):
         thin_curves(np.zeros((2, 2, 2, 2)))
+
+
+def test_voxels_match_the_mask_result_and_shifting_by_even_steps_changes_nothing():
+    rng = np.random.default_rng(7)
+    mask = ndi.binary_opening(rng.random((14, 30, 26)) < 0.45)
+    centre = thin_curves(mask)
+    np.testing.assert_array_equal(thin_curve_voxels(mask), np.argwhere(centre))
+    # only the object's bounding box is thinned; an even shift keeps every voxel's subfield, so the same curve
+    shifted = np.zeros((20, 36, 34), dtype=bool)
+    shifted[4:18, 2:32, 6:32] = mask
+    np.testing.assert_array_equal(thin_curve_voxels(shifted), np.argwhere(centre) + [4, 2, 6])
+    plane = mask[5]
+    np.testing.assert_array_equal(thin_curve_voxels(plane), np.argwhere(thin_curves(plane)))
+    assert thin_curve_voxels(np.zeros((3, 4))).shape == (0, 2)
+
+
+def test_small_compact_blobs_keep_a_voxel():
+    # scikit-image's Lee thinning erases a 2x2x2 cube entirely; a skeleton must keep every component
+    mask = np.zeros((8, 8, 8), dtype=bool)
+    mask[1:3, 1:3, 1:3] = True
+    mask[5:8, 5:8, 5:8] = True
+    centre = thin_curves(mask)
+    assert_topology_kept(mask, centre)
+    assert centre[:4, :4, :4].sum() == 1 and centre.sum() < 0.2 * mask.sum()
 
 
 def test_real_traces_keep_every_branch(diadem_dir):
