@@ -29,10 +29,9 @@ def main() -> None:
     device = torch.device(args.device)
     x = torch.randn(1, 1, args.size, args.size, args.size, device=device)
     f = args.features
+    basic = (f[0], *(list(f) + [f[-1] * 2] * 4)[:4], f[0])  # BasicUNet: 5 levels + the output width
     nets = {
-        f"BasicUNet{(f[0], f[0], *f[1:], f[-1] * 2, f[0])}": BasicUNet(
-            3, 1, 1, features=(f[0], f[0], *f[1:], f[-1] * 2, f[0])
-        ),
+        f"BasicUNet{basic}": BasicUNet(3, 1, 1, features=basic),
         f"NeuroLinkNet plain {tuple(f)}": NeuroLinkNet(features=f, dsconv=False),
         f"NeuroLinkNet K={args.kernel_size} {tuple(f)}": NeuroLinkNet(features=f, kernel_size=args.kernel_size),
     }
