@@ -1,4 +1,31 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Inference utilities: percentile intensity windowing shared with the bundle, and out-of-core blockwise inference.
+
+``neurolink_monai.inference.blockwise`` (also a command: ``python -m neurolink_monai.inference.blockwise``) runs
+NeuroLink over Zarr/TIFF volumes larger than memory on Dask, writing OME-Zarr.
+"""
+
 from __future__ import annotations
 
-__all__: list[str] = []
+from .blockwise import BlockwiseInputError, BlockwiseOutputError, BlockwiseRunError, run_blockwise
+from .intensity import (
+    DEFAULT_LOWER_PERCENTILE,
+    DEFAULT_MAX_SAMPLES,
+    DEFAULT_UPPER_PERCENTILE,
+    intensity_window,
+    scale_intensity,
+    subsample_strides,
+)
+
+__all__ = [
+    "BlockwiseInputError",
+    "BlockwiseOutputError",
+    "BlockwiseRunError",
+    "DEFAULT_LOWER_PERCENTILE",
+    "DEFAULT_MAX_SAMPLES",
+    "DEFAULT_UPPER_PERCENTILE",
+    "intensity_window",
+    "run_blockwise",
+    "scale_intensity",
+    "subsample_strides",
+]

@@ -1,0 +1,65 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Python helpers of the NeuroLink-MONAI bundle (``bundle/configs/*.json``): paths and datasets, the shared
+image preprocessing, inference input checks, output post-processing and writing, and ignite handlers."""
+
+from __future__ import annotations
+
+from .flags import as_bool
+from .handlers import EvaluationReport, LossProgressBar, TrainingCheckpoint, ValidationState, latest_checkpoint
+from .init import init_foreground_prior
+from .inputs import INPUT_SUFFIXES, InferenceInputError, check_inference_input, input_stem, list_inference_inputs
+from .paths import (
+    BUNDLE_ROOT_ENV,
+    default_bundle_root,
+    default_inference_input,
+    load_datalist,
+    resolve_dataset_dir,
+)
+from .postprocessing import NeuroLinkOutputsd, neurolink_heads
+from .preprocessing import (
+    DEFAULT_PERCENTILES,
+    CheckStack,
+    CheckStackd,
+    ToZYX,
+    ToZYXd,
+    image_source,
+    inference_preprocessing,
+    intensity_scaling,
+    load_image_transforms,
+)
+from .writers import OUTPUT_SUFFIXES, OutputWriteError, SaveNeuroLinkOutputsd, output_paths
+
+__all__ = [
+    "BUNDLE_ROOT_ENV",
+    "CheckStack",
+    "CheckStackd",
+    "DEFAULT_PERCENTILES",
+    "EvaluationReport",
+    "INPUT_SUFFIXES",
+    "InferenceInputError",
+    "LossProgressBar",
+    "NeuroLinkOutputsd",
+    "OUTPUT_SUFFIXES",
+    "OutputWriteError",
+    "SaveNeuroLinkOutputsd",
+    "ToZYX",
+    "TrainingCheckpoint",
+    "as_bool",
+    "ToZYXd",
+    "ValidationState",
+    "check_inference_input",
+    "default_bundle_root",
+    "default_inference_input",
+    "image_source",
+    "inference_preprocessing",
+    "init_foreground_prior",
+    "input_stem",
+    "intensity_scaling",
+    "latest_checkpoint",
+    "list_inference_inputs",
+    "load_datalist",
+    "load_image_transforms",
+    "neurolink_heads",
+    "output_paths",
+    "resolve_dataset_dir",
+]

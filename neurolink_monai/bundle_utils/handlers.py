@@ -1,0 +1,343 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Ignite handlers of the bundle: last checkpoint and resume, a progress bar, keep the best-metric state across resumes,
+and write the evaluation report (per-case and mean metrics as CSV and JSON, plus a printed table)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from monai.handlers import CheckpointLoader, CheckpointSaver
+
+from neurolink_monai.data._atomic import atomic_write_bytes
+
+from .flags import as_bool
+from .inputs import input_stem
+from .preprocessing import image_source
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+
+__all__ = ["EvaluationReport", "LossProgressBar", "TrainingCheckpoint", "ValidationState", "latest_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+_STEP = re.compile(r"(epoch|iteration)=(\d+)")
+
+
+def latest_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
+    """The ``*.pt`` file of ``checkpoint_dir`` with the highest ``epoch=N`` (or ``iteration=N``) in its name.
+
+    ``CheckpointSaver(save_interval=...)`` names its files ``..._epoch=N.pt``; files without a step are ignored.
+    Returns None when there is none.
+    """
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        return None
+    best: tuple[int, Path] | None = None
+    for path in folder.glob("*.pt"):
+        match = _STEP.search(path.name)
+        if match is None:
+            continue
+        step = int(match.group(2))
+        if best is None or step > best[0]:
+            best = (step, path)
+    return None if best is None else best[1]
+
+
+class TrainingCheckpoint:
+    """Save the trainer's full state every epoch and, with ``resume=True``, continue from the last one.
+
+    At attach the trainer itself is added to ``save_dict`` as ``"trainer"`` (a config cannot reference the trainer
+    from inside its own handler list), then:
+
+    - a MONAI ``CheckpointSaver`` writes ``<save_dir>/checkpoint_epoch=N.pt`` every ``save_interval`` epochs,
+      keeping the last ``n_saved`` (only on rank 0 of a distributed run);
+    - with ``resume=True``, MONAI's ``CheckpointLoader`` restores every object from :func:`latest_checkpoint` at
+      ``Events.STARTED`` (network, optimizer, LR scheduler, epoch/iteration counters, :class:`ValidationState`);
+      ignite then continues with the epoch after the saved one, up to the configured ``max_epochs``.
+
+    Attach it after the ``ValidationHandler`` so that each checkpoint includes that epoch's validation state.
+
+    Args:
+        save_dir: folder of the checkpoints.
+        save_dict: name -> object with ``state_dict``/``load_state_dict`` (``"trainer"`` is added).
+        resume: continue from the last checkpoint (``--resume true``).
+        map_location: ``torch.load`` map location when resuming (e.g. the training device).
+        save_interval: epochs between checkpoints.
+        n_saved: how many checkpoints to keep.
+
+    Raises (at attach):
+        FileNotFoundError: ``resume`` but ``save_dir`` holds no checkpoint.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        save_dict: Mapping[str, Any],
+        resume: bool = False,
+        map_location: Any = None,
+        save_interval: int = 1,
+        n_saved: int = 1,
+    ) -> None:
+        if "trainer" in save_dict:
+            raise ValueError("save_dict must not name 'trainer': the engine this handler is attached to is added.")
+        for name, value in (("save_interval", save_interval), ("n_saved", n_saved)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        self.save_dir = Path(save_dir)
+        self.save_dict = dict(save_dict)
+        self.resume = as_bool(resume, "resume")
+        self.map_location = map_location
+        self.save_interval = save_interval
+        self.n_saved = n_saved
+        self.loaded_from: Path | None = None
+
+    def attach(self, engine: Engine) -> None:
+        objects = {**self.save_dict, "trainer": engine}
+        if self.resume:
+            self.loaded_from = latest_checkpoint(self.save_dir)
+            if self.loaded_from is None:
+                raise FileNotFoundError(
+                    f"--resume true but {self.save_dir} holds no checkpoint (checkpoint_epoch=N.pt) to resume from; "
+                    "start a new training without --resume."
+                )
+            logger.info(f"resuming from {self.loaded_from}")
+            CheckpointLoader(load_path=str(self.loaded_from), load_dict=objects, map_location=self.map_location).attach(
+                engine
+            )
+        if _rank() == 0:
+            from ignite.engine import Events
+
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            CheckpointSaver(
+                save_dir=str(self.save_dir),
+                save_dict=objects,
+                file_prefix="",
+                save_interval=self.save_interval,
+                n_saved=self.n_saved,
+                epoch_level=True,
+            ).attach(engine)
+            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self._drop_older)
+
+    def _drop_older(self, engine: Engine) -> None:
+        # A resumed run starts a new saver that does not know the files of the previous run: keep the newest n_saved.
+        found = []
+        for path in self.save_dir.glob("checkpoint_epoch=*.pt"):
+            match = _STEP.search(path.name)
+            if match is not None:
+                found.append((int(match.group(2)), path))
+        for _, path in sorted(found)[: -self.n_saved]:
+            path.unlink(missing_ok=True)
+
+
+class LossProgressBar:
+    """An ignite ``ProgressBar`` (tqdm) over the iterations of each epoch showing the loss and its terms.
+
+    Args:
+        persist: keep the finished bar of each epoch on screen.
+        output_transform: maps ``engine.state.output`` to the dict of values shown; defaults to
+            :func:`neurolink_monai.losses.from_loss_terms`.
+    """
+
+    def __init__(self, persist: bool = True, output_transform: Any = None) -> None:
+        from ignite.handlers import ProgressBar
+
+        from neurolink_monai.losses import from_loss_terms
+
+        self.bar = ProgressBar(persist=persist)
+        self.output_transform = output_transform or from_loss_terms()
+
+    def attach(self, engine: Engine) -> None:
+        self.bar.attach(engine, output_transform=self.output_transform)
+
+
+def _rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return int(torch.distributed.get_rank())
+    return 0
+
+
+class ValidationState:
+    """Checkpointable best-metric state of a validation evaluator, so that a resumed training keeps it.
+
+    Put it in the trainer's ``CheckpointSaver`` ``save_dict`` (and the resume ``load_dict``). It stores the
+    evaluator's ``best_metric`` / ``best_metric_epoch`` and, when ``key_metric_saver`` (the evaluator's
+    ``CheckpointSaver`` of the best model) is given, the list of best checkpoints it keeps, so that after a resume
+    the best model is only replaced by a better one.
+
+    Args:
+        evaluator: the validation ``SupervisedEvaluator``.
+        key_metric_saver: the evaluator's ``CheckpointSaver`` with ``save_key_metric=True``, or None.
+    """
+
+    def __init__(self, evaluator: Any, key_metric_saver: Any = None) -> None:
+        self.evaluator = evaluator
+        self.key_metric_saver = key_metric_saver
+
+    def _key_checkpoint(self) -> Any:
+        # MONAI keeps ignite's key-metric Checkpoint private; CheckpointSaver.load_state_dict is its public setter.
+        return getattr(self.key_metric_saver, "_key_metric_checkpoint", None)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = self.evaluator.state
+        out: dict[str, Any] = {
+            "best_metric": float(getattr(state, "best_metric", -1.0)),
+            "best_metric_epoch": int(getattr(state, "best_metric_epoch", -1)),
+        }
+        ckpt = self._key_checkpoint()
+        if ckpt is not None:
+            out["key_metric_saved"] = [[float(p), str(f)] for p, f in ckpt.state_dict()["_saved"]]
+        return out
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        self.evaluator.state.best_metric = float(state_dict["best_metric"])
+        self.evaluator.state.best_metric_epoch = int(state_dict["best_metric_epoch"])
+        saved = state_dict.get("key_metric_saved")
+        if saved is not None and self.key_metric_saver is not None:
+            self.key_metric_saver.load_state_dict({"_saved": [(float(p), str(f)) for p, f in saved]})
+
+
+def _as_list(value: Any) -> list[float]:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().reshape(-1).tolist()
+    elif isinstance(value, (int, float)):
+        value = [value]
+    return [float(v) for v in value]
+
+
+def _detail_column(details: Any, handler: Any) -> list[float]:
+    """Per-case values of one metric from ``metric_details``: ``(N,)``, ``(N, 1)``, or ``(N, K)`` buffers that hold
+    one column per name of ``handler.metric_fn.metric_names`` (the column of its ``metric_name`` is taken)."""
+    data = torch.as_tensor(details).detach().cpu().float()
+    if data.ndim <= 1:
+        return _as_list(data)
+    data = data.reshape(data.shape[0], -1)
+    if data.shape[1] == 1:
+        return _as_list(data[:, 0])
+    fn = getattr(handler, "metric_fn", None)
+    names = getattr(fn, "metric_names", None)
+    chosen = getattr(fn, "metric_name", None)
+    if isinstance(chosen, (list, tuple)) and len(chosen) == 1:
+        chosen = chosen[0]
+    if names and isinstance(chosen, str) and chosen in names and len(names) == data.shape[1]:
+        return _as_list(data[:, list(names).index(chosen)])
+    return _as_list(torch.nanmean(data, dim=1))  # e.g. MeanDice over several channels
+
+
+def _fmt(v: float) -> str:
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+class EvaluationReport:
+    """Write per-case and mean metrics of an evaluator run as CSV and JSON, and print them as a table.
+
+    At every iteration the case names (input stems) are collected from ``engine.state.batch``; at the end the
+    per-case values come from ``engine.state.metric_details`` (metric handlers with ``save_details=True``) and the
+    means from ``engine.state.metrics``. Files (atomic writes), in ``output_dir``:
+
+    - ``metrics.csv``: one row per case, then a ``mean`` row; one column per metric;
+    - ``metrics.json``: ``{"mean": {metric: value}, "cases": [{"case": stem, metric: value, ...}], "num_cases": N}``.
+
+    Args:
+        output_dir: destination folder (created if needed).
+        metrics: metric names to report, or a mapping name -> metric handler (e.g.
+            ``"$dict(@validate#key_metric, **@validate#additional_metrics)"``), which lets the report pick the right
+            column of handlers whose per-case details hold several scores; None reports every metric with details.
+        image_key: batch key whose metadata names the case.
+        prefix: file name prefix (``metrics`` gives ``metrics.csv``/``metrics.json``).
+        print_table: print the table to stdout (also logged).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        metrics: Sequence[str] | Mapping[str, Any] | None = None,
+        image_key: str = "image",
+        prefix: str = "metrics",
+        print_table: bool = True,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.handlers: dict[str, Any] = dict(metrics) if isinstance(metrics, Mapping) else {}
+        self.metrics = None if metrics is None else list(metrics)
+        self.image_key = image_key
+        self.prefix = prefix
+        self.print_table = bool(print_table)
+        self.cases: list[str] = []
+        self.report: dict[str, Any] | None = None
+
+    def attach(self, engine: Engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _reset(self, engine: Engine) -> None:
+        self.cases = []
+
+    def _collect(self, engine: Engine) -> None:
+        batch = engine.state.batch
+        items = batch if isinstance(batch, list) else [batch]
+        for item in items:
+            img = item.get(self.image_key) if isinstance(item, Mapping) else None
+            name = image_source(img, "")
+            self.cases.append(input_stem(name) if name else f"case_{len(self.cases):03d}")
+
+    def _write(self, engine: Engine) -> None:
+        if _rank() != 0:
+            return
+        details = dict(getattr(engine.state, "metric_details", {}) or {})
+        names = self.metrics if self.metrics is not None else [k for k in engine.state.metrics if k in details]
+        per_case: dict[str, list[float]] = {}
+        for name in names:
+            values = _detail_column(details[name], self.handlers.get(name)) if name in details else []
+            if len(values) != len(self.cases):
+                logger.warning(f"metric {name!r}: {len(values)} per-case values for {len(self.cases)} cases; left out.")
+                continue
+            per_case[name] = values
+        means = {
+            name: float(_as_list(engine.state.metrics[name])[0]) for name in per_case if name in engine.state.metrics
+        }
+        rows = [{"case": case, **{n: per_case[n][i] for n in per_case}} for i, case in enumerate(self.cases)]
+        self.report = {"num_cases": len(self.cases), "mean": means, "cases": rows}
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.report, indent=2, allow_nan=True) + "\n"
+        atomic_write_bytes(self.output_dir / f"{self.prefix}.json", text.encode("utf-8"))
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["case", *per_case])
+        for row in rows:
+            writer.writerow([row["case"], *(_fmt(row[n]) for n in per_case)])
+        writer.writerow(["mean", *(_fmt(means.get(n, float("nan"))) for n in per_case)])
+        atomic_write_bytes(self.output_dir / f"{self.prefix}.csv", buf.getvalue().encode("utf-8"))
+        logger.info(f"wrote {self.output_dir / (self.prefix + '.csv')} and {self.prefix}.json ({len(rows)} cases)")
+        if self.print_table:
+            print(self.format_table(), flush=True)
+
+    def format_table(self) -> str:
+        """The last report as a fixed-width text table (cases, then the mean)."""
+        if self.report is None:
+            return ""
+        names = list(self.report["mean"]) or [
+            k for k in (self.report["cases"][0] if self.report["cases"] else {}) if k != "case"
+        ]
+        width = max([len("case"), len("mean")] + [len(r["case"]) for r in self.report["cases"]])
+        cols = [max(len(n), 8) for n in names]
+        lines = ["  ".join(["case".ljust(width), *(n.rjust(c) for n, c in zip(names, cols))])]
+        lines.append("-" * len(lines[0]))
+        for row in self.report["cases"]:
+            lines.append("  ".join([row["case"].ljust(width), *(_fmt(row[n]).rjust(c) for n, c in zip(names, cols))]))
+        lines.append("-" * len(lines[0]))
+        mean = self.report["mean"]
+        lines.append("  ".join(["mean".ljust(width), *(_fmt(mean.get(n)).rjust(c) for n, c in zip(names, cols))]))
+        return "\n".join(lines)

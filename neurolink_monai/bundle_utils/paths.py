@@ -1,0 +1,167 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Where the bundle lives and where its data come from: bundle root, dataset folder, MSD-style data lists."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BUNDLE_ROOT_ENV",
+    "DATASET_SPLITS",
+    "default_bundle_root",
+    "default_inference_input",
+    "load_datalist",
+    "resolve_dataset_dir",
+]
+
+BUNDLE_ROOT_ENV = "NEUROLINK_BUNDLE_ROOT"
+DATASET_SPLITS = ("training", "validation", "test")
+_MARKER = Path("configs") / "metadata.json"
+
+
+def _is_bundle(folder: Path) -> bool:
+    return (folder / _MARKER).is_file() and (folder / "configs" / "train.json").is_file()
+
+
+def default_bundle_root() -> str:
+    """The bundle folder (the one holding ``configs/metadata.json``), as an absolute path string.
+
+    Configs use it as ``"bundle_root": "$neurolink_monai.bundle_utils.default_bundle_root()"`` so that the same
+    command works from the repository root (``--config_file bundle/configs/train.json``) and from inside the bundle
+    folder (``--config_file configs/train.json``, the Model Zoo habit). ``--bundle_root DIR`` always wins over it.
+
+    Resolution order: the ``NEUROLINK_BUNDLE_ROOT`` environment variable; ``./bundle`` when the current folder is
+    a NeuroLink-MONAI checkout; the current folder when it is the bundle; the ``bundle`` folder beside the
+    installed package (an editable install of a checkout).
+
+    Raises:
+        FileNotFoundError: none of these is a bundle folder; the message says how to pass ``--bundle_root``.
+    """
+    env = os.environ.get(BUNDLE_ROOT_ENV)
+    if env:
+        folder = Path(env).expanduser().absolute()
+        if not _is_bundle(folder):
+            raise FileNotFoundError(
+                f"{BUNDLE_ROOT_ENV}={env!r} is not a bundle folder: {folder / _MARKER} or configs/train.json is missing."
+            )
+        return str(folder)
+    cwd = Path.cwd()
+    candidates = [cwd / "bundle", cwd, Path(__file__).resolve().parents[2] / "bundle"]
+    for folder in candidates:
+        if _is_bundle(folder):
+            return str(folder.absolute())
+    raise FileNotFoundError(
+        "cannot find the NeuroLink-MONAI bundle folder (tried "
+        + ", ".join(str(c) for c in candidates)
+        + "): run from the repository root or the bundle folder, or pass --bundle_root /path/to/bundle."
+    )
+
+
+def resolve_dataset_dir(
+    dataset_dir: str | os.PathLike | None,
+    bundle_root: str | os.PathLike,
+    num_samples: int | None = None,
+    shape: Sequence[int] | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+) -> str:
+    """The dataset folder to train on: ``dataset_dir`` when given, else the embedded synthetic dataset.
+
+    With ``dataset_dir`` empty or None the synthetic dataset is generated once into ``<bundle_root>/data/synthetic``
+    with :func:`neurolink_monai.data.synthetic.ensure_dataset` and reused afterwards (regenerated only when the
+    requested settings differ from the ones stored in its manifest).
+
+    Args:
+        dataset_dir: a folder with an MSD-style ``dataset.json`` (lists ``training``, ``validation`` and
+            optionally ``test`` of ``{"image", "label", "swc"}`` paths relative to the folder), or None/"".
+        bundle_root: the bundle folder.
+        num_samples, shape, seed: synthetic dataset settings; None keeps the generator's defaults.
+        progress: show a progress bar while generating.
+
+    Raises:
+        FileNotFoundError: ``dataset_dir`` is given but is not a folder with a ``dataset.json``.
+    """
+    if dataset_dir not in (None, "", "None", "null"):
+        folder = Path(dataset_dir).expanduser().absolute()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"dataset_dir {str(folder)!r} is not a folder.")
+        if not (folder / "dataset.json").is_file():
+            raise FileNotFoundError(
+                f"dataset_dir {str(folder)!r} holds no dataset.json (MSD-style lists 'training', 'validation', 'test' "
+                "of {'image': ..., 'label': ..., 'swc': ...} relative paths)."
+            )
+        return str(folder)
+    from neurolink_monai.data.synthetic import ensure_dataset
+
+    kwargs: dict[str, Any] = {}
+    if num_samples is not None:
+        kwargs["num_samples"] = int(num_samples)
+    if shape is not None:
+        kwargs["shape"] = tuple(int(s) for s in shape)
+    if seed is not None:
+        kwargs["seed"] = int(seed)
+    target = Path(bundle_root).expanduser().absolute() / "data" / "synthetic"
+    return str(ensure_dataset(target, progress=progress, **kwargs).parent)
+
+
+def load_datalist(dataset_dir: str | os.PathLike, split: str, required_keys: Sequence[str] = ("image",)) -> list[dict]:
+    """Entries of one split of ``<dataset_dir>/dataset.json`` with absolute paths.
+
+    Args:
+        dataset_dir: folder holding ``dataset.json``.
+        split: ``"training"``, ``"validation"`` or ``"test"``.
+        required_keys: keys every entry must have (e.g. ``("image", "label")``); each path must exist.
+
+    Returns:
+        list of dicts ``{"image": abs path, "label": abs path, "swc": abs path, ...}``; keys other than file paths
+        (numbers, lists) are kept as they are.
+
+    Raises:
+        ValueError: unknown split, empty split, malformed entries (the message names dataset.json and the entry).
+        FileNotFoundError: a listed file does not exist.
+    """
+    if split not in DATASET_SPLITS:
+        raise ValueError(f"split must be one of {DATASET_SPLITS}, got {split!r}.")
+    folder = Path(dataset_dir).expanduser().absolute()
+    path = folder / "dataset.json"
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist.") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read it as JSON: {e}") from e
+    entries = content.get(split) if isinstance(content, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{path}: the {split!r} list is missing or empty.")
+    out = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, str):
+            entry = {"image": entry}
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: {split}[{i}] must be a dict of paths, got {entry!r}.")
+        missing = [k for k in required_keys if k not in entry]
+        if missing:
+            raise ValueError(f"{path}: {split}[{i}] lacks the keys {missing}: {entry!r}.")
+        item = {}
+        for key, value in entry.items():
+            if isinstance(value, str):
+                p = Path(value).expanduser()
+                p = p if p.is_absolute() else folder / p
+                if not p.is_file():
+                    raise FileNotFoundError(f"{path}: {split}[{i}][{key!r}] = {value!r} does not exist ({p}).")
+                item[key] = str(p)
+            else:
+                item[key] = value
+        out.append(item)
+    return out
+
+
+def default_inference_input(dataset_dir: str | os.PathLike | None, bundle_root: str | os.PathLike) -> list[str]:
+    """Images of the ``test`` split of the training dataset (the synthetic one by default): what inference runs on
+    when no ``--input_path`` is given."""
+    folder = resolve_dataset_dir(dataset_dir, bundle_root)
+    return [item["image"] for item in load_datalist(folder, "test")]

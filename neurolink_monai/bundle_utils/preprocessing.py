@@ -1,0 +1,188 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""The bundle's image preprocessing: the ONE chain shared by training, validation, evaluation and inference.
+
+:func:`inference_preprocessing` returns the transforms that turn an image file into the network input
+``(1, D, H, W)`` float32 in ``[0, 1]``:
+
+1. ``LoadImaged`` (3D TIFF stacks through :class:`neurolink_monai.io.TiffStackReader`, NIfTI through nibabel),
+2. ``EnsureChannelFirstd``,
+3. :class:`ToZYXd`: NIfTI volumes, stored ``(x, y, z)``, are reordered to the ``(z, y, x)`` array order of the
+   project (TIFF stacks already are),
+4. :class:`CheckStackd`: a 3D stack with exactly one channel and finite intensities, else a ``ValueError``
+   naming the file,
+5. :func:`intensity_scaling`: percentile scaling (``MicroscopyNormalized``), ``DEFAULT_PERCENTILES`` (0.5, 99.95)
+   of the whole stack mapped to ``[0, 1]`` and clipped.
+
+Out-of-core inference (``neurolink_monai.inference``) must apply the same mapping: the percentiles of the whole
+stack, not of one block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import EnsureChannelFirstd, EnsureTyped, LoadImaged, MapTransform, Transform
+
+import neurolink_monai.io  # noqa: F401  (registers the TIFF stack reader/writer with MONAI)
+from neurolink_monai.transforms import CheckVolume, MicroscopyNormalized
+
+__all__ = [
+    "DEFAULT_PERCENTILES",
+    "NIFTI_SUFFIXES",
+    "TIFF_SUFFIXES",
+    "CheckStack",
+    "CheckStackd",
+    "ToZYX",
+    "ToZYXd",
+    "image_source",
+    "inference_preprocessing",
+    "intensity_scaling",
+    "load_image_transforms",
+]
+
+DEFAULT_PERCENTILES = (0.5, 99.95)
+TIFF_SUFFIXES = (".tif", ".tiff")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def image_source(img: Any, fallback: str = "image") -> str:
+    """The file an image was loaded from (``filename_or_obj`` of a MetaTensor), else ``fallback``."""
+    if isinstance(img, MetaTensor):
+        name = img.meta.get("filename_or_obj")
+        if name:
+            return str(name)
+    return fallback
+
+
+def _is_nifti(name: str) -> bool:
+    return str(name).lower().endswith(NIFTI_SUFFIXES)
+
+
+class ToZYX(Transform):
+    """Reorder a channel-first NIfTI volume ``(C, x, y, z)`` to the project's ``(C, z, y, x)``; others pass.
+
+    NIfTI stores the first array axis as x; TIFF stacks (and the whole project) use ``(z, y, x)``. The affine
+    columns are permuted with the axes, so the spacing read from it stays right (``(sz, sy, sx)`` afterwards).
+    Whether the input is NIfTI is decided from the MetaTensor's ``filename_or_obj`` suffix (``.nii``, ``.nii.gz``).
+    """
+
+    def __call__(self, img: Any) -> Any:
+        if not (isinstance(img, MetaTensor) and _is_nifti(image_source(img, ""))):
+            return img
+        if img.ndim != 4:
+            return img  # CheckStack reports the wrong dimensionality with the file name
+        out = img.permute(0, 3, 2, 1).contiguous()
+        meta = dict(img.meta)
+        affine = torch.as_tensor(img.affine, dtype=torch.float64)
+        meta["affine"] = affine[:, [2, 1, 0, 3]]
+        meta["spatial_shape"] = np.asarray(out.shape[1:])
+        return MetaTensor(out.as_tensor(), meta=meta)
+
+
+class ToZYXd(MapTransform):
+    """Dictionary version of :class:`ToZYX`."""
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = ToZYX()
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key])
+        return d
+
+
+class CheckStack(Transform):
+    """Check that a channel-first image is a finite 3D stack with ``num_channels`` channels; return it unchanged.
+
+    :class:`neurolink_monai.transforms.CheckVolume` rejects 2D images, other ranks, empty and non-finite stacks;
+    this adds the channel count the network takes. Every ``ValueError`` names the file (MetaTensor metadata).
+
+    Args:
+        num_channels: expected channels (1 for NeuroLinkNet's default input).
+    """
+
+    def __init__(self, num_channels: int = 1) -> None:
+        if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
+            raise ValueError(f"num_channels must be a positive int, got {num_channels!r}.")
+        self.num_channels = num_channels
+        self.volume_check = CheckVolume(require_finite=True)
+
+    def __call__(self, img: Any) -> Any:
+        src = image_source(img)
+        self.volume_check(img, name=src)
+        shape = tuple(int(s) for s in img.shape)
+        if shape[0] != self.num_channels:
+            raise ValueError(
+                f"{src}: the image has {shape[0]} channels (channel-first shape {shape}) but the model takes "
+                f"{self.num_channels}; extract the neurite channel first (e.g. Fiji: Image > Color > Split Channels)."
+            )
+        return img
+
+
+class CheckStackd(MapTransform):
+    """Dictionary version of :class:`CheckStack`."""
+
+    def __init__(self, keys: KeysCollection, num_channels: int = 1, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = CheckStack(num_channels)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            self.transform(d[key])
+        return d
+
+
+def intensity_scaling(
+    keys: KeysCollection = "image", percentiles: Sequence[float] = DEFAULT_PERCENTILES, clip: bool = True
+) -> MicroscopyNormalized:
+    """Percentile intensity scaling (:class:`neurolink_monai.transforms.MicroscopyNormalized`): the ``percentiles``
+    (low, high) of the whole stack map to 0 and 1, clipped to [0, 1] when ``clip``."""
+    low, high = (float(p) for p in percentiles)
+    if not 0.0 <= low < high <= 100.0:
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {tuple(percentiles)!r}.")
+    return MicroscopyNormalized(keys, lower=low, upper=high, clip=clip)
+
+
+def load_image_transforms(keys: KeysCollection = "image", num_channels: int | None = 1) -> list[Transform]:
+    """Load, channel-first, ``(z, y, x)`` order and (when ``num_channels`` is given) :class:`CheckStackd`."""
+    out: list[Transform] = [
+        LoadImaged(keys, image_only=True),
+        EnsureChannelFirstd(keys),
+        ToZYXd(keys),
+    ]
+    if num_channels is not None:
+        out.append(CheckStackd(keys, num_channels=num_channels))
+    return out
+
+
+def inference_preprocessing(
+    keys: KeysCollection = "image",
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+    num_channels: int = 1,
+    clip: bool = True,
+) -> list[Transform]:
+    """The bundle's image preprocessing chain (see the module docstring), as a list for ``Compose``.
+
+    Args:
+        keys: image key(s) of the data dicts ``{"image": path}``.
+        percentiles: (low, high) percentiles mapped to 0 and 1.
+        num_channels: channels the network takes.
+        clip: clip the scaled intensities to ``[0, 1]``.
+
+    Returns:
+        transforms producing ``(num_channels, D, H, W)`` float32 MetaTensors (metadata: file name, affine with the
+        spacing).
+    """
+    return [
+        *load_image_transforms(keys, num_channels),
+        intensity_scaling(keys, percentiles, clip),
+        EnsureTyped(keys, dtype=torch.float32, track_meta=True),
+    ]

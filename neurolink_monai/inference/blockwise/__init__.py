@@ -1,0 +1,50 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Out-of-core blockwise NeuroLink inference on Dask: Zarr/TIFF in, OME-Zarr out, seam-free and resumable.
+
+Run ``python -m neurolink_monai.inference.blockwise --help`` for the command line, or call :func:`run_blockwise`.
+"""
+
+from __future__ import annotations
+
+from .engine import postprocess_block, postprocess_heads, predict_block, read_padded_region
+from .grid import BlockGrid, SlidingWindowGrid, overlap_from_halo
+from .model import ModelSpec, bundle_inference_settings, default_bundle_dir, load_model_spec, model_spec_from_module
+from .runner import (
+    DEFAULT_ROI_SIZE,
+    BlockwiseResult,
+    BlockwiseRunError,
+    estimate_block_memory,
+    run_block,
+    run_blockwise,
+)
+from .sources import BlockwiseInputError, VolumeSource, open_volume
+from .store import BlockwiseOutputError, OutputSpec, completed_blocks, partial_path, read_record
+
+__all__ = [
+    "BlockGrid",
+    "BlockwiseInputError",
+    "BlockwiseOutputError",
+    "BlockwiseResult",
+    "BlockwiseRunError",
+    "DEFAULT_ROI_SIZE",
+    "ModelSpec",
+    "OutputSpec",
+    "SlidingWindowGrid",
+    "VolumeSource",
+    "bundle_inference_settings",
+    "completed_blocks",
+    "default_bundle_dir",
+    "estimate_block_memory",
+    "load_model_spec",
+    "model_spec_from_module",
+    "open_volume",
+    "overlap_from_halo",
+    "partial_path",
+    "postprocess_block",
+    "postprocess_heads",
+    "predict_block",
+    "read_padded_region",
+    "read_record",
+    "run_block",
+    "run_blockwise",
+]

@@ -1,0 +1,177 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Inference of one output block from the global window grid, and the split into probability, mask and maps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...networks.outputs import split_outputs
+from ..intensity import scale_intensity
+from .grid import SlidingWindowGrid
+
+__all__ = ["predict_block", "postprocess_block", "postprocess_heads", "read_padded_region"]
+
+
+def read_padded_region(
+    volume: Any,
+    grid: SlidingWindowGrid,
+    start: Sequence[int],
+    stop: Sequence[int],
+    window: Sequence[float],
+) -> torch.Tensor:
+    """The preprocessed input ``[start, stop)`` in padded coordinates as float32 ``(D', H', W')``.
+
+    Reads the part inside the volume, scales it with :func:`~neurolink_monai.inference.scale_intensity` and pads the
+    rest like MONAI pads the whole (preprocessed) volume when it is smaller than the window. Along a padded axis the
+    region spans the whole padded axis, so ``reflect``/``replicate``/``circular`` padding is reproduced too.
+    """
+    pad = grid.pad_before
+    lo = [s - p for s, p in zip(start, pad)]
+    hi = [s - p for s, p in zip(stop, pad)]
+    lo_c = [max(v, 0) for v in lo]
+    hi_c = [min(v, n) for v, n in zip(hi, grid.image_shape)]
+    raw = volume[tuple(slice(a, b) for a, b in zip(lo_c, hi_c))]
+    region = scale_intensity(torch.from_numpy(np.require(raw, requirements=["C", "W"])), window)
+    amounts = []
+    for a in (2, 1, 0):  # F.pad lists the last axis first
+        amounts += [lo_c[a] - lo[a], hi[a] - hi_c[a]]
+    if any(amounts):
+        region = F.pad(region[None, None], amounts, mode=grid.padding_mode, value=grid.cval)[0, 0]
+    return region
+
+
+@torch.inference_mode()
+def predict_block(
+    volume: Any,
+    grid: SlidingWindowGrid,
+    start: Sequence[int],
+    stop: Sequence[int],
+    predictor: Callable[[torch.Tensor], torch.Tensor],
+    window: Sequence[float],
+    sw_batch_size: int = 1,
+    device: torch.device | str = "cpu",
+    importance: torch.Tensor | None = None,
+    channels: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Blended network output of the block ``[start, stop)`` (volume coordinates): float32 ``(C, d, h, w)`` on CPU.
+
+    Evaluates every window of ``grid`` that overlaps the block (in MONAI's window order), weights each output by the
+    importance map, accumulates the part inside the block and divides by the summed weights: the block of what
+    ``SlidingWindowInferer(grid.roi_size, sw_batch_size, grid.overlap, grid.mode, ...)`` returns for the whole
+    preprocessed volume.
+
+    Args:
+        volume: ``(D, H, W)`` array-like (numpy, Zarr, :class:`VolumeSource`) holding raw intensities.
+        grid: the global window grid of the volume.
+        start: block start ``(z, y, x)``.
+        stop: block stop ``(z, y, x)``.
+        predictor: maps ``(B, 1, *roi_size)`` to ``(B, C, *roi_size)`` (the network in eval mode).
+        window: ``(low, high)`` intensity window (see :func:`~neurolink_monai.inference.intensity_window`).
+        sw_batch_size: windows per forward pass.
+        device: where the predictor runs; blending happens on the CPU.
+        importance: ``grid.importance_map()`` when already computed.
+        channels: output channels to blend and return (default all); channels are blended independently, so
+            leaving out heads that are not stored saves memory and time without changing the others.
+    """
+    if sw_batch_size < 1:
+        raise ValueError(f"sw_batch_size must be >= 1, got {sw_batch_size!r}.")
+    starts = grid.block_window_starts(start, stop)
+    roi = grid.roi_size
+    pstart = [s + p for s, p in zip(start, grid.pad_before)]
+    pstop = [s + p for s, p in zip(stop, grid.pad_before)]
+    r0 = [int(s.min()) for s in starts]
+    r1 = [int(s.max()) + r for s, r in zip(starts, roi)]
+    region = read_padded_region(volume, grid, r0, r1, window)
+    imp = grid.importance_map("cpu") if importance is None else importance.to("cpu", torch.float32)
+    block_shape = [b - a for a, b in zip(start, stop)]
+    acc: torch.Tensor | None = None
+    count = torch.zeros(block_shape, dtype=torch.float32)
+
+    windows = list(grid.iter_windows(starts))
+    for i in range(0, len(windows), sw_batch_size):
+        batch = windows[i : i + sw_batch_size]
+        x = torch.stack(
+            [region[tuple(slice(w - o, w - o + r) for w, o, r in zip(win, r0, roi))] for win in batch]
+        ).unsqueeze(1)
+        out = predictor(x.to(device))
+        if not isinstance(out, torch.Tensor) or out.dim() != 5 or tuple(out.shape[2:]) != tuple(roi):
+            got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"the network must map (B, 1, *roi) to one (B, C, *roi) tensor, got {got}.")
+        if channels is not None:
+            out = out[:, list(channels)]
+        out = out.to("cpu", torch.float32)
+        if acc is None:
+            acc = torch.zeros([out.shape[1], *block_shape], dtype=torch.float32)
+        for b, win in enumerate(batch):
+            src, dst = [], []
+            for w, r, a, z in zip(win, roi, pstart, pstop):
+                lo, hi = max(w, a), min(w + r, z)
+                src.append(slice(lo - w, hi - w))
+                dst.append(slice(lo - a, hi - a))
+            weight = imp[tuple(src)]
+            acc[(slice(None), *dst)] += out[(b, slice(None), *src)] * weight
+            count[tuple(dst)] += weight
+    assert acc is not None  # every block overlaps at least one window
+    return acc.div_(count)
+
+
+def postprocess_heads(
+    seg: torch.Tensor,
+    direction: torch.Tensor | None = None,
+    distance: torch.Tensor | None = None,
+    threshold: float = 0.5,
+    prob_dtype: str = "float16",
+    maps_dtype: str = "float16",
+    direction_eps: float = 1e-6,
+) -> dict[str, np.ndarray]:
+    """The stored arrays from blended heads, as the bundle's inference post-processes them.
+
+    Mirrors ``neurolink_monai.bundle_utils.neurolink_heads``: the neurite probability is the sigmoid of one
+    segmentation channel, or channel 1 of the softmax of two; the mask is ``prob >= threshold``; the direction is
+    normalised to unit vectors ``(z, y, x)`` (0 where its norm is below ``direction_eps``); the distance is the
+    network's non-negative regression.
+
+    Args:
+        seg: segmentation logits ``(1 or 2, d, h, w)``.
+        direction: ``(3, d, h, w)`` or None.
+        distance: ``(1, d, h, w)`` or None.
+
+    Returns:
+        ``{"prob": (d, h, w) float16 or uint8 (prob x 255, rounded), "mask": (d, h, w) uint8 0/1}`` plus
+        ``"direction"`` ``(3, d, h, w)`` and ``"distance"`` ``(d, h, w)`` in ``maps_dtype`` when given.
+    """
+    if seg.shape[0] not in (1, 2):
+        raise ValueError(f"seg must have 1 (sigmoid) or 2 (softmax) channels, got shape {list(seg.shape)}.")
+    prob = torch.sigmoid(seg[0]) if seg.shape[0] == 1 else torch.softmax(seg, dim=0)[1]
+    out = {"mask": (prob >= threshold).to(torch.uint8).numpy()}
+    if prob_dtype == "uint8":
+        out["prob"] = torch.round(prob.mul_(255.0)).to(torch.uint8).numpy()
+    else:
+        out["prob"] = prob.to(getattr(torch, prob_dtype)).numpy()
+    del prob
+    if direction is not None:
+        norm = direction.norm(dim=0, keepdim=True)
+        direction = torch.where(norm > direction_eps, direction / norm.clamp_min(direction_eps), 0.0)
+        out["direction"] = direction.to(getattr(torch, maps_dtype)).numpy()
+    if distance is not None:
+        out["distance"] = distance[0].to(getattr(torch, maps_dtype)).numpy()
+    return out
+
+
+def postprocess_block(
+    output: torch.Tensor,
+    seg_channels: int = 1,
+    threshold: float = 0.5,
+    prob_dtype: str = "float16",
+    maps_dtype: str = "float16",
+) -> dict[str, np.ndarray]:
+    """:func:`postprocess_heads` of a whole blended NeuroLinkNet output ``(seg_channels [+ 4], d, h, w)``."""
+    if seg_channels not in (1, 2):
+        raise ValueError(f"seg_channels must be 1 (sigmoid) or 2 (softmax), got {seg_channels!r}.")
+    parts = split_outputs(output, out_channels=seg_channels)
+    return postprocess_heads(parts["seg"], parts["direction"], parts["distance"], threshold, prob_dtype, maps_dtype)
