@@ -252,6 +252,15 @@ def test_resume_continues_where_training_stopped(trained):
     assert evaluator.state.best_metric >= trained["best1"]
 
 
+def test_a_new_training_replaces_stale_checkpoints(tmp_path, tiny_dataset):
+    stale = tmp_path / "models" / "checkpoints" / "checkpoint_epoch=7.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"left over by a longer, earlier run")
+    _run(["train.json"], bundle_root=str(tmp_path), dataset_dir=str(tiny_dataset), max_epochs=1, **TINY)
+    assert [p.name for p in stale.parent.iterdir()] == ["checkpoint_epoch=1.pt"]
+    assert latest_checkpoint(stale.parent).name == "checkpoint_epoch=1.pt"
+
+
 def test_resume_without_checkpoint_fails_clearly(tmp_path, tiny_dataset):
     wf = _workflow(["train.json"], bundle_root=str(tmp_path), dataset_dir=str(tiny_dataset), resume=True, **TINY)
     with pytest.raises(Exception) as info:

@@ -130,14 +130,15 @@ class TrainingCheckpoint:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self._drop_older)
 
     def _drop_older(self, engine: Engine) -> None:
-        # A resumed run starts a new saver that does not know the files of the previous run: keep the newest n_saved.
-        found = []
+        # The saver only rotates the files it wrote itself. Files of an earlier run (the checkpoint a resumed run
+        # started from, or a stale one of a longer run) would later mislead latest_checkpoint: remove them once
+        # this run has saved its own.
+        keep = {engine.state.epoch - i * self.save_interval for i in range(self.n_saved)}
         for path in self.save_dir.glob("checkpoint_epoch=*.pt"):
             match = _STEP.search(path.name)
-            if match is not None:
-                found.append((int(match.group(2)), path))
-        for _, path in sorted(found)[: -self.n_saved]:
-            path.unlink(missing_ok=True)
+            if match is not None and int(match.group(2)) not in keep:
+                logger.info(f"removing the checkpoint of an earlier run: {path}")
+                path.unlink(missing_ok=True)
 
 
 class LossProgressBar:
