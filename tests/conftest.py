@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("NEUROLINK_SHARED", REPO_ROOT.parent / "shared"))
@@ -17,3 +18,12 @@ def diadem_dir() -> Path:
     if not (DIADEM_DIR / "OP_1.tif").is_file():
         pytest.skip(f"real data not found at {DIADEM_DIR}")
     return DIADEM_DIR
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one intra-op torch thread: tiny windows are much faster single-threaded on a shared 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

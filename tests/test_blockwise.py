@@ -27,14 +27,7 @@ from neurolink_monai.inference.blockwise import (
 from neurolink_monai.io import write_tiff_stack
 from neurolink_monai.networks import NeuroLinkNet
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny windows run much faster single-threaded (intra-op threads only add sync cost on a shared 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_net(dsconv: bool = False, features=(4, 8), seed: int = 0) -> NeuroLinkNet:

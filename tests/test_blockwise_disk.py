@@ -9,7 +9,9 @@ import subprocess
 import numpy as np
 import pytest
 import zarr
-from test_blockwise_cli import case, command, env, one_torch_thread, reference_prob  # noqa: F401  (fixtures)
+from test_blockwise_cli import case, command, env, reference_prob  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from neurolink_monai.inference.blockwise import read_record
 

@@ -21,13 +21,7 @@ from neurolink_monai.inference.blockwise import (
 from neurolink_monai.inference.blockwise.cli import main as cli_main
 from neurolink_monai.networks import NeuroLinkNet
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-from neurolink_monai.data._atomic import atomic_write_bytes
+from neurolink_monai.io.atomic import atomic_write_bytes
 
+from ..utils import describe_source
 from .flags import as_bool
 from .inputs import input_stem
-from .preprocessing import image_source
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -291,7 +291,7 @@ class EvaluationReport:
         items = batch if isinstance(batch, list) else [batch]
         for item in items:
             img = item.get(self.image_key) if isinstance(item, Mapping) else None
-            name = image_source(img, "")
+            name = describe_source(img, "")
             self.cases.append(input_stem(name) if name else f"case_{len(self.cases):03d}")
 
     def _write(self, engine: Engine) -> None:

@@ -30,6 +30,7 @@ from monai.transforms import EnsureChannelFirstd, EnsureTyped, LoadImaged, MapTr
 
 import neurolink_monai.io  # noqa: F401  (registers the TIFF stack reader/writer with MONAI)
 from neurolink_monai.transforms import CheckVolume, MicroscopyNormalized
+from neurolink_monai.utils import describe_source
 
 __all__ = [
     "DEFAULT_PERCENTILES",
@@ -39,7 +40,6 @@ __all__ = [
     "CheckStackd",
     "ToZYX",
     "ToZYXd",
-    "image_source",
     "inference_preprocessing",
     "intensity_scaling",
     "load_image_transforms",
@@ -48,15 +48,6 @@ __all__ = [
 DEFAULT_PERCENTILES = (0.5, 99.95)
 TIFF_SUFFIXES = (".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-
-
-def image_source(img: Any, fallback: str = "image") -> str:
-    """The file an image was loaded from (``filename_or_obj`` of a MetaTensor), else ``fallback``."""
-    if isinstance(img, MetaTensor):
-        name = img.meta.get("filename_or_obj")
-        if name:
-            return str(name)
-    return fallback
 
 
 def _is_nifti(name: str) -> bool:
@@ -72,7 +63,7 @@ class ToZYX(Transform):
     """
 
     def __call__(self, img: Any) -> Any:
-        if not (isinstance(img, MetaTensor) and _is_nifti(image_source(img, ""))):
+        if not (isinstance(img, MetaTensor) and _is_nifti(describe_source(img, ""))):
             return img
         if img.ndim != 4:
             return img  # CheckStack reports the wrong dimensionality with the file name
@@ -115,7 +106,7 @@ class CheckStack(Transform):
         self.volume_check = CheckVolume(require_finite=True)
 
     def __call__(self, img: Any) -> Any:
-        src = image_source(img)
+        src = describe_source(img)
         self.volume_check(img, name=src)
         shape = tuple(int(s) for s in img.shape)
         if shape[0] != self.num_channels:

@@ -19,9 +19,9 @@ from monai.transforms import MapTransform
 from neurolink_monai.data.preview import save_mip_png
 from neurolink_monai.io import spacing_from_affine, write_swc, write_tiff_stack
 
+from ..utils import describe_source
 from .flags import as_bool
 from .inputs import input_stem
-from .preprocessing import image_source
 
 __all__ = ["OUTPUT_SUFFIXES", "OutputWriteError", "SaveNeuroLinkOutputsd", "output_paths"]
 
@@ -125,7 +125,7 @@ class SaveNeuroLinkOutputsd(MapTransform):
         self.compression = compression
 
     def _write_case(self, img: Any, d: Mapping[Hashable, Any], staging: Path) -> dict[str, Path]:
-        src = image_source(img, "")
+        src = describe_source(img, "")
         if not src:
             raise ValueError("the image has no 'filename_or_obj' metadata; cannot name the outputs.")
         names = output_paths(staging, src)
@@ -171,7 +171,7 @@ class SaveNeuroLinkOutputsd(MapTransform):
                 try:
                     written = self._write_case(img, d, staging)
                 except Exception as e:
-                    raise OutputWriteError(f"{image_source(img)}: writing the outputs failed: {e}") from e
+                    raise OutputWriteError(f"{describe_source(img)}: writing the outputs failed: {e}") from e
                 for path in written.values():
                     os.replace(path, self.output_dir / path.name)
             finally:
