@@ -8,7 +8,8 @@ Rows printed per stack:
 * ``floor+maps``: the same mask with the direction and distance targets made from the gold SWC (what a perfect
   NeuroLink network would hand the tracer);
 * ``pipeline``: the whole pipeline from the image, when predictions are supplied, either as files
-  (``--prob-dir`` holding ``OP_k_prob.tif`` and optionally ``OP_k_direction.tif`` / ``OP_k_distance.tif``) or,
+  (``--prob-dir``: the bundle's inference output folder, holding ``OP_k_prob.tif`` and optionally ``OP_k_dir.tif`` /
+  ``OP_k_dist.tif``) or,
   from Python, as a callable ``predict(image, spacing) -> {"prob": ..., "direction": ..., "distance": ...}``
   passed to :func:`score_stacks`.
 
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from neurolink_monai.io import read_swc, read_tiff_stack
-from neurolink_monai.metrics import neuron_distance, node_prf
+from neurolink_monai.metrics import node_prf, reconstruction_scores
 from neurolink_monai.tracing import trace_swc
 from neurolink_monai.transforms import SWCToMask, direction_map_from_swc, mask_distance_transform
 
@@ -41,33 +42,22 @@ Predictor = Callable[[np.ndarray, tuple], dict[str, Any]]
 
 
 def score_trace(swc: np.ndarray, gold: np.ndarray, tolerance: float = 4.0) -> dict[str, float]:
-    """Scores of one trace against its gold SWC (voxel units); see the module docstring."""
-    if len(swc) == 0:
-        return {"ESA": float("nan"), "DSA": float("nan"), "PDS": 1.0, "P": 0.0, "R": 0.0, "F1": 0.0, "trees": 0}
-    nd = neuron_distance(swc, gold, threshold=2.0)
-    prf = node_prf(swc, gold, tolerance=tolerance)
+    """:func:`reconstruction_scores` of one trace, plus the node recall of its first tree alone (``R_tree1``)."""
+    scores = reconstruction_scores(swc, gold, tolerance=tolerance)
     roots = np.flatnonzero(swc[:, 6] == -1)
     first = swc[: roots[1]] if len(roots) > 1 else swc
-    return {
-        "ESA": nd["ESA"],
-        "DSA": nd["DSA"],
-        "PDS": nd["PDS"],
-        "P": prf["precision"],
-        "R": prf["recall"],
-        "F1": prf["f1"],
-        "trees": len(roots),
-        "R_tree1": node_prf(first, gold, tolerance=tolerance)["recall"],
-    }
+    scores["R_tree1"] = node_prf(first, gold, tolerance=tolerance)["recall"] if len(first) else 0.0
+    return scores
 
 
 def predictions_from_folder(folder: str | Path) -> Predictor:
-    """A predictor reading ``OP_k_prob.tif`` (and ``OP_k_direction.tif``, ``OP_k_distance.tif`` when present)."""
+    """A predictor reading the bundle's ``OP_k_prob.tif`` (and ``OP_k_dir.tif``, ``OP_k_dist.tif`` when present)."""
     folder = Path(folder)
 
     def predict(image: np.ndarray, spacing: tuple, name: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for key in ("prob", "direction", "distance"):
-            path = folder / f"{name}_{key}.tif"
+        for key, suffix in (("prob", "_prob"), ("direction", "_dir"), ("distance", "_dist")):
+            path = folder / f"{name}{suffix}.tif"
             if path.is_file():
                 out[key] = read_tiff_stack(path)[0]
         if "prob" not in out:
@@ -122,25 +112,23 @@ def score_stacks(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--prob-dir", type=Path, default=None, help="folder with OP_k_prob.tif (+ _direction, _distance)")
+    ap.add_argument(
+        "--prob-dir", type=Path, default=None, help="bundle inference output: OP_k_prob.tif (+ _dir, _dist)"
+    )
     ap.add_argument("--tolerance", type=float, default=4.0)
     ap.add_argument("--threshold", type=float, default=0.5)
     args = ap.parse_args()
     predict = predictions_from_folder(args.prob_dir) if args.prob_dir is not None else None
     rows = score_stacks(args.data, predict, args.tolerance, threshold=args.threshold)
     print(f"DIADEM OP stacks in {args.data}; node P/R/F1 at {args.tolerance:g} voxels, ESA/DSA/PDS at 2 voxels")
-    cols = ("ESA", "DSA", "PDS", "P", "R", "F1", "trees", "R_tree1", "seconds")
-    print(f"{'stack':6s} {'input':11s} " + " ".join(f"{c:>7s}" for c in cols))
+    cols = {"ESA": "ESA", "DSA": "DSA", "PDS": "PDS", "node_precision": "P", "node_recall": "R", "node_f1": "F1",
+            "trees": "trees", "R_tree1": "R_tree1", "seconds": "seconds"}  # fmt: skip
+    print(f"{'stack':6s} {'input':11s} " + " ".join(f"{c:>7s}" for c in cols.values()))
     for r in rows:
-        vals = " ".join(f"{r[c]:7d}" if c == "trees" else f"{r[c]:7.3f}" for c in cols)
-        print(f"{r['stack']:6s} {r['input']:11s} {vals}")
+        print(f"{r['stack']:6s} {r['input']:11s} " + " ".join(f"{r[c]:7.3f}" for c in cols))
     for label in dict.fromkeys(r["input"] for r in rows):
         sel = [r for r in rows if r["input"] == label]
-        means = " ".join(
-            f"{np.mean([r[c] for r in sel]):7.1f}" if c == "trees" else f"{np.mean([r[c] for r in sel]):7.3f}"
-            for c in cols
-        )
-        print(f"{'mean':6s} {label:11s} {means}")
+        print(f"{'mean':6s} {label:11s} " + " ".join(f"{np.mean([r[c] for r in sel]):7.3f}" for c in cols))
 
 
 if __name__ == "__main__":

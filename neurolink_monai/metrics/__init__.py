@@ -29,6 +29,12 @@ from neurolink_monai.metrics.skeleton_graph import (
     subdivide_graph,
     swc_to_graph,
 )
+from neurolink_monai.metrics.summary import (
+    RECONSTRUCTION_SCORES,
+    SEGMENTATION_SCORES,
+    reconstruction_scores,
+    segmentation_scores,
+)
 from neurolink_monai.metrics.topology import betti_errors, betti_numbers
 from neurolink_monai.metrics.voxel import cldice, topology_precision_sensitivity, voxel_prf
 
@@ -44,6 +50,10 @@ __all__ = [
     "vaa3d_edge_samples",
     "SegmentDistanceIndex",
     "node_prf",
+    "segmentation_scores",
+    "reconstruction_scores",
+    "SEGMENTATION_SCORES",
+    "RECONSTRUCTION_SCORES",
     "SkeletonGraph",
     "swc_to_graph",
     "mask_skeleton",
