@@ -352,6 +352,35 @@ def test_inference_writes_all_outputs_named_after_the_stem(trained, tiny_dataset
     assert Image.open(out / f"{stem}_mip.png").size == (stack.shape[2], stack.shape[1])
 
 
+def test_inference_with_a_segmentation_only_network(tiny_dataset, tmp_path):
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    net = NeuroLinkNet(spatial_dims=3, in_channels=1, out_channels=1, features=(4, 8), kernel_size=3, multitask=False)
+    torch.save(net.state_dict(), root / "models" / "model.pt")
+    image = load_datalist(tiny_dataset, "test")[0]["image"]
+    stem = input_stem(image)
+    single = {"network_def#multitask": False, "threshold": 0.45}
+    out = tmp_path / "out"
+    _infer(root, image, out, **single)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{stem}{s}" for s in ("_prob.tif", "_seg.tif", ".swc", "_mip.png")
+    )
+    out2 = tmp_path / "out2"
+    with pytest.raises(Exception) as info:
+        _infer(root, image, out2, save_direction=True, **single)
+    assert any("no direction head" in m and Path(image).name in m for m in _messages(info.value))
+    assert not out2.exists() or not any(out2.iterdir())
+
+
+def test_outputs_of_a_single_task_prediction():
+    pred = torch.randn(1, 6, 8, 8)
+    keys = {"prob_key": "prob", "direction_key": "dir", "distance_key": "dist"}
+    with pytest.raises(ValueError, match="no direction head"):
+        NeuroLinkOutputsd("pred", **keys)({"pred": pred})
+    d = NeuroLinkOutputsd("pred", allow_missing_heads=True, **keys)({"pred": pred})
+    assert d["dir"] is None and d["dist"] is None and d["prob"].shape == (1, 6, 8, 8)
+
+
 def test_inference_on_folder_and_list(trained, tiny_dataset, tmp_path):
     folder = tmp_path / "stacks"
     folder.mkdir()

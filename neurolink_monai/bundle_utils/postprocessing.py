@@ -65,6 +65,9 @@ class NeuroLinkOutputsd(MapTransform):
         threshold: probability threshold of the mask.
         prob_key, direction_key, distance_key: where to store the other heads (one key each, used with a single
             entry in ``keys``), or None.
+        allow_missing_heads: for a segmentation-only network (``NeuroLinkNet(multitask=False)``) store None under
+            ``direction_key`` / ``distance_key`` (tracing then estimates directions from the skeleton) instead of
+            raising ``ValueError``.
         allow_missing_keys: skip absent keys.
     """
 
@@ -76,6 +79,7 @@ class NeuroLinkOutputsd(MapTransform):
         prob_key: str | None = None,
         direction_key: str | None = None,
         distance_key: str | None = None,
+        allow_missing_heads: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -85,6 +89,7 @@ class NeuroLinkOutputsd(MapTransform):
         self.out_channels = out_channels
         self.threshold = float(threshold)
         self.extra = {"prob": prob_key, "direction": direction_key, "distance": distance_key}
+        self.allow_missing_heads = bool(allow_missing_heads)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -99,6 +104,9 @@ class NeuroLinkOutputsd(MapTransform):
                 if out_key is None:
                     continue
                 value = heads[name]
+                if value is None and self.allow_missing_heads:
+                    d[out_key] = None
+                    continue
                 if value is None:
                     raise ValueError(
                         f"{out_key!r} was asked for but the prediction has no {name} head (shape {list(pred.shape)}, "

@@ -138,6 +138,11 @@ class SaveNeuroLinkOutputsd(MapTransform):
                 continue
             if key not in d:
                 raise KeyError(f"{src}: the output {name!r} (data key {key!r}) is missing.")
+            if d[key] is None:
+                raise ValueError(
+                    f"{src}: saving the {name} map was asked for but the network has no {name} head "
+                    "(NeuroLinkNet(multitask=False)); drop --save_direction / --save_distance."
+                )
             arr = _numpy(d[key])
             if name == "seg":
                 seg = arr[0] > 0
