@@ -65,6 +65,7 @@ def test_ablation_trains_evaluates_records_and_resumes(tmp_path, capsys):
         assert r["train_seconds"] > 0 and r["epochs"] == 1 and len(r["cases"]) == 2
         for name in ("precision", "recall", "f1", "cldice", "node_f1"):
             assert math.isnan(r["metrics"][name]) or 0.0 <= r["metrics"][name] <= 1.0
+        assert all(0.0 <= c["weak_recall"] <= 1.0 or math.isnan(c["weak_recall"]) for c in r["cases"])
     assert records[0]["overrides"]["network_def#dsconv"] is False
     run_dir = tmp_path / "work" / "cpu" / "neurolink_seed0"
     assert (run_dir / "models" / "model.pt").is_file()
@@ -75,6 +76,12 @@ def test_ablation_trains_evaluates_records_and_resumes(tmp_path, capsys):
     assert results.stat().st_mtime_ns == stamp
     assert ablation.main(["--table", "--results", str(results)]) == 0
     assert "train min" in capsys.readouterr().out
+
+    assert ablation.main(args + ["--rescore"]) == 0  # the stored outputs scored again give the same records
+    rescored = json.loads(results.read_text())
+    for old, new in zip(records, rescored):
+        assert old["cases"] == new["cases"] or json.dumps(old["cases"]) == json.dumps(new["cases"])
+        assert old["train_seconds"] == new["train_seconds"]
 
 
 def test_table_reports_mean_and_spread_over_seeds():

@@ -1,5 +1,6 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""The per-case score records (segmentation_scores, reconstruction_scores) on hand-computed cases."""
+"""The per-case score records (segmentation_scores, reconstruction_scores) and centreline_recall on hand-computed
+cases."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from neurolink_monai.io import write_swc
 from neurolink_monai.metrics import (
     RECONSTRUCTION_SCORES,
     SEGMENTATION_SCORES,
+    centreline_recall,
     reconstruction_scores,
     segmentation_scores,
 )
@@ -84,3 +86,20 @@ def test_reconstruction_scores_identity_shift_and_empty(tmp_path):
 
     empty = reconstruction_scores(np.zeros((0, 7)), gold)
     assert math.isnan(empty["ESA"]) and empty["PDS"] == 1.0 and empty["node_f1"] == 0.0 and empty["trees"] == 0.0
+
+
+def test_centreline_recall_counts_covered_nodes_and_selections():
+    gold = rod()
+    swc = straight_swc(2, 27)  # 26 nodes along x at y = 4, z = 2
+    pred = gold.copy()
+    pred[2, 4, 2:8] = False  # the first 6 nodes are missed
+    assert centreline_recall(pred, swc) == pytest.approx(20 / 26)
+    first_half = np.arange(26) < 13
+    assert centreline_recall(pred, swc, first_half) == pytest.approx(7 / 13)
+    assert centreline_recall(pred, swc, ~first_half) == 1.0
+    assert math.isnan(centreline_recall(pred, swc, np.zeros(26, bool)))
+    outside = swc.copy()
+    outside[:, 2] += 10  # x = 12..37: 28..29 are background, 30..37 lie outside the image (missed, no error)
+    assert centreline_recall(gold, outside) == pytest.approx(16 / 26)
+    with pytest.raises(ValueError, match="one entry per SWC node"):
+        centreline_recall(pred, swc, np.ones(5, bool))

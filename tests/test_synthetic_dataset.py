@@ -23,6 +23,7 @@ from neurolink_monai.data.synthetic import (
     generate_dataset,
     generate_sample,
     read_manifest,
+    regenerate_sample,
     split_counts,
 )
 from neurolink_monai.data.synthetic.__main__ import main
@@ -105,6 +106,18 @@ def test_files_hold_the_generated_sample(dataset):
     np.testing.assert_array_equal(swc, sample["swc"])
     # the label file is the project's rasterisation of the SWC file on the image grid
     np.testing.assert_array_equal(label, SWCToMask(image.shape, spacing)(swc)[0])
+
+
+def test_regenerate_sample_matches_the_files_and_adds_the_weak_windows(dataset, tmp_path):
+    sample = regenerate_sample(dataset, 4)
+    np.testing.assert_array_equal(sample["image"], read_tiff_stack(dataset / "imagesTr" / "synth_004.tif")[0])
+    np.testing.assert_array_equal(sample["swc"], read_swc(dataset / "swc" / "synth_004.swc"))
+    weak = sample["node_weak"]
+    assert weak.shape == (len(sample["swc"]),) and weak.min() >= 0.0 and weak.max() <= 1.0
+    with pytest.raises(ValueError, match=r"index must be an int in \[0, 5\)"):
+        regenerate_sample(dataset, 5)
+    with pytest.raises(ValueError, match="no synthetic_manifest.json"):
+        regenerate_sample(tmp_path, 0)
 
 
 def test_same_settings_give_the_same_bytes(dataset, tmp_path):

@@ -4,7 +4,7 @@ node precision/recall, plus MONAI cumulative metrics and ignite handlers wrappin
 
 from __future__ import annotations
 
-from neurolink_monai.metrics.continuity import segment_labels, skeleton_continuity
+from neurolink_monai.metrics.continuity import centreline_recall, segment_labels, skeleton_continuity
 from neurolink_monai.metrics.cumulative import (
     BettiErrorMetric,
     ClDiceMetric,
@@ -45,6 +45,7 @@ __all__ = [
     "betti_numbers",
     "betti_errors",
     "skeleton_continuity",
+    "centreline_recall",
     "segment_labels",
     "neuron_distance",
     "vaa3d_edge_samples",

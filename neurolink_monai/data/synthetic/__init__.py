@@ -23,6 +23,7 @@ from .dataset import (
     generate_dataset,
     generate_sample,
     read_manifest,
+    regenerate_sample,
     split_counts,
 )
 from .geometry import sample_centreline
@@ -49,6 +50,7 @@ __all__ = [
     "generate_neuron",
     "generate_sample",
     "read_manifest",
+    "regenerate_sample",
     "render_components",
     "render_stack",
     "sample_centreline",

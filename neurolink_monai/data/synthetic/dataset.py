@@ -245,6 +245,26 @@ def read_manifest(dataset_dir: str | os.PathLike) -> dict[str, Any] | None:
     return manifest
 
 
+def regenerate_sample(dataset_dir: str | os.PathLike, index: int) -> dict[str, Any]:
+    """Sample ``index`` of a dataset this generator wrote, regenerated in memory from its manifest's settings.
+
+    It gives what the files do not hold, such as ``"node_weak"``, the weak-stretch window (0..1) of each SWC node
+    (in the order of the written SWC), for scoring a prediction on the weak stretches alone.
+
+    Raises:
+        ValueError: ``dataset_dir`` has no manifest of this generator, or ``index`` is out of range.
+    """
+    manifest = read_manifest(dataset_dir)
+    if manifest is None:
+        raise ValueError(f"{dataset_dir}: no {MANIFEST_NAME} of this generator; cannot regenerate its samples.")
+    settings = manifest["settings"]
+    n = settings["num_samples"]
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < n:
+        raise ValueError(f"{dataset_dir}: sample index must be an int in [0, {n}), got {index!r}.")
+    seed = np.random.SeedSequence(settings["seed"], spawn_key=(int(index),))
+    return generate_sample(settings["shape"], seed, SyntheticConfig.from_dict(settings["config"]))
+
+
 def _inspect(folder: Path, settings: dict[str, Any] | None) -> tuple[str, str]:
     """Classify ``folder``: missing, empty, valid, mismatch (ours, other settings), incomplete (ours) or foreign."""
     if not folder.exists():
