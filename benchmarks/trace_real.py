@@ -32,7 +32,7 @@ import numpy as np
 
 from neurolink_monai.io import read_swc, read_tiff_stack
 from neurolink_monai.metrics import node_prf, reconstruction_scores
-from neurolink_monai.tracing import trace_swc
+from neurolink_monai.tracing import TraceConfig, trace_swc
 from neurolink_monai.transforms import SWCToMask, direction_map_from_swc, mask_distance_transform
 
 __all__ = ["score_trace", "score_stacks", "predictions_from_folder"]
@@ -73,6 +73,7 @@ def score_stacks(
     tolerance: float = 4.0,
     stacks: Iterable[int] = (1, 2, 3),
     threshold: float = 0.5,
+    min_length: float = TraceConfig.min_component_length,
 ) -> list[dict[str, Any]]:
     """Score the floor (and the pipeline, given ``predict``) on each OP stack; returns one dict per row."""
     data_dir = Path(data_dir)
@@ -103,6 +104,7 @@ def score_stacks(
                 distance=maps.get("distance"),
                 threshold=threshold,
                 spacing=spacing,
+                min_component_length=min_length,
             )
             seconds = time.perf_counter() - start
             rows.append({"stack": name, "input": label, "seconds": seconds, **score_trace(swc, gold, tolerance)})
@@ -117,9 +119,11 @@ def main() -> None:
     )
     ap.add_argument("--tolerance", type=float, default=4.0)
     ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--min-length", type=float, default=TraceConfig.min_component_length,
+                    help="tracing drops pieces shorter than this, voxels")  # fmt: skip
     args = ap.parse_args()
     predict = predictions_from_folder(args.prob_dir) if args.prob_dir is not None else None
-    rows = score_stacks(args.data, predict, args.tolerance, threshold=args.threshold)
+    rows = score_stacks(args.data, predict, args.tolerance, threshold=args.threshold, min_length=args.min_length)
     print(f"DIADEM OP stacks in {args.data}; node P/R/F1 at {args.tolerance:g} voxels, ESA/DSA/PDS at 2 voxels")
     cols = {"ESA": "ESA", "DSA": "DSA", "PDS": "PDS", "node_precision": "P", "node_recall": "R", "node_f1": "F1",
             "trees": "trees", "R_tree1": "R_tree1", "seconds": "seconds"}  # fmt: skip
