@@ -34,6 +34,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import shlex
@@ -132,18 +133,18 @@ def train_variant(preset: Preset, variant: str, seed: int, run_dir: Path, extra:
 
     A finished run (``run_dir/train.json`` present) is not trained again.
     """
+    settings = {**preset.overrides, **VARIANTS[variant], **extra, "seed": seed}
     record_path = run_dir / "train.json"
     if record_path.is_file():
-        return json.loads(record_path.read_text())
-    overrides = {
-        **preset.overrides,
-        **VARIANTS[variant],
-        **extra,
-        "seed": seed,
-        "ckpt_dir": str(run_dir / "models"),
-        "log_dir": str(run_dir / "runs"),
-        "output_dir": str(run_dir / "eval"),
-    }
+        record = json.loads(record_path.read_text())
+        if record.get("overrides") != settings:
+            raise ValueError(
+                f"{run_dir} holds a training with other settings ({record.get('overrides')}, not {settings}); "
+                "use another --work-dir or remove the folder."
+            )
+        return record
+    paths = {"ckpt_dir": str(run_dir / "models"), "log_dir": str(run_dir / "runs"), "output_dir": str(run_dir / "eval")}
+    overrides = {**settings, **paths}
     print(f"\n=== training {variant}, seed {seed}\n{_command(preset.configs, 'training', overrides)}", flush=True)
     start = time.perf_counter()
     wf = _workflow(preset.configs, "train", overrides)
@@ -156,7 +157,7 @@ def train_variant(preset: Preset, variant: str, seed: int, run_dir: Path, extra:
         "best_epoch": int(evaluator.state.best_metric_epoch),
         "epochs": int(wf.parser.get_parsed_content("max_epochs")),
         "iterations": int(wf.parser.get_parsed_content("train#trainer").state.iteration),
-        "overrides": {k: v for k, v in overrides.items() if k not in ("ckpt_dir", "log_dir", "output_dir")},
+        "overrides": settings,
     }
     wf.finalize()
     atomic_write_text(record_path, json.dumps(record, indent=1))
@@ -302,6 +303,14 @@ def format_tables(records: list[dict[str, Any]], preset: str | None = None) -> s
     return "\n".join(lines)
 
 
+def run_tag(preset: str, extra: dict[str, Any]) -> str:
+    """Folder name of a preset's runs in ``--work-dir``: the preset, plus a digest of any extra overrides, so that
+    runs with other settings never reuse each other's checkpoints."""
+    if not extra:
+        return preset
+    return f"{preset}-{hashlib.sha1(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:8]}"
+
+
 def _test_sets(args: argparse.Namespace, preset: Preset) -> dict[str, list[TestCase]]:
     num = args.synthetic_test or preset.synthetic_test
     datasets = {"synthetic": synthetic_test_cases(args.work_dir, num, args.synthetic_shape, args.synthetic_seed)}
@@ -320,7 +329,8 @@ def rescore(args: argparse.Namespace) -> list[dict[str, Any]]:
     for r in records:
         if r.get("preset", "cpu") != args.preset or r["dataset"] not in datasets:
             continue
-        out_dir = args.work_dir / args.preset / f"{r['variant']}_seed{r['seed']}" / f"infer_{r['dataset']}"
+        run_dir = args.work_dir / run_tag(args.preset, dict(args.override)) / f"{r['variant']}_seed{r['seed']}"
+        out_dir = run_dir / f"infer_{r['dataset']}"
         r.update(score_outputs(datasets[r["dataset"]], out_dir))
         print(f"rescored {r['variant']}, seed {r['seed']} on {r['dataset']}", flush=True)
     save_results(args.results, records)
@@ -338,7 +348,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             todo = [name for name in datasets if (args.preset, variant, seed, name) not in done]
             if not todo:
                 continue
-            run_dir = args.work_dir / args.preset / f"{variant}_seed{seed}"
+            run_dir = args.work_dir / run_tag(args.preset, extra) / f"{variant}_seed{seed}"
             trained = train_variant(preset, variant, seed, run_dir, extra)
             for name in todo:
                 print(f"=== evaluating {variant}, seed {seed} on {name} ({len(datasets[name])} stacks)", flush=True)

@@ -67,7 +67,9 @@ def test_ablation_trains_evaluates_records_and_resumes(tmp_path, capsys):
             assert math.isnan(r["metrics"][name]) or 0.0 <= r["metrics"][name] <= 1.0
         assert all(0.0 <= c["weak_recall"] <= 1.0 or math.isnan(c["weak_recall"]) for c in r["cases"])
     assert records[0]["overrides"]["network_def#dsconv"] is False
-    run_dir = tmp_path / "work" / "cpu" / "neurolink_seed0"
+    (tag,) = [p.name for p in (tmp_path / "work").iterdir() if p.name.startswith("cpu")]
+    assert tag == ablation.run_tag("cpu", dict(ablation._override(a) for a in args[args.index("--override") + 1 :: 2]))
+    run_dir = tmp_path / "work" / tag / "neurolink_seed0"
     assert (run_dir / "models" / "model.pt").is_file()
     assert len(list((run_dir / "infer_synthetic").glob("*.swc"))) == 2
 
@@ -96,3 +98,16 @@ def test_table_reports_mean_and_spread_over_seeds():
     assert "seeds 0, 1" in table
     assert "| unet | 0.500 ± 0.141 | 0.500 ± 0.000 |" in table  # recall: mean 0.5, sample std 0.1414
     assert table.rstrip().endswith("| 1.5 ± 0.7 |")
+
+
+def test_a_run_folder_with_other_settings_is_not_reused(tmp_path):
+    ablation = _ablation_module()
+    run_dir = tmp_path / "cpu" / "neurolink_seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "train.json").write_text(json.dumps({"overrides": {"network_def#dsconv": True, "seed": 0}}))
+    preset = ablation.PRESETS["cpu"]
+    assert ablation.train_variant(preset, "neurolink", 0, run_dir, {})["overrides"]["seed"] == 0  # same: reused
+    with pytest.raises(ValueError, match="holds a training with other settings"):
+        ablation.train_variant(preset, "neurolink", 0, run_dir, {"loss#lambda_dir": 0.2})
+    assert ablation.run_tag("cpu", {}) == "cpu" and ablation.run_tag("cpu", {"a": 1}).startswith("cpu-")
+    assert ablation.run_tag("cpu", {"a": 1}) != ablation.run_tag("cpu", {"a": 2})
