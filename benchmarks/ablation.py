@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 from monai.bundle import ConfigWorkflow
 
+from neurolink_monai.bundle_utils import input_stem, output_paths
 from neurolink_monai.data.synthetic import ensure_dataset, regenerate_sample
 from neurolink_monai.io import atomic_write_text, read_swc, read_tiff_stack
 from neurolink_monai.metrics import centreline_recall, reconstruction_scores, segmentation_scores
@@ -176,7 +177,11 @@ class TestCase:
 
     @property
     def stem(self) -> str:
-        return self.image.name.split(".")[0]
+        return input_stem(self.image)
+
+    def outputs(self, out_dir: Path) -> dict[str, Path]:
+        """The bundle inference outputs of this stack in ``out_dir``."""
+        return output_paths(out_dir, self.image)
 
     def gold_mask(self, shape: tuple[int, ...], spacing: Sequence[float]) -> np.ndarray:
         if self.label is not None:
@@ -191,10 +196,11 @@ def synthetic_test_cases(work_dir: Path, num_samples: int, shape: Sequence[int],
     entries = json.loads(dataset_json.read_text())
     items = [e for split in ("training", "validation", "test") for e in entries.get(split, [])]
     cases = []
-    for e in items:
-        index = int(Path(e["image"]).stem.rsplit("_", 1)[1])
-        weak = regenerate_sample(root, index)["node_weak"]
-        cases.append(TestCase(root / e["image"], root / e["swc"], root / e["label"], weak))
+    for index, e in enumerate(items):  # the generator lists the samples in index order, split after split
+        sample = regenerate_sample(root, index)
+        if not np.array_equal(sample["swc"], read_swc(root / e["swc"])):
+            raise ValueError(f"{root / e['swc']}: not sample {index} of its dataset; cannot place its weak stretches.")
+        cases.append(TestCase(root / e["image"], root / e["swc"], root / e["label"], sample["node_weak"]))
     return cases
 
 
@@ -232,13 +238,14 @@ def score_outputs(cases: list[TestCase], out_dir: Path) -> dict[str, Any]:
     for case in cases:
         image, spacing = read_tiff_stack(case.image)
         gold = case.gold_mask(image.shape, spacing)
-        seg = read_tiff_stack(out_dir / f"{case.stem}_seg.tif")[0] > 0
+        outputs = case.outputs(out_dir)
+        seg = read_tiff_stack(outputs["seg"])[0] > 0
         gold_swc = read_swc(case.gold_swc)
         scores = segmentation_scores(seg, gold, gold_swc)
         scores["weak_recall"] = (
             float("nan") if case.weak is None else centreline_recall(seg, gold_swc, case.weak >= 0.5)
         )
-        scores.update(reconstruction_scores(read_swc(out_dir / f"{case.stem}.swc"), gold_swc))
+        scores.update(reconstruction_scores(read_swc(outputs["swc"]), gold_swc))
         per_case.append({"case": case.stem, **scores})
     return {"metrics": {k: _nanmean([c[k] for c in per_case]) for k in METRICS + ("trees",)}, "cases": per_case}
 
@@ -277,6 +284,18 @@ def _fmt(values: list[float], digits: int) -> str:
     return f"{arr.mean():.{digits}f} ± {arr.std(ddof=1):.{digits}f}"
 
 
+def seed_minutes(records: list[dict[str, Any]]) -> dict[int, float]:
+    """Wall minutes per seed: each variant's training once plus every evaluation of it."""
+    minutes: dict[int, float] = {}
+    trained = set()
+    for r in records:
+        key = (r["variant"], r["seed"])
+        seconds = r.get("eval_seconds", 0.0) + (r["train_seconds"] if key not in trained else 0.0)
+        trained.add(key)
+        minutes[r["seed"]] = minutes.get(r["seed"], 0.0) + seconds / 60
+    return minutes
+
+
 def format_tables(records: list[dict[str, Any]], preset: str | None = None) -> str:
     """Markdown tables, one per preset and dataset: mean ± sample standard deviation over seeds."""
     lines = []
@@ -300,6 +319,8 @@ def format_tables(records: list[dict[str, Any]], preset: str | None = None) -> s
                 cells = [_fmt([r["metrics"][c] for r in vr], 1 if c in ("breaks", "betti0_error") else 3) for c in cols]
                 cells.append(_fmt([r["train_seconds"] / 60 for r in vr], 1))
                 lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        totals = ", ".join(f"seed {seed}: {minutes:.1f} min" for seed, minutes in seed_minutes(sel).items())
+        lines.append(f"\nAll variants, training and testing (preset `{p}`): {totals}.")
     return "\n".join(lines)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from neurolink_monai.bundle_utils import output_paths
 from neurolink_monai.io import read_swc, read_tiff_stack
 from neurolink_monai.metrics import node_prf, reconstruction_scores
 from neurolink_monai.tracing import TraceConfig, trace_swc
@@ -56,10 +57,10 @@ def predictions_from_folder(folder: str | Path) -> Predictor:
 
     def predict(image: np.ndarray, spacing: tuple, name: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for key, suffix in (("prob", "_prob"), ("direction", "_dir"), ("distance", "_dist")):
-            path = folder / f"{name}{suffix}.tif"
-            if path.is_file():
-                out[key] = read_tiff_stack(path)[0]
+        paths = output_paths(folder, f"{name}.tif")
+        for key in ("prob", "direction", "distance"):
+            if paths[key].is_file():
+                out[key] = read_tiff_stack(paths[key])[0]
         if "prob" not in out:
             raise FileNotFoundError(f"no {name}_prob.tif in {folder}")
         return out

@@ -45,12 +45,13 @@ def test_ablation_trains_evaluates_records_and_resumes(tmp_path, capsys):
     data = tmp_path / "data"
     generate_dataset(data, num_samples=4, shape=(24, 48, 48), seed=5, splits=(0.5, 0.25, 0.25), progress=False)
     results = tmp_path / "ablation.json"
+    overrides = [f"dataset_dir={data}", "network_def#features=[4,8]", "patch_size=[16,32,32]", "num_samples=1",
+                 "val_roi_size=[24,48,48]", "max_epochs=1", "val_interval=1"]  # fmt: skip
     args = ["--seeds", "0", "--variants", "unet", "neurolink", "--results", str(results), "--work-dir",
             str(tmp_path / "work"), "--diadem", str(tmp_path / "no_diadem"), "--synthetic-test", "2",
-            "--synthetic-shape", "24", "48", "48", "--override", f"dataset_dir={data}",
-            "--override", "network_def#features=[4,8]", "--override", "patch_size=[16,32,32]",
-            "--override", "num_samples=1", "--override", "val_roi_size=[24,48,48]", "--override", "max_epochs=1",
-            "--override", "val_interval=1"]  # fmt: skip
+            "--synthetic-shape", "24", "48", "48"]  # fmt: skip
+    for item in overrides:
+        args += ["--override", item]
     assert ablation.main(args) == 0
     out = capsys.readouterr().out
     assert "DIADEM stacks not found" in out and "| unet |" in out and "| neurolink |" in out
@@ -68,7 +69,7 @@ def test_ablation_trains_evaluates_records_and_resumes(tmp_path, capsys):
         assert all(0.0 <= c["weak_recall"] <= 1.0 or math.isnan(c["weak_recall"]) for c in r["cases"])
     assert records[0]["overrides"]["network_def#dsconv"] is False
     (tag,) = [p.name for p in (tmp_path / "work").iterdir() if p.name.startswith("cpu")]
-    assert tag == ablation.run_tag("cpu", dict(ablation._override(a) for a in args[args.index("--override") + 1 :: 2]))
+    assert tag == ablation.run_tag("cpu", dict(ablation._override(item) for item in overrides))
     run_dir = tmp_path / "work" / tag / "neurolink_seed0"
     assert (run_dir / "models" / "model.pt").is_file()
     assert len(list((run_dir / "infer_synthetic").glob("*.swc"))) == 2
@@ -77,7 +78,8 @@ def test_ablation_trains_evaluates_records_and_resumes(tmp_path, capsys):
     assert ablation.main(args) == 0  # everything recorded already: nothing is trained or evaluated again
     assert results.stat().st_mtime_ns == stamp
     assert ablation.main(["--table", "--results", str(results)]) == 0
-    assert "train min" in capsys.readouterr().out
+    tables = capsys.readouterr().out
+    assert "train min" in tables and "All variants, training and testing (preset `cpu`): seed 0: " in tables
 
     assert ablation.main(args + ["--rescore"]) == 0  # the stored outputs scored again give the same records
     rescored = json.loads(results.read_text())
@@ -97,7 +99,9 @@ def test_table_reports_mean_and_spread_over_seeds():
     table = ablation.format_tables(records)
     assert "seeds 0, 1" in table
     assert "| unet | 0.500 ± 0.141 | 0.500 ± 0.000 |" in table  # recall: mean 0.5, sample std 0.1414
-    assert table.rstrip().endswith("| 1.5 ± 0.7 |")
+    assert "| 1.5 ± 0.7 |" in table
+    assert table.rstrip().endswith("seed 0: 1.0 min, seed 1: 2.0 min.")
+    assert ablation.seed_minutes([{**records[0], "eval_seconds": 30.0}] * 2) == {0: 2.0}  # trained once, tested twice
 
 
 def test_a_run_folder_with_other_settings_is_not_reused(tmp_path):
