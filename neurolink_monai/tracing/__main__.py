@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..io import read_tiff_stack, write_swc
+from .classical import classical_probability
 from .trace import TraceConfig, check_root, check_spacing, trace_with_config
 
 __all__ = ["build_parser", "main"]
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prob",
         type=Path,
         help="(D, H, W) TIFF: probability in [0, 1] (float; uint8/uint16 scaled by their maximum) or a mask "
-        "(0/1, 0/255)",
+        "(0/1, 0/255); with --classical, the raw image stack",
     )
     p.add_argument("--output", "-o", type=Path, required=True, help="output .swc file (written atomically)")
     p.add_argument(
@@ -78,6 +79,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-side-bridges", action="store_true", help="only bridge end to end, never an end to a neurite's side"
     )
     p.add_argument("--single-tree", action="store_true", help="keep only the rooted (else the largest) tree")
+    p.add_argument(
+        "--link-cost",
+        type=float,
+        default=None,
+        help="grow the main tree through weak stretches costing at most this, in voxels just below the threshold "
+        "(a voxel of probability 0 counts 5); 0 disables (default: 30 with --classical, else 0)",
+    )
+    p.add_argument(
+        "--max-trees",
+        type=int,
+        default=None,
+        help="most trees written, the main tree first; 0 for no limit (default: 3 with --classical, else 0)",
+    )
+    p.add_argument(
+        "--keep-length",
+        type=float,
+        default=d.keep_length,
+        help="with --link-cost or --max-trees, pieces that do not join the main tree are kept only when at least "
+        "this long, voxels (%(default)s)",
+    )
+    p.add_argument(
+        "--classical",
+        action="store_true",
+        help="PROB is the raw image: trace it without a model (smoothing, the higher of Otsu and a noise threshold, "
+        "small-component removal), the classical reference",
+    )
     p.add_argument("--no-extend-tips", action="store_true", help="do not walk endpoints on to the neurite tips")
     p.add_argument("--version", action="version", version=f"neurolink_monai {__version__}")
     return p
@@ -116,9 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             bridge_to_side=not args.no_side_bridges,
             single_tree=args.single_tree,
             extend_tips=not args.no_extend_tips,
+            link_cost=args.link_cost if args.link_cost is not None else (30.0 if args.classical else 0.0),
+            keep_length=args.keep_length,
+            max_trees=args.max_trees if args.max_trees is not None else (3 if args.classical else 0),
         )
         prob, file_spacing = read_tiff_stack(args.prob)
         spacing = check_spacing(args.spacing, "--spacing") if args.spacing is not None else file_spacing
+        if args.classical:
+            try:
+                prob = classical_probability(prob, spacing)
+            except ValueError as e:
+                raise ValueError(f"{args.prob}: {e}") from e
         direction = None if args.direction is None else read_tiff_stack(args.direction)[0]
         distance = None if args.distance is None else read_tiff_stack(args.distance)[0]
         root = None

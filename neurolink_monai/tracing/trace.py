@@ -22,6 +22,7 @@ from ..io import swc_to_physical
 from ..utils import as_spacing, count_nonfinite, to_numpy
 from .bridging import BridgeParams, bridge_gaps
 from .endpoints import extend_tips as _extend_tips
+from .linking import LinkParams, link_pieces
 from .pruning import prune_spurs
 from .skeleton_graph import VoxelGraph, neighbour_edges, skeleton_voxels, spanning_forest
 from .trees import forest_to_swc, skeleton_radius
@@ -56,6 +57,12 @@ class TraceConfig:
         min_radius: SWC radii below this (voxels) are raised to it.
         extend_tips: walk each endpoint on to the neurite's tip, which thinning stops short of.
         single_tree: keep only the first tree (the user-rooted one, else the largest).
+        link_cost: grow the main tree through weak stretches costing at most this (voxels just below the
+            threshold; a voxel of probability 0 counts 5), see :func:`~neurolink_monai.tracing.linking.link_pieces`;
+            0 disables.
+        keep_length: with ``link_cost`` or ``max_trees``, pieces that do not join the main tree are kept as
+            further trees only when at least this long; shorter ones are specks.
+        max_trees: most trees in the result, the main tree first; 0 for no limit.
         node_type: SWC type of the traced nodes (3: dendrite); a detected soma root gets type 1.
     """
 
@@ -70,6 +77,9 @@ class TraceConfig:
     min_radius: float = 0.5
     extend_tips: bool = True
     single_tree: bool = False
+    link_cost: float = 0.0
+    keep_length: float = 60.0
+    max_trees: int = 0
     node_type: int = 3
 
     def __post_init__(self) -> None:
@@ -89,11 +99,15 @@ class TraceConfig:
         num("direction_window", 1.0)
         num("soma_ratio", 1.0)
         num("min_radius", 0.0)
+        num("link_cost", 0.0)
+        num("keep_length", 0.0)
         for flag in ("bridge_to_side", "extend_tips", "single_tree"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}.")
         if isinstance(self.node_type, bool) or not isinstance(self.node_type, (int, np.integer)) or self.node_type < 0:
             raise ValueError(f"node_type must be a non-negative integer SWC type, got {self.node_type!r}.")
+        if isinstance(self.max_trees, bool) or not isinstance(self.max_trees, (int, np.integer)) or self.max_trees < 0:
+            raise ValueError(f"max_trees must be a non-negative integer (0: no limit), got {self.max_trees!r}.")
 
 
 def _to_numpy(x: Any, name: str) -> np.ndarray:
@@ -235,6 +249,9 @@ def trace_swc(
     extend_tips: bool = TraceConfig.extend_tips,
     single_tree: bool = TraceConfig.single_tree,
     node_type: int = TraceConfig.node_type,
+    link_cost: float = TraceConfig.link_cost,
+    keep_length: float = TraceConfig.keep_length,
+    max_trees: int = TraceConfig.max_trees,
 ) -> np.ndarray:
     """Trace a neuron reconstruction from a probability map, bridging weak gaps with the direction map.
 
@@ -245,7 +262,8 @@ def trace_swc(
     whose outward directions face each other are joined along the cheapest path through ``prob`` when that path
     crosses at most ``max_gap`` voxels below the threshold (see
     :func:`~neurolink_monai.tracing.bridging.bridge_gaps`); endpoint directions come from ``direction`` or, without
-    it, from the skeleton; (4) one tree per connected piece, rooted at ``root`` (its nearest skeleton voxel), else
+    it, from the skeleton; (3b) with ``link_cost`` or ``max_trees``, grow the main tree through weak stretches and
+    drop the specks (:func:`~neurolink_monai.tracing.linking.link_pieces`); (4) one tree per connected piece, rooted at ``root`` (its nearest skeleton voxel), else
     at the soma (largest distance value) or, for a piece without a soma, an endpoint (preferably one on the volume
     border, where the neurite enters; the thickest such); pieces shorter than
     ``min_component_length`` are dropped; (5) one SWC node per skeleton voxel with radius = ``distance`` there
@@ -263,7 +281,8 @@ def trace_swc(
         spacing: voxel size ``(z, y, x)``; sets the anisotropy of the geometry and is needed for ``physical_units``.
         physical_units: return coordinates times the spacing (and radius times the x spacing) instead of voxels.
         max_gap, min_spur_length, min_component_length, min_facing_cos, bridge_to_side, direction_window, soma_ratio,
-        min_radius, extend_tips, single_tree, node_type: see :class:`TraceConfig`.
+        min_radius, extend_tips, single_tree, node_type, link_cost, keep_length, max_trees: see
+            :class:`TraceConfig`.
 
     Returns:
         ``(N, 7)`` float64 SWC array (id, type, x, y, z, radius, parent), ids 1..N, parents before children,
@@ -287,6 +306,9 @@ def trace_swc(
         extend_tips=extend_tips,
         single_tree=single_tree,
         node_type=node_type,
+        link_cost=link_cost,
+        keep_length=keep_length,
+        max_trees=max_trees,
     )
     return trace_with_config(prob, direction, distance, root, spacing, physical_units, cfg)
 
@@ -352,6 +374,11 @@ def _trace(
     bridged = bridge_gaps(forest, radius, prob, cfg.threshold, params, direction)
     graph, radius = bridged.graph, bridged.radius
     logger.debug("skeleton %d voxels, %d after pruning, %d bridges", len(coords), forest.n_nodes, len(bridged.bridges))
+    main_node = None
+    if cfg.link_cost > 0 or cfg.max_trees > 0:
+        root_node = None if root_zyx is None else _nearest_node(graph, root_zyx)
+        linked = link_pieces(graph, radius, prob, cfg.threshold, _link_params(cfg), root_node)
+        graph, radius, main_node = linked.graph, linked.radius, linked.main_node
     swc = forest_to_swc(
         graph,
         radius,
@@ -361,7 +388,22 @@ def _trace(
         single_tree=cfg.single_tree,
         node_type=cfg.node_type,
         shape=mask.shape,
+        first_node=main_node,
     )
     if len(swc):
         swc[:, 5] = np.maximum(swc[:, 5], cfg.min_radius)
     return swc
+
+
+def _link_params(cfg: TraceConfig) -> LinkParams:
+    return LinkParams(
+        max_link_cost=cfg.link_cost,
+        min_piece_length=max(cfg.min_component_length, 1.0),
+        keep_length=cfg.keep_length,
+        max_trees=cfg.max_trees,
+    )
+
+
+def _nearest_node(graph: VoxelGraph, zyx: np.ndarray) -> int:
+    scale = np.ones(3) if graph.scale is None else graph.scale
+    return int(np.argmin(np.linalg.norm(graph.points() - np.asarray(zyx) * scale, axis=1)))

@@ -129,6 +129,7 @@ def forest_to_swc(
     single_tree: bool = False,
     node_type: int = 3,
     shape: tuple[int, ...] | None = None,
+    first_node: int | None = None,
 ) -> np.ndarray:
     """Turn a skeleton graph into an SWC forest: one tree per connected component, in voxel units.
 
@@ -147,6 +148,8 @@ def forest_to_swc(
         single_tree: keep only the first tree (the user's, else the largest).
         node_type: SWC type of non-soma nodes.
         shape: the volume ``(D, H, W)``; lets :func:`choose_roots` prefer endpoints on its border.
+        first_node: without a user root, the tree holding this node (e.g. the main tree of
+            :func:`~neurolink_monai.tracing.linking.link_pieces`) is listed first and always kept.
 
     Returns:
         (M, 7) float64 SWC array, ids 1..M, columns id, type, x, y, z, radius, parent.
@@ -162,14 +165,16 @@ def forest_to_swc(
         _, user_node = cKDTree(forest.points()).query(np.asarray(root, dtype=np.float64) * scale)
         user_node = int(user_node)
     keep_comp = comp_len >= min_component_length
-    if user_node >= 0:
-        keep_comp[labels[user_node]] = True
+    lead_node = user_node if user_node >= 0 else (-1 if first_node is None else int(first_node))
+    if lead_node >= 0:
+        keep_comp[labels[lead_node]] = True
     if not keep_comp.any():
         return np.zeros((0, 7), dtype=np.float64)
     keep = keep_comp[labels]
     if not keep.all():
         new_id = np.cumsum(keep) - 1
         user_node = int(new_id[user_node]) if user_node >= 0 else -1
+        lead_node = int(new_id[lead_node]) if lead_node >= 0 else -1
         forest = forest.subgraph(keep)
         radius = radius[keep]
         n_comp, labels = forest.components()
@@ -179,8 +184,8 @@ def forest_to_swc(
         is_soma[labels[user_node]] = False
     sizes = np.bincount(labels, minlength=n_comp)
     first = np.zeros(n_comp, dtype=np.int64)
-    if user_node >= 0:
-        first[labels[user_node]] = -1
+    if lead_node >= 0:
+        first[labels[lead_node]] = -1
     comp_order = np.lexsort((roots, -sizes, first))
     if single_tree:
         comp_order = comp_order[:1]

@@ -1,0 +1,238 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Main-tree assembly: join the pieces that the probability map says belong to the neuron, drop the specks.
+
+After thresholding, a weak neurite falls apart into pieces, and background texture (neuropil, puncta, noise)
+gives pieces of its own. Endpoint bridging (:mod:`~neurolink_monai.tracing.bridging`) joins pieces whose ends face
+each other; this step then grows the main tree (the one holding the user's root, else the longest) outwards along
+the cheapest paths through the probability map, in the spirit of the all-path pruning tracers (APP2, Xiao & Peng,
+Bioinformatics 2013): a piece joins when the weak stretch that separates it from the tree costs little, i.e. is
+short and not far below the threshold. What does not join is a speck, unless it is long enough to be a neurite of
+its own (then it becomes one of at most ``max_trees - 1`` further trees).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.graph import MCP_Geometric
+
+from .skeleton_graph import VoxelGraph, add_paths
+
+__all__ = ["LinkParams", "LinkResult", "link_pieces", "piece_lengths", "link_cost_volume"]
+
+# cost of one step at or above the threshold: nearly free, so paths run along the neurite they follow
+_FOREGROUND_COST = 0.02
+# a voxel of zero probability costs this many voxels just below the threshold
+_DARK_FACTOR = 5.0
+_MAX_ROUNDS = 4
+# pieces grown into trees of their own, longest first, before the longest tree is taken as the main one
+_MAX_SEEDS = 3
+
+
+@dataclass(frozen=True)
+class LinkParams:
+    """Parameters of :func:`link_pieces`; lengths in the graph's units (in-plane voxels when scaled).
+
+    Attributes:
+        max_link_cost: largest cost of the weak stretch that joins a piece to the main tree, in voxels just below
+            the threshold; a voxel of zero probability counts ``5`` such voxels (so 30 allows a faint gap of 30
+            voxels or a dark one of 6). 0 disables joining.
+        min_piece_length: pieces shorter than this never join (specks).
+        keep_length: pieces that do not join but are at least this long stay as further trees.
+        max_trees: most trees kept, the main tree included; 0 keeps every tree longer than ``keep_length``.
+    """
+
+    max_link_cost: float = 30.0
+    min_piece_length: float = 8.0
+    keep_length: float = 60.0
+    max_trees: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("max_link_cost", "min_piece_length", "keep_length"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not v >= 0:
+                raise ValueError(f"{name} must be a non-negative number, got {v!r}.")
+            if not math.isfinite(v):
+                raise ValueError(f"{name} must be finite, got {v!r}.")
+        if isinstance(self.max_trees, bool) or not isinstance(self.max_trees, (int, np.integer)) or self.max_trees < 0:
+            raise ValueError(f"max_trees must be a non-negative integer, got {self.max_trees!r}.")
+
+
+@dataclass
+class LinkResult:
+    """The kept graph, its radii, the node of the main tree to list first, and the joining paths (voxels)."""
+
+    graph: VoxelGraph
+    radius: np.ndarray
+    main_node: int
+    links: list[np.ndarray] = field(default_factory=list)
+
+
+def piece_lengths(graph: VoxelGraph) -> tuple[np.ndarray, np.ndarray]:
+    """Connected pieces of ``graph``: ``((N,) labels, (C,) total edge length per piece)``."""
+    n_comp, labels = graph.components()
+    if len(graph.edges) == 0:
+        return labels, np.zeros(n_comp, dtype=np.float64)
+    length = np.bincount(labels[graph.edges[:, 0]], weights=graph.lengths(), minlength=n_comp)
+    return labels, length
+
+
+def link_cost_volume(prob: np.ndarray, threshold: float, budget: float, scale: np.ndarray | None = None) -> np.ndarray:
+    """Step cost for the joining paths, ``(D, H, W)`` float64.
+
+    ``0.02`` at or above ``threshold``, rising linearly from 1 just below it to 5 at probability 0, and -1
+    (impassable) where no path within ``budget`` can pass: a voxel at distance ``d`` (in the graph's units) from
+    the foreground, of cost ``c``, lies on such a path only if ``d + c <= budget / 2 + 1``, since one of the two
+    halves of a joining path, from the voxel to the nearer end, costs at most half the budget. The band keeps the
+    path search near the foreground, where it is cheap.
+    """
+    p = np.asarray(prob, dtype=np.float32)
+    fg = p >= threshold
+    cost = 1.0 + (_DARK_FACTOR - 1.0) * np.clip(1.0 - p / np.float32(threshold), 0.0, 1.0)
+    sampling = None if scale is None else tuple(float(s) for s in scale)
+    dist = ndi.distance_transform_edt(~fg, sampling=sampling) if fg.any() else np.full(p.shape, np.inf)
+    cost[dist + cost > budget / 2.0 + 1.0] = -1.0
+    cost[fg] = _FOREGROUND_COST
+    return cost.astype(np.float64)
+
+
+def _link_round(
+    graph: VoxelGraph,
+    labels: np.ndarray,
+    sources: np.ndarray,
+    candidates: np.ndarray,
+    cost: np.ndarray,
+    budget: float,
+) -> list[tuple[int, np.ndarray]]:
+    """One growth step: the cheapest path from ``sources`` ((S, 3) voxels) to every candidate piece within
+    ``budget``. Returns ``(piece, path)`` per piece reached, the path (L, 3) voxels from the sources to the piece."""
+    # joining paths stay inside the box of all nodes
+    lo = np.maximum(graph.coords.min(axis=0) - 1, 0)
+    hi = np.minimum(graph.coords.max(axis=0) + 2, cost.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    scale = (1.0, 1.0, 1.0) if graph.scale is None else tuple(float(s) for s in graph.scale)
+    mcp = MCP_Geometric(cost[box], fully_connected=True, sampling=scale)
+    cum, _ = mcp.find_costs([tuple(int(v) for v in p - lo) for p in sources])
+    node_cost = cum[tuple((graph.coords - lo).T)]
+    reached = []
+    for piece in candidates:
+        nodes = np.flatnonzero(labels == piece)
+        best = nodes[np.argmin(node_cost[nodes])]
+        if np.isfinite(node_cost[best]) and node_cost[best] <= budget:
+            path = np.asarray(mcp.traceback(tuple(int(v) for v in graph.coords[best] - lo)), dtype=np.int64)
+            reached.append((int(piece), path + lo))
+    return reached
+
+
+def _grow(
+    graph: VoxelGraph,
+    labels: np.ndarray,
+    eligible: np.ndarray,
+    seed: int,
+    cost: np.ndarray,
+    budget: float,
+) -> tuple[list[int], list[tuple[int, np.ndarray]]]:
+    """Grow piece ``seed`` round by round over the ``eligible`` pieces; its pieces and the joining paths."""
+    group = [seed]
+    joins: list[tuple[int, np.ndarray]] = []
+    sources = graph.coords[labels == seed]
+    for _ in range(_MAX_ROUNDS):
+        open_pieces = eligible.copy()
+        open_pieces[group] = False
+        candidates = np.flatnonzero(open_pieces)
+        if len(candidates) == 0:
+            break
+        reached = _link_round(graph, labels, sources, candidates, cost, budget)
+        if not reached:
+            break
+        joins += reached
+        group += [piece for piece, _ in reached]
+        sources = np.concatenate([sources, *(graph.coords[labels == p] for p, _ in reached), *(q for _, q in reached)])
+    return group, joins
+
+
+def link_pieces(
+    graph: VoxelGraph,
+    radius: np.ndarray,
+    prob: np.ndarray,
+    threshold: float,
+    params: LinkParams | None = None,
+    root_node: int | None = None,
+) -> LinkResult:
+    """Grow the main tree through weak stretches and keep at most ``max_trees`` trees.
+
+    Trees grow from seeds: the piece holding ``root_node`` (a user root), else the longest pieces in turn (up to
+    three not yet joined to an earlier seed's tree). Each growth round runs one cheapest-path search
+    (:class:`skimage.graph.MCP_Geometric`, anisotropic steps) from the tree through :func:`link_cost_volume`, so
+    a path may also run through other pieces; every piece at least ``min_piece_length`` long that is reached
+    within ``max_link_cost`` joins along its path (new path voxels become nodes, their radius the joined piece's
+    smallest). Rounds repeat until nothing joins. The main tree is the user's, else the longest grown tree; it and
+    the longest other pieces of at least ``keep_length`` are kept, at most ``max_trees`` in all.
+
+    Args:
+        graph: skeleton graph after pruning and bridging; ``coords`` (N, 3) ``(z, y, x)`` voxels.
+        radius: (N,) node radii.
+        prob: (D, H, W) probability in [0, 1], the map the mask was thresholded from.
+        threshold: the mask's threshold, in (0, 1].
+        params: :class:`LinkParams` (defaults when None).
+        root_node: node index of the user's root, if any.
+
+    Returns:
+        a :class:`LinkResult`; ``main_node`` indexes a node of the main tree in the returned graph (-1 when empty).
+    """
+    params = LinkParams() if params is None else params
+    radius = np.asarray(radius, dtype=np.float64)
+    if graph.n_nodes == 0:
+        return LinkResult(graph, radius, -1)
+    labels, length = piece_lengths(graph)
+    user = root_node is not None and root_node >= 0
+    order = [int(labels[root_node])] if user else [int(c) for c in np.argsort(-length, kind="stable")]
+    eligible = length >= params.min_piece_length
+    joins: list[tuple[int, np.ndarray]] = []
+    grouped = np.zeros(len(length), dtype=bool)
+    best_seed, best_length = order[0], -1.0
+    if params.max_link_cost > 0:
+        cost = link_cost_volume(prob, threshold, float(params.max_link_cost), graph.scale)
+        for seed in [c for c in order if eligible[c] or user][:_MAX_SEEDS]:
+            if grouped[seed]:
+                continue
+            group, group_joins = _grow(graph, labels, eligible & ~grouped, seed, cost, float(params.max_link_cost))
+            grouped[group] = True
+            joins += group_joins
+            if float(length[group].sum()) > best_length:
+                best_seed, best_length = seed, float(length[group].sum())
+    main_node = int(np.flatnonzero(labels == best_seed)[0])
+    if joins:
+        n_before = graph.n_nodes
+        graph, ids = add_paths(graph, [path for _, path in joins])
+        fresh_radius = np.zeros(graph.n_nodes - n_before, dtype=np.float64)
+        for (piece, _), pid in zip(joins, ids):
+            fresh = pid >= n_before
+            fresh_radius[pid[fresh] - n_before] = radius[labels == piece].min()
+        radius = np.concatenate([radius, fresh_radius])
+        labels, length = piece_lengths(graph)
+    return _keep_trees(graph, radius, labels, length, main_node, params, [path for _, path in joins])
+
+
+def _keep_trees(
+    graph: VoxelGraph,
+    radius: np.ndarray,
+    labels: np.ndarray,
+    length: np.ndarray,
+    main_node: int,
+    params: LinkParams,
+    links: list[np.ndarray],
+) -> LinkResult:
+    """The main piece plus the longest others of at least ``keep_length``, ``max_trees`` in all."""
+    main = labels[main_node]
+    others = [int(c) for c in np.argsort(-length, kind="stable") if c != main and length[c] >= params.keep_length]
+    if params.max_trees:
+        others = others[: params.max_trees - 1]
+    keep_piece = np.zeros(len(length), dtype=bool)
+    keep_piece[[main, *others]] = True
+    keep = keep_piece[labels]
+    new_main = int(np.cumsum(keep)[main_node] - 1)
+    return LinkResult(graph.subgraph(keep), radius[keep], new_main, links)

@@ -1,0 +1,95 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Main-tree linking: weak stretches are crossed, dark gaps and specks are not, the main tree comes first."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neurolink_monai.tracing import LinkParams, trace_swc
+from neurolink_monai.tracing.linking import link_cost_volume
+
+
+def _line(prob: np.ndarray, y: int, x0: int, x1: int, value: float, z: int = 10) -> None:
+    prob[z - 1 : z + 2, y - 1 : y + 2, x0:x1] = value
+
+
+def _scene(gap_value: float) -> np.ndarray:
+    """A neurite along x with a 10-voxel stretch of ``gap_value`` in it, a speck, and a second long neurite."""
+    prob = np.zeros((20, 64, 110), dtype=np.float32)
+    _line(prob, 30, 5, 46, 0.9)
+    _line(prob, 30, 46, 56, gap_value)
+    _line(prob, 30, 56, 100, 0.9)
+    prob[9:12, 6:9, 20:23] = 0.9  # a speck
+    _line(prob, 56, 10, 90, 0.9)  # another neuron, far away
+    return prob
+
+
+def _trees(swc: np.ndarray) -> list[np.ndarray]:
+    roots = np.flatnonzero(swc[:, 6] == -1)
+    return np.split(swc, roots[1:])
+
+
+def test_weak_stretch_joins_the_main_tree_and_specks_go():
+    swc = trace_swc(_scene(0.3), max_gap=0.0, link_cost=30.0, max_trees=1)
+    (tree,) = _trees(swc)
+    assert tree[:, 2].min() <= 8 and tree[:, 2].max() >= 96  # one tree across the weak stretch
+    assert np.all(np.abs(tree[:, 3] - 30) <= 2)  # only the first neurite: no speck, no second neuron
+
+
+def test_without_linking_the_weak_stretch_splits_the_neurite():
+    swc = trace_swc(_scene(0.3), max_gap=0.0)
+    assert len(_trees(swc)) >= 3  # two halves and the second neuron (the speck may be dropped as too short)
+
+
+def test_dark_gap_beyond_the_budget_is_not_crossed():
+    # a 10-voxel gap at probability 0 costs 50 > 30: the halves stay apart, so the other neuron is the longest
+    swc = trace_swc(_scene(0.0), max_gap=0.0, link_cost=30.0, max_trees=3, keep_length=30.0)
+    trees = _trees(swc)
+    assert np.all(np.abs(trees[0][:, 3] - 56) <= 2)
+    for tree in trees[1:]:
+        assert not (tree[:, 2].min() < 46 and tree[:, 2].max() > 56)
+
+
+def test_max_trees_keeps_the_longest_other_neurites_after_the_main_tree():
+    swc = trace_swc(_scene(0.3), max_gap=0.0, link_cost=30.0, max_trees=3, keep_length=40.0)
+    trees = _trees(swc)
+    assert len(trees) == 2  # main tree + the second neuron; the speck is shorter than keep_length
+    assert len(trees[0]) > len(trees[1])
+    assert np.all(np.abs(trees[1][:, 3] - 56) <= 2)
+
+
+def test_user_root_picks_the_main_tree():
+    swc = trace_swc(_scene(0.3), max_gap=0.0, link_cost=30.0, max_trees=1, root=(50, 56, 10))
+    (tree,) = _trees(swc)
+    assert np.all(np.abs(tree[:, 3] - 56) <= 2)
+    assert np.allclose(tree[0, 2:5], (50, 56, 10), atol=1.5)
+
+
+def test_parents_precede_children():
+    swc = trace_swc(_scene(0.3), max_gap=0.0, link_cost=30.0, max_trees=3, keep_length=40.0)
+    assert np.all((swc[:, 6] == -1) | (swc[:, 6] < swc[:, 0]))
+
+
+def test_cost_volume_is_cheap_on_the_foreground_and_blocked_far_from_it():
+    prob = np.zeros((5, 5, 60), dtype=np.float32)
+    prob[2, 2, :10] = 0.8
+    prob[2, 2, 10:20] = 0.25
+    cost = link_cost_volume(prob, 0.5, budget=20.0)
+    assert cost[2, 2, 0] == pytest.approx(0.02)
+    assert cost[2, 2, 12] == pytest.approx(1.0 + 4.0 * 0.5)
+    assert cost[2, 2, 59] == -1.0  # far beyond half the budget: impassable
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_link_cost": -1.0}, {"min_piece_length": float("nan")}, {"max_trees": -1}, {"max_trees": 1.5}]
+)
+def test_bad_link_params(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        LinkParams(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"link_cost": -1.0}, {"max_trees": -2}, {"keep_length": float("inf")}])
+def test_bad_trace_params(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        trace_swc(np.zeros((4, 4, 4), np.float32), **kwargs)
