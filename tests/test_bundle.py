@@ -90,7 +90,7 @@ def trained(tmp_path_factory, tiny_dataset) -> dict:
     first = _run(["train.json"], bundle_root=str(root), dataset_dir=str(tiny_dataset), max_epochs=1, **TINY)
     trainer = first.parser.get_parsed_content("train#trainer")
     epoch_length = trainer.state.epoch_length
-    ckpt1 = latest_checkpoint(root / "models" / "checkpoints")
+    ckpt1 = latest_checkpoint(root / "models" / "trained" / "checkpoints")
     best1 = first.parser.get_parsed_content("validate#evaluator").state.best_metric
     second = _run(
         ["train.json"], bundle_root=str(root), dataset_dir=str(tiny_dataset), max_epochs=2, resume="true", **TINY
@@ -226,8 +226,9 @@ def test_as_bool():
 
 def test_training_writes_best_and_last_checkpoints(trained):
     root = trained["root"]
-    assert (root / "models" / "model.pt").is_file()
-    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert (root / "models" / "trained" / "model.pt").is_file()
+    assert not (root / "models" / "model.pt").exists()  # a training never writes over the shipped weights
+    state = torch.load(root / "models" / "trained" / "model.pt", weights_only=True)
     net = NeuroLinkNet(features=(4, 8), kernel_size=3)
     net.load_state_dict(state)  # the best model is a plain state dict of the network
     assert trained["ckpt1"].name == "checkpoint_epoch=1.pt"
@@ -247,13 +248,13 @@ def test_resume_continues_where_training_stopped(trained):
     scheduler = second.parser.get_parsed_content("lr_scheduler")
     assert scheduler.last_epoch == 2
     # the last checkpoint replaces the one it resumed from
-    assert [p.name for p in (root / "models" / "checkpoints").glob("*.pt")] == ["checkpoint_epoch=2.pt"]
+    assert [p.name for p in (root / "models" / "trained" / "checkpoints").glob("*.pt")] == ["checkpoint_epoch=2.pt"]
     evaluator = second.parser.get_parsed_content("validate#evaluator")
     assert evaluator.state.best_metric >= trained["best1"]
 
 
 def test_a_new_training_replaces_stale_checkpoints(tmp_path, tiny_dataset):
-    stale = tmp_path / "models" / "checkpoints" / "checkpoint_epoch=7.pt"
+    stale = tmp_path / "models" / "trained" / "checkpoints" / "checkpoint_epoch=7.pt"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"left over by a longer, earlier run")
     _run(["train.json"], bundle_root=str(tmp_path), dataset_dir=str(tiny_dataset), max_epochs=1, **TINY)
@@ -305,6 +306,11 @@ def test_evaluate_writes_per_case_and_mean_metrics(trained, tiny_dataset, capsys
 
 
 def _infer(root, inputs, out_dir, **override):
+    """Inference with the weights a training under ``root`` wrote (``models/trained/model.pt``, the documented
+    ``--ckpt_path`` override) when there are some, else ``models/model.pt``."""
+    trained_weights = Path(root) / "models" / "trained" / "model.pt"
+    if trained_weights.is_file():
+        override.setdefault("ckpt_path", str(trained_weights))
     return _run(
         ["inference.json"],
         workflow_type="infer",
@@ -545,7 +551,7 @@ def test_ckpt_export_and_verify_net_in_out(trained, tmp_path):
     ckpt_export(
         net_id="network_def",
         filepath=str(ts_path),
-        ckpt_file=str(root / "models" / "model.pt"),
+        ckpt_file=str(root / "models" / "trained" / "model.pt"),
         meta_file=META,
         config_file=str(CONFIGS / "inference.json"),
         **overrides,
@@ -553,7 +559,7 @@ def test_ckpt_export_and_verify_net_in_out(trained, tmp_path):
     ts, meta, _ = load_net_with_metadata(str(ts_path))
     assert meta["version"] == json.loads((CONFIGS / "metadata.json").read_text())["version"]
     net = NeuroLinkNet(features=(4, 8), kernel_size=3)
-    net.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))
+    net.load_state_dict(torch.load(root / "models" / "trained" / "model.pt", weights_only=True))
     net.eval()
     x = torch.rand(1, 1, 16, 24, 32)
     with torch.no_grad():
@@ -629,5 +635,5 @@ def test_multi_gpu_train_runs_with_two_gloo_processes(tiny_dataset, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert (tmp_path / "models" / "model.pt").is_file()
-    assert (tmp_path / "models" / "checkpoints" / "checkpoint_epoch=1.pt").is_file()
+    assert (tmp_path / "models" / "trained" / "model.pt").is_file()
+    assert (tmp_path / "models" / "trained" / "checkpoints" / "checkpoint_epoch=1.pt").is_file()

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from .flags import as_bool
 from .handlers import EvaluationReport, LossProgressBar, TrainingCheckpoint, ValidationState, latest_checkpoint
-from .init import init_foreground_prior
+from .init import init_foreground_prior, load_pretrained
 from .inputs import INPUT_SUFFIXES, InferenceInputError, check_inference_input, input_stem, list_inference_inputs
 from .paths import (
     BUNDLE_ROOT_ENV,
     default_bundle_root,
     default_inference_input,
     load_datalist,
+    paired_datalist,
     resolve_dataset_dir,
 )
 from .postprocessing import NeuroLinkOutputsd, neurolink_heads
@@ -20,6 +21,7 @@ from .preprocessing import (
     DEFAULT_PERCENTILES,
     CheckStack,
     CheckStackd,
+    LoadLabeld,
     ToZYX,
     ToZYXd,
     inference_preprocessing,
@@ -36,6 +38,7 @@ __all__ = [
     "EvaluationReport",
     "INPUT_SUFFIXES",
     "InferenceInputError",
+    "LoadLabeld",
     "LossProgressBar",
     "NeuroLinkOutputsd",
     "OUTPUT_SUFFIXES",
@@ -57,6 +60,8 @@ __all__ = [
     "list_inference_inputs",
     "load_datalist",
     "load_image_transforms",
+    "load_pretrained",
+    "paired_datalist",
     "neurolink_heads",
     "output_paths",
     "resolve_dataset_dir",

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["init_foreground_prior"]
+__all__ = ["init_foreground_prior", "load_pretrained"]
 
 
 def init_foreground_prior(network: nn.Module, prior: float = 0.01) -> nn.Module:
@@ -37,4 +39,39 @@ def init_foreground_prior(network: nn.Module, prior: float = 0.01) -> nn.Module:
     if head.out_channels == 1:
         with torch.no_grad():
             head.bias.fill_(math.log(prior / (1.0 - prior)))
+    return network
+
+
+def load_pretrained(network: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a state dict (``torch.save(net.state_dict())``, or a MONAI checkpoint holding it under ``"model"``)
+    into ``network``: the starting point of fine-tuning.
+
+    Args:
+        network: the network built from ``network_def`` (or a ``DistributedDataParallel`` wrapping one).
+        path: the weights file, e.g. the shipped ``models/model.pt``.
+
+    Returns:
+        the same network, for use in config expressions.
+
+    Raises:
+        FileNotFoundError / ValueError: the file is missing, unreadable, or holds weights of another network; the
+            message names the file.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"pretrained weights {str(file)!r} do not exist.")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt or foreign file
+        raise ValueError(
+            f"{file}: not a PyTorch weights file readable without pickled code ({type(e).__name__})."
+        ) from e
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    module = getattr(network, "module", network)
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{file}: the weights do not fit this network_def ({first}).") from e
     return network

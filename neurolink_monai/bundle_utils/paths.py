@@ -15,12 +15,14 @@ __all__ = [
     "default_bundle_root",
     "default_inference_input",
     "load_datalist",
+    "paired_datalist",
     "resolve_dataset_dir",
 ]
 
 BUNDLE_ROOT_ENV = "NEUROLINK_BUNDLE_ROOT"
 DATASET_SPLITS = ("training", "validation", "test")
 _MARKER = Path("configs") / "metadata.json"
+_PAIR_IMAGE_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz")
 
 
 def _is_bundle(folder: Path) -> bool:
@@ -77,22 +79,24 @@ def resolve_dataset_dir(
 
     Args:
         dataset_dir: a folder with an MSD-style ``dataset.json`` (lists ``training``, ``validation`` and
-            optionally ``test`` of ``{"image", "label", "swc"}`` paths relative to the folder), or None/"".
+            optionally ``test`` of ``{"image", "label", "swc"}`` paths relative to the folder, a label may be an
+            ``.swc`` trace), a folder of stacks with their traces (see :func:`paired_datalist`), or None/"".
         bundle_root: the bundle folder.
         num_samples, shape, seed: synthetic dataset settings; None keeps the generator's defaults.
         progress: show a progress bar while generating.
 
     Raises:
-        FileNotFoundError: ``dataset_dir`` is given but is not a folder with a ``dataset.json``.
+        FileNotFoundError: ``dataset_dir`` is given but is not a folder with a ``dataset.json`` or stack/trace pairs.
     """
     if dataset_dir not in (None, "", "None", "null"):
         folder = Path(dataset_dir).expanduser().absolute()
         if not folder.is_dir():
             raise FileNotFoundError(f"dataset_dir {str(folder)!r} is not a folder.")
-        if not (folder / "dataset.json").is_file():
+        if not (folder / "dataset.json").is_file() and not paired_datalist(folder):
             raise FileNotFoundError(
                 f"dataset_dir {str(folder)!r} holds no dataset.json (MSD-style lists 'training', 'validation', 'test' "
-                "of {'image': ..., 'label': ..., 'swc': ...} relative paths)."
+                "of {'image': ..., 'label': ..., 'swc': ...} relative paths) and no image stacks with SWC traces of "
+                "the same name (X.tif + X.swc)."
             )
         return str(folder)
     from neurolink_monai.data.synthetic import ensure_dataset
@@ -108,8 +112,27 @@ def resolve_dataset_dir(
     return str(ensure_dataset(target, progress=progress, **kwargs).parent)
 
 
+def paired_datalist(folder: str | os.PathLike) -> list[dict]:
+    """Stacks with their traces side by side: ``{"image": X.tif, "label": X.swc}`` for every image ``X`` (TIFF or
+    NIfTI) of ``folder`` that has an ``X.swc``, sorted by name, absolute paths; empty when there is none."""
+    folder = Path(folder).expanduser().absolute()
+    out = []
+    for image in sorted(folder.iterdir()) if folder.is_dir() else []:
+        name = image.name.lower()
+        suffix = next((s for s in _PAIR_IMAGE_SUFFIXES if name.endswith(s)), None)
+        if suffix is None or not image.is_file():
+            continue
+        swc = image.with_name(image.name[: -len(suffix)] + ".swc")
+        if swc.is_file():
+            out.append({"image": str(image), "label": str(swc)})
+    return out
+
+
 def load_datalist(dataset_dir: str | os.PathLike, split: str, required_keys: Sequence[str] = ("image",)) -> list[dict]:
     """Entries of one split of ``<dataset_dir>/dataset.json`` with absolute paths.
+
+    A folder without ``dataset.json`` that holds stacks with their SWC traces gives :func:`paired_datalist` for
+    every split (fine-tuning on a handful of traced stacks validates on the same stacks).
 
     Args:
         dataset_dir: folder holding ``dataset.json``.
@@ -128,6 +151,10 @@ def load_datalist(dataset_dir: str | os.PathLike, split: str, required_keys: Seq
         raise ValueError(f"split must be one of {DATASET_SPLITS}, got {split!r}.")
     folder = Path(dataset_dir).expanduser().absolute()
     path = folder / "dataset.json"
+    if not path.is_file() and folder.is_dir():
+        pairs = paired_datalist(folder)
+        if pairs:
+            return pairs
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import EnsureChannelFirstd, EnsureTyped, LoadImaged, MapTransform, Transform
+from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, MapTransform, Transform
 
 import neurolink_monai.io  # noqa: F401  (registers the TIFF stack reader/writer with MONAI)
-from neurolink_monai.transforms import CheckVolume, MicroscopyNormalized
+from neurolink_monai.transforms import CheckVolume, LoadSWCd, MicroscopyNormalized, SWCToMaskd
 from neurolink_monai.utils import describe_source
 
 __all__ = [
@@ -38,6 +38,8 @@ __all__ = [
     "TIFF_SUFFIXES",
     "CheckStack",
     "CheckStackd",
+    "LoadLabeld",
+    "SWC_SUFFIX",
     "ToZYX",
     "ToZYXd",
     "inference_preprocessing",
@@ -48,6 +50,7 @@ __all__ = [
 DEFAULT_PERCENTILES = (0.5, 99.95)
 TIFF_SUFFIXES = (".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+SWC_SUFFIX = ".swc"
 
 
 def _is_nifti(name: str) -> bool:
@@ -177,3 +180,49 @@ def inference_preprocessing(
         intensity_scaling(keys, percentiles, clip),
         EnsureTyped(keys, dtype=torch.float32, track_meta=True),
     ]
+
+
+class LoadLabeld(MapTransform):
+    """Load a training label given either as a mask file or as an SWC trace.
+
+    A mask (TIFF, NIfTI) goes through :func:`load_image_transforms` like the image. An ``.swc`` path is read and
+    rasterised on the fly onto the grid and spacing of ``ref_key``'s image (:class:`~neurolink_monai.transforms.
+    SWCToMaskd`, tapered capsules with radius at least ``min_radius``), so traces users already have are labels;
+    the trace is also kept under ``swc_key`` (when that key is not set) for the direction targets.
+
+    Args:
+        keys: label key(s).
+        ref_key: the loaded image ``(C, D, H, W)`` whose grid the SWC is drawn on.
+        swc_key: where the trace goes for the direction targets.
+        min_radius: smallest rasterised radius (in-plane voxels).
+    """
+
+    def __init__(
+        self, keys: KeysCollection = "label", ref_key: str = "image", swc_key: str = "swc", min_radius: float = 1.0
+    ) -> None:
+        super().__init__(keys)
+        self.ref_key, self.swc_key = ref_key, swc_key
+        self.load_mask = Compose(load_image_transforms(self.keys, num_channels=None))
+        self.min_radius = float(min_radius)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            value = d[key]
+            if not (isinstance(value, (str, bytes)) or hasattr(value, "__fspath__")):
+                continue
+            if not str(value).lower().endswith(SWC_SUFFIX):
+                d.update(self.load_mask({key: value}))
+                continue
+            if self.ref_key not in d:
+                raise ValueError(
+                    f"{value}: an SWC label is drawn on the image's grid, but {self.ref_key!r} is missing."
+                )
+            tmp_key = f"__{key}_swc"
+            loaded = LoadSWCd(tmp_key)({tmp_key: str(value), self.ref_key: d[self.ref_key]})
+            mask = SWCToMaskd(tmp_key, self.ref_key, output_keys=key, min_radius=self.min_radius)(loaded)[key]
+            d[key] = mask
+            if d.get(self.swc_key) is None:
+                d[self.swc_key] = loaded[tmp_key]
+                d[f"{self.swc_key}_meta_dict"] = loaded[f"{tmp_key}_meta_dict"]
+        return d

@@ -13,6 +13,7 @@ from neurolink_monai.metrics.cumulative import (
     SkeletonContinuityMetric,
     VoxelPRFMetric,
 )
+from neurolink_monai.metrics.diadem import DIADEM_DATASETS, DIADEM_JAR_ENV, diadem_score, find_diadem_jar
 from neurolink_monai.metrics.handlers import (
     BettiErrorHandler,
     ClDiceHandler,
@@ -39,6 +40,10 @@ from neurolink_monai.metrics.topology import betti_errors, betti_numbers
 from neurolink_monai.metrics.voxel import cldice, topology_precision_sensitivity, voxel_prf
 
 __all__ = [
+    "DIADEM_DATASETS",
+    "DIADEM_JAR_ENV",
+    "diadem_score",
+    "find_diadem_jar",
     "voxel_prf",
     "cldice",
     "topology_precision_sensitivity",

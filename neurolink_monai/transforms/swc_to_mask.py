@@ -29,6 +29,8 @@ class LoadSWC(Transform):
 class LoadSWCd(MapTransform):
     """Replace SWC paths under ``keys`` by ``(N, 7)`` arrays; the path goes to ``{key}_meta_dict["filename_or_obj"]``.
 
+    Values that are arrays already are left as they are.
+
     SWC arrays have different lengths per sample: drop them (``DeleteItemsd``) before batching.
     """
 
@@ -39,6 +41,8 @@ class LoadSWCd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             path = d[key]
+            if isinstance(path, np.ndarray):
+                continue  # already loaded (e.g. by the bundle's LoadLabeld for an SWC label)
             d[key] = read_swc(path)
             d[f"{key}_meta_dict"] = {"filename_or_obj": str(path)}
         return d

@@ -1,0 +1,259 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Real-data benchmark: the DIADEM OP stacks, bright and weak, classical tracing against the learned pipeline.
+
+Conditions:
+
+* ``bright``: the stacks as recorded (``../shared/real/diadem_op_dev``);
+* ``weak``: each stack degraded with :func:`neurolink_monai.transforms.degrade_to_weak` (smooth attenuation field,
+  Poisson and read noise; seed = stack number), written once to ``--work-dir/stacks/weak``.
+
+Methods, side by side on the same stacks:
+
+* ``classical``: the no-model reference, :func:`neurolink_monai.tracing.trace_classical` (smoothing, the higher of
+  Otsu and a noise threshold, small-component removal, the project's tracer with main-tree linking);
+* ``synthetic``: the bundle's inference workflow (``inference.json``: sliding window, threshold, tracing) with the
+  synthetic-only weights (``--synthetic-ckpt``, default the 0.2.0 weights kept in ``--work-dir``, see below);
+* ``loso``: the same inference with leave-one-stack-out weights: for each stack, ``train.json`` + ``finetune.json``
+  started from the synthetic-only weights and fine-tuned on the OTHER two stacks (their SWC traces as labels) plus
+  the synthetic training set. A stack is never scored by a model that saw it.
+
+Scores per stack (voxels of the stack): node precision / recall / F1 at 4 voxels, Vaa3D ESA / DSA / PDS, the
+breaks of the segmentation along the gold trace, trees in the SWC, the official DIADEM metric (``-D 5``, when
+``java`` and the scorer are found) and the seconds from image to SWC. Records go to ``--results`` (JSON, written
+after every stack, so a rerun resumes); ``--table`` prints the tables again.
+
+Usage::
+
+    python benchmarks/real_data.py                                   # all methods, both conditions
+    python benchmarks/real_data.py --methods classical --conditions bright
+    python benchmarks/real_data.py --table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ablation import _command, _workflow  # noqa: E402  (the benchmarks' one way to run bundle workflows)
+
+from neurolink_monai.bundle_utils import output_paths  # noqa: E402
+from neurolink_monai.io import atomic_write_text, read_swc, read_tiff_stack, write_tiff_stack  # noqa: E402
+from neurolink_monai.metrics import diadem_score, find_diadem_jar, reconstruction_scores  # noqa: E402
+from neurolink_monai.metrics.continuity import skeleton_continuity  # noqa: E402
+from neurolink_monai.tracing import trace_classical  # noqa: E402
+from neurolink_monai.tracing.classical import classical_probability  # noqa: E402
+from neurolink_monai.transforms import degrade_to_weak  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "real" / "diadem_op_dev"
+DEFAULT_JAR = REPO.parent / "shared" / "reference" / "diadem" / "DiademMetric.jar"
+DEFAULT_RESULTS = REPO / "benchmarks" / "results" / "real_data.json"
+DEFAULT_WORK = REPO / "benchmarks" / "results" / "runs" / "real_data"
+STACKS = ("OP_1", "OP_2", "OP_3")
+CONDITIONS = ("bright", "weak")
+METHODS = ("classical", "synthetic", "loso")
+METRICS = ("node_precision", "node_recall", "node_f1", "ESA", "DSA", "PDS", "breaks", "trees", "diadem", "seconds")
+FINETUNE_CONFIGS = ("train.json", "finetune.json")
+
+
+def stack_path(data: Path, work: Path, stack: str, condition: str) -> Path:
+    """The image file of one stack in one condition; the weak version is made (once, atomically) on first use."""
+    source = data / f"{stack}.tif"
+    if condition == "bright":
+        return source
+    target = work / "stacks" / condition / f"{stack}.tif"
+    if not target.is_file():
+        image, spacing = read_tiff_stack(source)
+        weak = degrade_to_weak(image, seed=int(stack.split("_")[1]))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_tiff_stack(target, np.clip(np.round(weak), 0, 255).astype(np.uint8), spacing=spacing)
+    return target
+
+
+def fold_dir(data: Path, work: Path, held_out: str) -> Path:
+    """A folder holding (links to) every stack and trace except ``held_out``: the fine-tuning data of that fold."""
+    folder = work / "folds" / f"without_{held_out}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stack in STACKS:
+        if stack == held_out:
+            continue
+        for suffix in (".tif", ".swc"):
+            link = folder / f"{stack}{suffix}"
+            if not link.exists():
+                os.symlink((data / f"{stack}{suffix}").resolve(), link)
+    return folder
+
+
+def train_fold(data: Path, work: Path, held_out: str, pretrained: Path, overrides: dict[str, Any]) -> Path:
+    """Fine-tune the fold without ``held_out`` through the bundle's training workflow; returns its weights file.
+
+    A fold whose ``train.json`` record exists is not trained again.
+    """
+    run = work / "loso" / held_out
+    weights = run / "models" / "model.pt"
+    record_path = run / "train.json"
+    if record_path.is_file() and weights.is_file():
+        return weights
+    settings = {
+        "dataset_dir": str(fold_dir(data, work, held_out)),
+        "pretrained_path": str(pretrained),
+        "ckpt_dir": str(run / "models"),
+        "log_dir": str(run / "runs"),
+        "output_dir": str(run / "eval"),
+        **overrides,
+    }
+    print(f"\n=== fine-tuning without {held_out}\n{_command(FINETUNE_CONFIGS, 'training', settings)}", flush=True)
+    start = time.perf_counter()
+    wf = _workflow(FINETUNE_CONFIGS, "train", settings)
+    wf.run()
+    wf.finalize()
+    record = {"held_out": held_out, "train_seconds": time.perf_counter() - start, "overrides": settings}
+    atomic_write_text(record_path, json.dumps(record, indent=1))
+    return weights
+
+
+def infer(image: Path, ckpt: Path, out_dir: Path) -> tuple[dict[str, Path], float]:
+    """The bundle's inference workflow (image to probability, mask and SWC) on one stack; its outputs and seconds."""
+    paths = output_paths(out_dir, image)
+    start = time.perf_counter()
+    overrides = {"ckpt_path": str(ckpt), "input_path": [str(image)], "output_dir": str(out_dir), "dataset_dir": None}
+    wf = _workflow(("inference.json",), "infer", overrides)
+    wf.run()
+    wf.finalize()
+    return paths, time.perf_counter() - start
+
+
+def score(
+    swc: np.ndarray, mask: np.ndarray, gold: Path, spacing: Sequence[float], jar: Path | None
+) -> dict[str, float]:
+    """Tree scores, breaks of ``mask`` along the gold trace and the DIADEM metric (NaN without a scorer)."""
+    gold_swc = read_swc(gold)
+    out = reconstruction_scores(swc, gold_swc)
+    out["breaks"] = float(skeleton_continuity(mask, gold_swc, spacing=spacing)["breaks"])
+    out["diadem"] = diadem_score(swc, gold, jar) if jar is not None else math.nan
+    return out
+
+
+def run_classical(image_path: Path, gold: Path, jar: Path | None) -> dict[str, float]:
+    start = time.perf_counter()
+    image, spacing = read_tiff_stack(image_path)
+    swc = trace_classical(image, spacing)
+    seconds = time.perf_counter() - start
+    mask = classical_probability(image, spacing) >= 0.5
+    return {**score(swc, mask, gold, spacing, jar), "seconds": seconds}
+
+
+def run_model(image_path: Path, gold: Path, ckpt: Path, out_dir: Path, jar: Path | None) -> dict[str, float]:
+    paths, seconds = infer(image_path, ckpt, out_dir)
+    mask, spacing = read_tiff_stack(paths["seg"])
+    swc = read_swc(paths["swc"])
+    return {**score(swc, mask > 0, gold, spacing, jar), "seconds": seconds}
+
+
+def load_records(path: Path) -> list[dict[str, Any]]:
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def format_tables(records: list[dict[str, Any]]) -> str:
+    """Per condition: one row per (method, stack) and the mean per method."""
+    lines = []
+    for condition in CONDITIONS:
+        rows = [r for r in records if r["condition"] == condition]
+        if not rows:
+            continue
+        lines += [f"\n**{condition}** (DIADEM OP stacks; node scores at 4 voxels, ESA/DSA/PDS at 2 voxels)\n"]
+        lines += ["| method | stack | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+        for method in METHODS:
+            sel = sorted((r for r in rows if r["method"] == method), key=lambda r: r["stack"])
+            for r in sel:
+                lines.append(f"| {method} | {r['stack']} | " + " | ".join(_fmt(r[m], m) for m in METRICS) + " |")
+            if sel:
+                means = [_fmt(float(np.nanmean([r[m] for r in sel])), m) for m in METRICS]
+                lines.append(f"| **{method}** | mean | " + " | ".join(means) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value: float, metric: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.1f}" if metric in ("ESA", "DSA", "breaks", "seconds", "trees") else f"{value:.3f}"
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    records = load_records(args.results)
+    done = {(r["method"], r["condition"], r["stack"]) for r in records}
+    jar = find_diadem_jar(args.diadem_jar)
+    if jar is None:
+        print(f"DIADEM scorer not found ({args.diadem_jar}, or java missing): the diadem column stays n/a")
+    synthetic_ckpt = Path(args.synthetic_ckpt)
+    for method in args.methods:
+        for condition in args.conditions:
+            for stack in args.stacks:
+                if (method, condition, stack) in done:
+                    continue
+                image = stack_path(args.data, args.work_dir, stack, condition)
+                gold = args.data / f"{stack}.swc"
+                out_dir = args.work_dir / "pred" / method / condition
+                if method == "classical":
+                    rec = run_classical(image, gold, jar)
+                elif method == "synthetic":
+                    rec = run_model(image, gold, synthetic_ckpt, out_dir, jar)
+                else:
+                    ckpt = train_fold(args.data, args.work_dir, stack, synthetic_ckpt, dict(args.override))
+                    rec = run_model(image, gold, ckpt, out_dir, jar)
+                records.append({"method": method, "condition": condition, "stack": stack, **rec})
+                print(f"{method:9s} {condition:6s} {stack}: " + ", ".join(f"{m} {_fmt(rec[m], m)}" for m in METRICS))
+                args.results.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(args.results, json.dumps(records, indent=1))
+    return records
+
+
+def _override(text: str) -> tuple[str, Any]:
+    key, _, value = text.partition("=")
+    if not key or not _:
+        raise argparse.ArgumentTypeError(f"--override takes KEY=VALUE, got {text!r}.")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of OP_k.tif + OP_k.swc")
+    p.add_argument("--diadem-jar", type=Path, default=DEFAULT_JAR, help="DiademMetric.jar (JSAP-2.1.jar beside it)")
+    p.add_argument("--synthetic-ckpt", type=Path, default=REPO / "bundle" / "models" / "model.pt",
+                   help="synthetic-only weights, also the start of the leave-one-out fine-tuning")  # fmt: skip
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
+    p.add_argument("--stacks", nargs="+", choices=STACKS, default=list(STACKS))
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK)
+    p.add_argument("--override", type=_override, action="append", default=[],
+                   help="KEY=VALUE override of the fine-tuning workflow (JSON values), repeatable")  # fmt: skip
+    p.add_argument("--table", action="store_true", help="print the tables of --results and exit")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.table:
+        if not (args.data / "OP_1.tif").is_file():
+            raise SystemExit(f"error: no DIADEM OP stacks in {args.data}; pass --data.")
+        run(args)
+    print(format_tables(load_records(args.results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

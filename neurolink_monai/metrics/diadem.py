@@ -1,0 +1,90 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""The official DIADEM metric (Gillette, Brown & Ascoli, Neuroinformatics 2011), run through its Java scorer.
+
+The scorer, ``DiademMetric.jar`` with ``JSAP-2.1.jar`` beside it, is distributed with the DIADEM challenge data and
+is not part of this package: point :func:`find_diadem_jar` at it (argument or ``NEUROLINK_DIADEM_JAR``). It reads
+only the first tree of the test SWC and needs every parent before its children, which
+:func:`neurolink_monai.io.write_swc` guarantees.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurolink_monai.io import read_swc, write_swc
+
+__all__ = ["DIADEM_JAR_ENV", "DIADEM_DATASETS", "find_diadem_jar", "diadem_score"]
+
+DIADEM_JAR_ENV = "NEUROLINK_DIADEM_JAR"
+DIADEM_DATASETS = {
+    "climbing_fibers": 1,
+    "hippocampal_ca3": 2,
+    "neocortical_l1": 3,
+    "neuromuscular": 4,
+    "olfactory_projection": 5,
+    "visual_cortical_l6": 6,
+}
+"""The scorer's ``-D`` presets; 5 is for the olfactory projection fibres (DIADEM OP stacks)."""
+
+_SCORE = re.compile(r"^Score:\s*([0-9.eE+-]+|NaN)\s*$", re.MULTILINE)
+
+
+def find_diadem_jar(jar: str | os.PathLike | None = None) -> Path | None:
+    """``DiademMetric.jar`` from ``jar``, else ``$NEUROLINK_DIADEM_JAR``; None when neither names an existing file
+    or when no ``java`` is on the PATH (the metric cannot run then)."""
+    candidate = jar if jar is not None else os.environ.get(DIADEM_JAR_ENV)
+    if candidate is None or shutil.which("java") is None:
+        return None
+    path = Path(candidate).expanduser()
+    return path if path.is_file() else None
+
+
+def _as_file(swc: Any, folder: Path, name: str) -> Path:
+    if isinstance(swc, (str, os.PathLike)):
+        return Path(swc)
+    path = folder / name
+    write_swc(path, np.asarray(swc, dtype=np.float64).reshape(-1, 7))
+    return path
+
+
+def diadem_score(test: Any, gold: Any, jar: str | os.PathLike, dataset: int = 5, timeout: float = 300.0) -> float:
+    """The DIADEM score of ``test`` against ``gold`` (1 is a perfect match of the gold tree).
+
+    Args:
+        test: the reconstruction, an (N, 7) SWC array or an SWC path, in the gold trace's units (voxels for the
+            DIADEM OP stacks). An empty reconstruction scores 0.
+        gold: the gold SWC, array or path.
+        jar: ``DiademMetric.jar`` (see :func:`find_diadem_jar`).
+        dataset: the scorer's ``-D`` threshold preset, see :data:`DIADEM_DATASETS`.
+        timeout: seconds before the Java process is stopped.
+
+    Raises:
+        FileNotFoundError: ``jar`` does not exist.
+        RuntimeError: the scorer failed or printed no score; the message holds its output.
+    """
+    jar = Path(jar)
+    if not jar.is_file():
+        raise FileNotFoundError(f"DIADEM scorer {str(jar)!r} does not exist.")
+    if not isinstance(test, (str, os.PathLike)) and len(np.asarray(test).reshape(-1, 7)) == 0:
+        return 0.0
+    if isinstance(test, (str, os.PathLike)) and len(read_swc(test)) == 0:
+        return 0.0
+    with tempfile.TemporaryDirectory(prefix="diadem_") as tmp:
+        folder = Path(tmp)
+        test_path, gold_path = _as_file(test, folder, "test.swc"), _as_file(gold, folder, "gold.swc")
+        cmd = ["java", "-jar", str(jar), "-G", str(gold_path), "-T", str(test_path), "-D", str(int(dataset))]
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=jar.parent)
+    match = _SCORE.search(run.stdout)
+    if run.returncode != 0 or match is None:
+        output = (run.stdout + run.stderr).strip()[-2000:]
+        raise RuntimeError(f"DIADEM scorer failed (exit {run.returncode}) on {test_path.name}: {output}")
+    value = float(match.group(1))
+    return value if np.isfinite(value) else 0.0
