@@ -238,3 +238,18 @@ def test_degrade_to_weak_median_snr_in_the_weak_range():
         snr = (lam - m["background"]) / np.sqrt(m["gain"] * lam + m["read_std"] ** 2)
         medians.append(np.median(snr))
     assert 1.0 < np.median(medians) <= 2.5
+
+
+def test_degrade_to_weak_on_a_real_stack_reaches_the_weak_regime(diadem_dir):
+    from neurolink_monai.io import read_swc, read_tiff_stack
+
+    img = np.asarray(read_tiff_stack(diadem_dir / "OP_3.tif")[0])
+    swc = read_swc(diadem_dir / "OP_3.swc")
+    m = degrade_to_weak(img, seed=0, return_model=True)
+    zyx = np.clip(np.round(swc[:, [4, 3, 2]]).astype(int), 0, np.asarray(img.shape) - 1)
+    lam = np.array(
+        [m["noiseless"][max(z - 1, 0) : z + 2, max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3].max() for z, y, x in zyx]
+    )
+    snr = (lam - m["background"]) / np.sqrt(m["gain"] * np.maximum(lam, 0) + m["read_std"] ** 2)
+    assert 1.2 <= np.median(snr) <= 3.0 and 0.1 <= np.mean(snr < 1) <= 0.5
+    assert m["image"].shape == img.shape and m["image"].dtype == np.float32

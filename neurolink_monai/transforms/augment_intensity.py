@@ -523,9 +523,9 @@ def degrade_to_weak(
 
     Unattenuated neurites at the signal level get SNR ``snr`` (2.5 by default), dimmed stretches less. With the
     defaults, on the three DIADEM OP stacks (voxel 0.33 um in-plane, 1 um in z) and seeds 0 and 1, the median SNR
-    at the gold nodes is 1.7-2.6 (1.0 for OP_2 with seed 1, where much of the neuron lies in a dimmed region) and
-    15-50 % of the nodes are below SNR 1 (``python benchmarks/synthetic_realism.py --weak`` prints them; SNR at a node = (noiseless
-    maximum within 1 z and 2 xy voxels - background) / noise std at that level).
+    at the gold nodes is 1.35-2.14 and 18-42 % of the nodes are below SNR 1 (``python
+    benchmarks/synthetic_realism.py --weak`` prints them; SNR at a node = (noiseless maximum within 1 z and 2 xy
+    voxels - background) / noise std at that level).
 
     Args:
         image: ``(D, H, W)`` stack (any real dtype; uint8 and uint16 are typical), in its own intensity units.

@@ -92,11 +92,11 @@ class RealismConfig:
     varicosity_scale: tuple[float, float] = (1.3, 2.2)
     varicosity_brightness: tuple[float, float] = (1.0, 2.0)
     bouton_probability: float = 0.5
-    puncta_density: float = 2e-4
+    puncta_density: float = 1e-4
     puncta_sigma: tuple[float, float] = (0.5, 1.0)
     puncta_intensity: tuple[float, float] = (0.05, 0.4)
     speckle: float = 0.4
-    speckle_sigma: float = 0.6
+    speckle_sigma: float = 1.0
     num_cell_bodies: float = 0.7
     cell_body_radius: tuple[float, float] = (4.0, 9.0)
     cell_body_intensity: tuple[float, float] = (0.1, 0.6)
@@ -107,7 +107,7 @@ class RealismConfig:
     haze_sigma: float = 6.0
     illumination: float = 0.4
     depth_attenuation: tuple[float, float] = (0.0, 1.2)
-    full_scale: tuple[float, float] = (0.3, 1.0)
+    full_scale: tuple[float, float] = (0.5, 1.5)
     black_level: tuple[float, float] = (1.5, 3.5)
     output_dtype: str = "uint8"
 
