@@ -104,7 +104,7 @@ def generate_sample(
     ss = _seed_sequence(seed)
     ss_morph, ss_fibres, ss_render = ss.spawn(3)
     if cfg.realism is not None:  # per-sample optics from a 4th stream, so the other draws keep their streams
-        optics = sample_optics(np.random.default_rng(ss.spawn(1)[0]), cfg.realism, cfg.spacing, cfg.signal)
+        optics = sample_optics(np.random.default_rng(ss.spawn(1)[0]), cfg.realism, cfg)
         cfg = dataclasses.replace(cfg, **optics)
     if cfg.swc_dir is not None:
         trees = load_swc_folder(cfg.swc_dir)

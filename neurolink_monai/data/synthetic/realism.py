@@ -59,6 +59,7 @@ class RealismConfig:
     Attributes:
         name: preset name, recorded in manifests.
         signal_scale: log-uniform range of the factor on ``SyntheticConfig.signal`` (low values reach the noise floor).
+        radius_scale: range of the factor on ``SyntheticConfig.radius`` (neurite thickness, per sample).
         psf_lateral, psf_axial: ranges of the PSF standard deviation (voxels) in y/x and in z.
         axial_ratio: range of the z voxel size over the x voxel size (anisotropy); the sample's spacing becomes
             ``(ratio * x, y, x)``. ``None`` keeps ``SyntheticConfig.spacing``.
@@ -84,7 +85,8 @@ class RealismConfig:
     """
 
     name: str = "custom"
-    signal_scale: tuple[float, float] = (0.5, 10.0)
+    signal_scale: tuple[float, float] = (0.2, 10.0)
+    radius_scale: tuple[float, float] = (1.0, 2.0)
     psf_lateral: tuple[float, float] = (0.6, 1.3)
     psf_axial: tuple[float, float] = (0.8, 2.0)
     axial_ratio: tuple[float, float] | None = (1.5, 3.5)
@@ -107,7 +109,7 @@ class RealismConfig:
     haze_sigma: float = 6.0
     illumination: float = 0.4
     depth_attenuation: tuple[float, float] = (0.0, 1.2)
-    full_scale: tuple[float, float] = (0.5, 1.5)
+    full_scale: tuple[float, float] = (1.0, 3.0)
     black_level: tuple[float, float] = (1.5, 3.5)
     output_dtype: str = "uint8"
 
@@ -115,6 +117,7 @@ class RealismConfig:
         set_ = object.__setattr__
         pairs = {
             "signal_scale": (1e-3, 100.0),
+            "radius_scale": (0.05, 20.0),
             "psf_lateral": (0.0, 20.0),
             "psf_axial": (0.0, 20.0),
             "varicosity_scale": (1.0, 10.0),
@@ -197,14 +200,16 @@ def _log_uniform(rng: np.random.Generator, pair: tuple[float, float]) -> float:
     return float(np.exp(rng.uniform(np.log(pair[0]), np.log(pair[1])))) if pair[0] > 0 else float(rng.uniform(*pair))
 
 
-def sample_optics(rng: np.random.Generator, real: RealismConfig, spacing, signal: float) -> dict[str, Any]:
-    """Per-sample overrides of ``SyntheticConfig`` knobs: ``spacing``, ``psf_sigma`` and ``signal``."""
+def sample_optics(rng: np.random.Generator, real: RealismConfig, cfg) -> dict[str, Any]:
+    """Per-sample overrides of the ``SyntheticConfig`` knobs ``spacing``, ``psf_sigma``, ``signal`` and ``radius``."""
     lateral = float(rng.uniform(*real.psf_lateral))
     axial = float(rng.uniform(*real.psf_axial))
-    out = {"psf_sigma": (axial, lateral, lateral), "signal": signal * _log_uniform(rng, real.signal_scale)}
+    out = {"psf_sigma": (axial, lateral, lateral), "signal": cfg.signal * _log_uniform(rng, real.signal_scale)}
     if real.axial_ratio is not None:
         ratio = float(rng.uniform(*real.axial_ratio))
-        out["spacing"] = (round(ratio * spacing[2], 6), spacing[1], spacing[2])
+        out["spacing"] = (round(ratio * cfg.spacing[2], 6), cfg.spacing[1], cfg.spacing[2])
+    scale = float(rng.uniform(*real.radius_scale))
+    out["radius"] = (min(cfg.radius[0] * scale, 20.0), min(cfg.radius[1] * scale, 20.0))
     return out
 
 
