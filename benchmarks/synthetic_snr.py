@@ -4,7 +4,8 @@
 SNR(p) = (lam(p) - B(p)) / sqrt(lam(p) + read_noise^2) at centreline points p every half voxel, weighted by length:
 lam is the noiseless expected photon count, B the local background (the noiseless image without the labelled
 neurites: autofluorescence, blobs, unlabelled fibres), the denominator the Poisson-Gaussian noise std at that level.
-The default run measures the first samples of the bundle's default dataset (seed 0, 64 x 128 x 128).
+The default run measures the first samples of the bundle's default dataset (seed 0, 64 x 128 x 128). For the
+confocal realism preset the SNR is in photons, before the camera's black level, saturation and 8-bit quantisation.
 
 Usage: python benchmarks/synthetic_snr.py [--samples 10] [--shape 64 128 128] [--seed 0] [--previews DIR]
 """
@@ -24,6 +25,7 @@ SETTINGS = {
     "no weak stretches": SyntheticConfig(weak_fraction=0.0),
     "easy preset": SyntheticConfig.preset("easy"),
     "hard preset": SyntheticConfig.preset("hard"),
+    "confocal realism": SyntheticConfig(realism="confocal"),
 }
 
 
@@ -31,7 +33,8 @@ def measure(cfg: SyntheticConfig, shape, seed: int, samples: int, previews: Path
     snrs, lengths, weak = [], [], []
     for i in range(samples):
         sample = generate_sample(shape, np.random.SeedSequence(seed, spawn_key=(i,)), cfg, return_components=True)
-        snr, length = centreline_snr(sample["components"], sample["swc"], cfg)
+        # with realism each sample has its own optics (spacing, PSF, signal): score with the sample's config
+        snr, length = centreline_snr(sample["components"], sample["swc"], sample["config"])
         snrs.append(snr)
         lengths.append(length)
         if previews is not None:

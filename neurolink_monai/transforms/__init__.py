@@ -6,7 +6,11 @@ Typical training pipeline (targets computed after spatial augmentation, so they 
     LoadImaged("image", reader="TiffStackReader"), EnsureChannelFirstd("image"), LoadSWCd("swc"),
     SWCToMaskd("swc", ref_key="image", output_keys="label"), CheckVolumed(("image", "label")),
     MicroscopyNormalized("image"), RandSpatialCropd(("image", "label"), ...), RandFlipd(...),
-    RandRotate90d(...), DirectionMapd("label", swc_key="swc"), DistanceMapd("label"), DeleteItemsd("swc")
+    RandRotate90d(...), DirectionMapd("label", swc_key="swc"), DistanceMapd("label"), DeleteItemsd("swc"),
+    RandGammaContrastd("image"), RandAttenuationFieldd("image"), RandPoissonGaussianNoised("image")
+
+The intensity and noise augmentations (``augment_intensity``) run last, on the normalised image only: they make
+weak stretches and low-SNR windows out of bright ones without touching the targets.
 
 ``DirectionMapd`` with ``swc_key`` maps the SWC onto the augmented grid through the label's MetaTensor affine;
 with ``swc_key=None`` it uses the label's own centreline.
@@ -15,6 +19,19 @@ with ``swc_key=None`` it uses the label's own centreline.
 from __future__ import annotations
 
 from .augment import RandFlipWithDirectiond, RandRotate90WithDirectiond
+from .augment_intensity import (
+    RandAttenuationField,
+    RandAttenuationFieldd,
+    RandGammaContrast,
+    RandGammaContrastd,
+    RandPoissonGaussianNoise,
+    RandPoissonGaussianNoised,
+    attenuation_field,
+    degrade_to_weak,
+    gamma_contrast,
+    poisson_gaussian_noise,
+    signal_background_levels,
+)
 from .checks import CheckVolume, CheckVolumed
 from .direction import (
     DirectionMap,
@@ -44,21 +61,32 @@ __all__ = [
     "LoadSWCd",
     "MicroscopyNormalize",
     "MicroscopyNormalized",
+    "RandAttenuationField",
+    "RandAttenuationFieldd",
+    "RandGammaContrast",
+    "RandGammaContrastd",
+    "RandPoissonGaussianNoise",
+    "RandPoissonGaussianNoised",
     "RandFlipWithDirectiond",
     "RandRotate90WithDirectiond",
     "SWCToMask",
     "SWCToMaskd",
     "apply_component_map",
+    "attenuation_field",
     "boundary_background",
     "canonicalize_direction",
+    "degrade_to_weak",
     "check_swc_inside",
     "direction_map_from_label",
     "direction_map_from_swc",
     "flip_components",
     "flip_direction_map",
+    "gamma_contrast",
     "mask_distance_transform",
+    "poisson_gaussian_noise",
     "radius_from_distance",
     "rasterize_swc",
     "rotate90_components",
     "rotate90_direction_map",
+    "signal_background_levels",
 ]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from .config import DIFFICULTY_PRESETS, SyntheticConfig
 from .dataset import DEFAULT_NUM_SAMPLES, DEFAULT_SEED, DEFAULT_SHAPE, DEFAULT_SPLITS, generate_dataset, split_counts
+from .realism import REALISM_PRESETS
+from .swc_source import list_swc_files
 
 __all__ = ["build_parser", "main"]
 
@@ -68,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--crossing-fibres", type=float, help="mean number of crossing fibres")
     d.add_argument("--unlabelled-fibres", action="store_true", help="keep crossing fibres out of the ground truth")
     d.add_argument("--tortuosity", type=float, help="heading wobble of neurites (radians)")
+    r = p.add_argument_group("realism and real morphologies (default: off, the bundle's dataset)")
+    r.add_argument(
+        "--realism",
+        choices=["none", *sorted(REALISM_PRESETS)],
+        help="add confocal artefacts: puncta, speckle, beads, cell bodies, haze, autofluorescence, uneven "
+        "illumination, depth attenuation, random PSF/anisotropy/signal, saturation, uint8 output",
+    )
+    r.add_argument(
+        "--swc-dir", type=Path, help="render SWC traces from this folder (voxel units) instead of random trees"
+    )
+    r.add_argument(
+        "--swc-spacing", type=float, nargs=3, metavar=("Z", "Y", "X"), help="voxel size of the --swc-dir traces"
+    )
     return p
 
 
@@ -90,7 +105,17 @@ def _config(args: argparse.Namespace) -> SyntheticConfig:
             knobs[knob] = tuple(value) if isinstance(value, list) else value
     if args.unlabelled_fibres:
         knobs["label_crossing_fibres"] = False
-    knobs = {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}
+    if args.realism is not None:
+        knobs["realism"] = args.realism
+    if args.swc_dir is not None:
+        try:
+            list_swc_files(args.swc_dir)
+        except ValueError as e:
+            raise ValueError(f"--swc-dir: {e}") from None
+        knobs["swc_dir"] = str(args.swc_dir.expanduser().absolute())
+    if args.swc_spacing is not None:
+        knobs["swc_spacing"] = tuple(args.swc_spacing)
+    knobs = {k: tuple(v) if isinstance(v, list) and k != "realism" else v for k, v in knobs.items()}
     return SyntheticConfig.preset(args.difficulty, **knobs)
 
 

@@ -7,7 +7,10 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from .realism import RealismConfig, realism_from_value
 
 __all__ = ["SyntheticConfig", "DIFFICULTY_PRESETS"]
 
@@ -87,6 +90,15 @@ class SyntheticConfig:
         crossing_radius: range of their radius.
         label_crossing_fibres: if True the crossing fibres are neurites of the ground truth (extra SWC trees after
             the neuron, in the label mask); if False they are unlabelled clutter.
+
+    Realism and real morphologies (off by default; the default dataset is unchanged by them):
+        realism: ``None`` / ``"none"``, a preset name (``"confocal"``), a mapping of knobs or a
+            :class:`~neurolink_monai.data.synthetic.RealismConfig`: puncta, speckle, varicosities, cell bodies, haze,
+            autofluorescence, uneven illumination, depth attenuation, per-sample PSF, anisotropy and signal level,
+            saturation and uint8 quantisation (see :mod:`~neurolink_monai.data.synthetic.realism`).
+        swc_dir: folder of ``.swc`` traces (voxel units) rendered instead of the random neuron, one per sample,
+            placed, rotated and cropped (:func:`~neurolink_monai.data.synthetic.place_swc`).
+        swc_spacing: voxel size ``(z, y, x)`` of those traces; defaults to ``spacing``.
     """
 
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -116,9 +128,19 @@ class SyntheticConfig:
     num_crossing_fibres: float = 1.0
     crossing_radius: tuple[float, float] = (0.6, 1.4)
     label_crossing_fibres: bool = True
+    realism: Any = None
+    swc_dir: str | None = None
+    swc_spacing: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        set_(self, "realism", realism_from_value(self.realism))
+        if self.swc_dir is not None:
+            if not isinstance(self.swc_dir, (str, Path)) or not str(self.swc_dir):
+                raise TypeError(f"swc_dir must be a folder path or None, got {self.swc_dir!r}.")
+            set_(self, "swc_dir", str(self.swc_dir))
+        if self.swc_spacing is not None:
+            set_(self, "swc_spacing", _triple("swc_spacing", self.swc_spacing, positive=True))
         set_(self, "spacing", _triple("spacing", self.spacing, positive=True))
         set_(self, "psf_sigma", _triple("psf_sigma", self.psf_sigma, positive=False))
         set_(self, "num_stems", _pair("num_stems", self.num_stems, 1, 16, integer=True))
@@ -162,8 +184,18 @@ class SyntheticConfig:
         return cls(**{**DIFFICULTY_PRESETS[difficulty], **overrides})
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of the knobs (tuples as lists); :meth:`from_dict` inverts it."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """JSON-ready dict of the knobs (tuples as lists); :meth:`from_dict` inverts it.
+
+        ``realism``, ``swc_dir`` and ``swc_spacing`` appear only when set, so the settings (and manifests) of
+        datasets made without them are the same as before these knobs existed.
+        """
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name in _OPTIONAL_KNOBS and v is None:
+                continue
+            out[f.name] = v.to_dict() if isinstance(v, RealismConfig) else list(v) if isinstance(v, tuple) else v
+        return out
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> SyntheticConfig:
@@ -176,6 +208,8 @@ class SyntheticConfig:
             raise ValueError(f"unknown SyntheticConfig knobs {unknown}; known knobs: {sorted(known)}.")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
+
+_OPTIONAL_KNOBS = ("realism", "swc_dir", "swc_spacing")
 
 # Overrides of the defaults ("medium"); "easy" keeps most neurites well above the noise, "hard" fades more and
 # deeper, with a dimmer neuron, a brighter background and more clutter.

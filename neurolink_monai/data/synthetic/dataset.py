@@ -16,6 +16,7 @@ it does not depend on how many samples are generated, and no timestamps are writ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -33,7 +34,9 @@ from ...io.atomic import atomic_write_bytes
 from ..preview import save_mip_png
 from .config import SyntheticConfig
 from .morphology import check_shape, concatenate_swc, generate_crossing_fibres, generate_neuron
+from .realism import sample_optics
 from .render import render_components
+from .swc_source import load_swc_folder, place_swc
 
 __all__ = [
     "DATASET_JSON",
@@ -89,17 +92,25 @@ def generate_sample(
         return_components: also return the :class:`RenderedStack` (noiseless parts) under ``"components"``.
 
     Returns:
-        dict with ``"image"`` uint16 ``(D, H, W)``, ``"label"`` uint8 ``(D, H, W)``, ``"swc"`` float64 ``(N, 7)``
+        dict with ``"image"`` uint16 ``(D, H, W)`` (uint8 when ``config.realism`` asks for it), ``"label"`` uint8 ``(D, H, W)``, ``"swc"`` float64 ``(N, 7)``
         (voxel units, depth-first order, ids ``1..N``; the neuron is the first tree, labelled crossing fibres
-        follow as separate trees), ``"spacing"`` ``(z, y, x)``, ``"node_brightness"`` and ``"node_weak"``
+        follow as separate trees), ``"spacing"`` ``(z, y, x)`` (per sample with a realism config: anisotropy), ``"node_brightness"`` and ``"node_weak"``
         ``(N,)`` (relative brightness and weak-stretch window of each SWC node).
     """
     shape = check_shape(shape)
     cfg = SyntheticConfig() if config is None else config
     if not isinstance(cfg, SyntheticConfig):
         raise TypeError(f"config must be a SyntheticConfig or None, got {type(cfg).__name__}.")
-    ss_morph, ss_fibres, ss_render = _seed_sequence(seed).spawn(3)
-    neuron = generate_neuron(shape, np.random.default_rng(ss_morph), cfg)
+    ss = _seed_sequence(seed)
+    ss_morph, ss_fibres, ss_render = ss.spawn(3)
+    if cfg.realism is not None:  # per-sample optics from a 4th stream, so the other draws keep their streams
+        optics = sample_optics(np.random.default_rng(ss.spawn(1)[0]), cfg.realism, cfg)
+        cfg = dataclasses.replace(cfg, **optics)
+    if cfg.swc_dir is not None:
+        trees = load_swc_folder(cfg.swc_dir)
+        neuron = place_swc(trees, shape, np.random.default_rng(ss_morph), cfg.spacing, cfg.swc_spacing, cfg.radius[0])
+    else:
+        neuron = generate_neuron(shape, np.random.default_rng(ss_morph), cfg)
     fibres = generate_crossing_fibres(shape, np.random.default_rng(ss_fibres), cfg)
     # Coordinates and radii are rounded to 1e-4 voxel so that the SWC file holds exactly the rendered tree.
     neuron[:, 2:6] = np.round(neuron[:, 2:6], 4)
@@ -119,6 +130,7 @@ def generate_sample(
     }
     if return_components:
         out["components"] = rendered
+        out["config"] = cfg  # the config the sample was rendered with (per-sample optics included)
     return out
 
 
@@ -190,12 +202,13 @@ def _write_all(folder: Path, settings: dict[str, Any], config: SyntheticConfig, 
     for i in tqdm(range(n), desc="synthetic neurons", unit="sample", disable=not progress, dynamic_ncols=True):
         name = f"synth_{i:0{width}d}"
         sample = generate_sample(shape, np.random.SeedSequence(seed, spawn_key=(i,)), config)
-        write_tiff_stack(folder / "imagesTr" / f"{name}.tif", sample["image"], config.spacing, compression="zlib")
-        write_tiff_stack(folder / "labelsTr" / f"{name}.tif", sample["label"], config.spacing, compression="zlib")
+        spacing = sample["spacing"]
+        write_tiff_stack(folder / "imagesTr" / f"{name}.tif", sample["image"], spacing, compression="zlib")
+        write_tiff_stack(folder / "labelsTr" / f"{name}.tif", sample["label"], spacing, compression="zlib")
         header = [
             f"NeuroLink-MONAI synthetic neuron {name} (generator v{GENERATOR_VERSION}, seed {seed}, sample {i})",
             "coordinates: voxel units, 0-based voxel centres, x -> W, y -> H, z -> D; radius in x voxels",
-            f"volume (D, H, W) = {tuple(shape)}, spacing (z, y, x) = {tuple(config.spacing)}",
+            f"volume (D, H, W) = {tuple(shape)}, spacing (z, y, x) = {tuple(spacing)}",
         ]
         write_swc(folder / "swc" / f"{name}.swc", sample["swc"], header=header)
         if previews:

@@ -29,6 +29,7 @@ from ...transforms import SWCToMask
 from .config import SyntheticConfig
 from .geometry import sample_centreline, spacing_ratio, swc_parent_index, swc_zyx
 from .morphology import check_shape
+from .realism import apply_realism, camera_quantise
 
 __all__ = ["RenderedStack", "render_components", "render_stack", "weak_stretch_window"]
 
@@ -41,7 +42,7 @@ class RenderedStack:
     """A rendered sample and its noiseless parts (``(D, H, W)`` arrays; photons for the float ones).
 
     Attributes:
-        image: the camera image, uint16.
+        image: the camera image, uint16 (uint8 with a realism config asking for it).
         label: the label mask of ``swc``, uint8 (1 = neurite), from the project's rasteriser
             (:class:`~neurolink_monai.transforms.SWCToMask` with its defaults, i.e. radii of at least 1 voxel), so it
             equals the mask a training pipeline derives from the SWC file.
@@ -251,18 +252,25 @@ def render_components(
     neurite = gaussian_filter(_render_tubes(swc, brightness, shape, cfg, a), cfg.psf_sigma, truncate=_TRUNCATE)
     np.maximum(neurite, 0.0, out=neurite)
 
-    clutter = _background(shape, rng_bg, cfg) + _blobs(shape, rng_blobs, cfg, a)
+    background = _background(shape, rng_bg, cfg)
+    clutter = background + _blobs(shape, rng_blobs, cfg, a)
     if len(clutter_swc):
         cb, _ = _node_brightness(clutter_swc, rng_clutter_bright, cfg, a, weak=False)
         fibres = gaussian_filter(_render_tubes(clutter_swc, cb, shape, cfg, a), cfg.psf_sigma, truncate=_TRUNCATE)
         clutter += np.maximum(fibres, 0.0)
+    if cfg.realism is not None:  # its own streams, drawn only when it is on: the default output is unchanged
+        rng_real, rng_camera = rng.spawn(2)
+        neurite, clutter = apply_realism(neurite, clutter, background, swc, brightness, rng_real, cfg, cfg.realism, a)
 
     lam = neurite + clutter
     counts = rng_noise.poisson(lam).astype(np.float32)
     counts += np.float32(cfg.offset)
     if cfg.read_noise > 0:
         counts += np.float32(cfg.read_noise) * rng_noise.standard_normal(shape, dtype=np.float32)
-    image = np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
+    if cfg.realism is not None:
+        image = camera_quantise(counts, rng_camera, cfg, cfg.realism)
+    else:
+        image = np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
     label = SWCToMask(shape, cfg.spacing)(swc, source="synthetic SWC")[0]
     return RenderedStack(image, label, neurite, clutter, brightness, window)
 
