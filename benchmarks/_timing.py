@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["median_seconds", "peak_memory_mb"]
+__all__ = ["median_seconds", "paired_seconds", "peak_memory_mb"]
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
@@ -29,6 +29,42 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
     return statistics.median(times)
 
 
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def paired_seconds(
+    base: Callable[[], object], other: Callable[[], object], repeats: int = 5, warmup: int = 1
+) -> tuple[float, float, float]:
+    """Median wall times of ``base()`` and ``other()`` run alternately, and the median of their per-pair ratios.
+
+    Alternating the two calls exposes both to the same machine load, so the ratio stays meaningful on a shared
+    machine even when the absolute times drift.
+
+    Returns:
+        ``(base seconds, other seconds, median of other / base over the pairs)``.
+    """
+    for _ in range(warmup):
+        base()
+        other()
+    pairs = []
+    for _ in range(repeats):
+        times = []
+        for fn in (base, other):
+            _synchronize()
+            start = time.perf_counter()
+            fn()
+            _synchronize()
+            times.append(time.perf_counter() - start)
+        pairs.append(times)
+    return (
+        statistics.median(p[0] for p in pairs),
+        statistics.median(p[1] for p in pairs),
+        statistics.median(p[1] / p[0] for p in pairs),
+    )
+
+
 def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
     """Peak memory of one ``fn()`` call in MB: CUDA allocator peak, or on CPU the peak of the torch CPU
     allocations seen by the profiler's memory tracker (falls back to Python's tracemalloc)."""
@@ -41,10 +77,13 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     # Replay allocation events in time order to find the peak of live CPU memory.
-    events = sorted((e for e in prof.events() if getattr(e, "cpu_memory_usage", 0)), key=lambda e: e.time_range.start)
+    # Self usage only: an operator's total usage also counts the allocations of the operators it calls.
+    events = sorted(
+        (e for e in prof.events() if getattr(e, "self_cpu_memory_usage", 0)), key=lambda e: e.time_range.start
+    )
     live = peak = 0
     for e in events:
-        live += e.cpu_memory_usage
+        live += e.self_cpu_memory_usage
         peak = max(peak, live)
     if peak == 0:
         tracemalloc.start()

@@ -1,10 +1,12 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
 """DSConv3D cost next to a plain 3x3x3 convolution, measured side by side in one run.
 
-    python benchmarks/bench_dsconv.py [--threads 2] [--device cpu] [--repeats 5]
+    python benchmarks/bench_dsconv.py [--threads 2] [--device cpu] [--repeats 5] [--kernel-sizes 9 3]
 
-Prints median forward and forward+backward times and peak memory for input (1, 16, 32, 64, 64), 16 output channels,
-K = 9 and K = 3 along each axis, and the ratio to ``nn.Conv3d(16, 16, 3, padding=1)``.
+For input (1, 16, 32, 64, 64), 16 output channels and K = 9 and K = 3 along each axis, prints the median forward and
+forward+backward times of ``DSConv3D`` and of ``nn.Conv3d(16, 16, 3, padding=1)`` timed alternately (pairs), the
+median of the per-pair ratios (the figure to compare with the goal: K = 9 <= 2x, K = 3 <= 1.5x) and the peak memory
+of one forward+backward with its ratio to the convolution's (goal <= 4x).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import median_seconds, peak_memory_mb
+from _timing import paired_seconds, peak_memory_mb
 
 from neurolink_monai.networks import DSConv3D
 
@@ -23,16 +25,16 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--shape", type=int, nargs=5, default=(1, 16, 32, 64, 64))
+    parser.add_argument("--kernel-sizes", type=int, nargs="+", default=(9, 3))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     channels = args.shape[1]
     x = torch.randn(*args.shape, device=device, requires_grad=True)
+    conv = torch.nn.Conv3d(channels, channels, 3, padding=1).to(device).train()
 
-    def timings(layer: torch.nn.Module) -> tuple[float, float, float]:
-        layer = layer.to(device).train()
-
+    def passes(layer: torch.nn.Module):
         def forward() -> None:
             with torch.no_grad():
                 layer(x)
@@ -40,21 +42,25 @@ def main() -> None:
         def forward_backward() -> None:
             layer(x).sum().backward()
 
-        return (
-            median_seconds(forward, args.repeats),
-            median_seconds(forward_backward, args.repeats),
-            peak_memory_mb(forward_backward, device),
-        )
+        return forward, forward_backward
 
+    conv_f, conv_fb = passes(conv)
+    conv_mem = peak_memory_mb(conv_fb, device)
     print(f"device={device} threads={torch.get_num_threads()} input={tuple(args.shape)} out_channels={channels}")
-    print(f"{'layer':<24}{'fwd ms':>10}{'fwd+bwd ms':>12}{'peak MB':>10}{'fwd x':>8}{'fwd+bwd x':>11}")
-    base_f, base_fb, base_mem = timings(torch.nn.Conv3d(channels, channels, 3, padding=1))
-    print(f"{'Conv3d 3x3x3':<24}{base_f * 1e3:>10.1f}{base_fb * 1e3:>12.1f}{base_mem:>10.0f}{1.0:>8.2f}{1.0:>11.2f}")
-    for k in (9, 3):
+    print(f"Conv3d(16, 16, 3, padding=1) peak memory of forward+backward: {conv_mem:.0f} MB")
+    header = ["layer", "conv fwd ms", "fwd ms", "fwd x", "conv f+b ms", "f+b ms", "f+b x", "peak MB", "mem x"]
+    print(f"{header[0]:<24}" + "".join(f"{h:>12}" for h in header[1:]))
+    for k in args.kernel_sizes:
         for axis, name in enumerate("DHW"):
-            f, fb, mem = timings(DSConv3D(channels, channels, kernel_size=k, axis=axis))
+            layer = DSConv3D(channels, channels, kernel_size=k, axis=axis).to(device).train()
+            f, fb = passes(layer)
+            cf, lf, rf = paired_seconds(conv_f, f, args.repeats)
+            cfb, lfb, rfb = paired_seconds(conv_fb, fb, args.repeats)
+            mem = peak_memory_mb(fb, device)
+            cols = [cf * 1e3, lf * 1e3, rf, cfb * 1e3, lfb * 1e3, rfb, mem, mem / conv_mem]
+            fmt = ["{:.1f}", "{:.1f}", "{:.2f}", "{:.1f}", "{:.1f}", "{:.2f}", "{:.0f}", "{:.2f}"]
             label = f"DSConv3D K={k} axis={name}"
-            print(f"{label:<24}{f * 1e3:>10.1f}{fb * 1e3:>12.1f}{mem:>10.0f}{f / base_f:>8.2f}{fb / base_fb:>11.2f}")
+            print(f"{label:<24}" + "".join(f"{s.format(v):>12}" for s, v in zip(fmt, cols)), flush=True)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,29 @@ def loop_snake_conv(x: torch.Tensor, offsets: torch.Tensor, module: DSConv3D) ->
     return out
 
 
+def legacy_snake_conv(x: torch.Tensor, offsets: torch.Tensor, module: DSConv3D) -> torch.Tensor:
+    """The layer's first vectorised implementation (K shifted copies, one grid_sample, one fusion matmul), kept as
+    the reference that the shipped weights were trained with; output before norm/act."""
+    k = module.kernel_size
+    c = k // 2
+    xa = x.permute(module.to_axis_first)
+    b, ch, a, p0, p1 = xa.shape
+    oa = offsets.permute([0, 1, 2] + [module.to_axis_first[i] + 1 for i in (2, 3, 4)])
+    planes = F.pad(xa, [0, 0, 0, 0, c, c]).unfold(2, k, 1).permute(0, 2, 5, 1, 3, 4).reshape(b * a * k, ch, p0, p1)
+    oa = oa.permute(0, 3, 2, 4, 5, 1)
+    i0 = torch.arange(p0, dtype=oa.dtype).reshape(p0, 1)
+    i1 = torch.arange(p1, dtype=oa.dtype).reshape(1, p1)
+    g0 = (2.0 * (i0 + oa[..., 0]) + 1.0) / p0 - 1.0
+    g1 = (2.0 * (i1 + oa[..., 1]) + 1.0) / p1 - 1.0
+    grid = torch.stack((g1, g0), dim=-1).reshape(b * a * k, p0, p1, 2)
+    samples = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    samples = samples.reshape(b, a, k * ch, p0 * p1)
+    o = module.out_channels
+    weight = module.fusion.weight.reshape(o, ch, k).transpose(1, 2).reshape(o, k * ch)
+    out = torch.matmul(weight, samples) + module.fusion.bias.reshape(1, 1, o, 1)
+    return out.reshape(b, a, o, p0, p1).transpose(1, 2).permute(module.from_axis_first)
+
+
 def raw_layer(in_channels=2, out_channels=3, kernel_size=3, axis=0, **kwargs) -> DSConv3D:
     torch.manual_seed(0)
     return DSConv3D(in_channels, out_channels, kernel_size, axis=axis, norm=None, act=None, **kwargs)
@@ -83,6 +106,35 @@ def test_matches_loop_reference(axis, kernel_size):
     assert offsets.abs().max() > 1.0
     expected = loop_snake_conv(x, offsets, layer)
     np.testing.assert_allclose(out.double().numpy(), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [(3, 3), (1, 4), (5, 2)])  # sample-then-fuse and fuse-then-sample
+@pytest.mark.parametrize("kernel_size", [3, 9])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_matches_legacy_implementation_with_gradients(axis, kernel_size, channels):
+    layer = raw_layer(in_channels=channels[0], out_channels=channels[1], kernel_size=kernel_size, axis=axis)
+    with torch.no_grad():
+        layer.offset_conv.weight.mul_(10.0)
+    x = torch.randn(2, channels[0], 7, 9, 11, requires_grad=True)
+    offsets = layer.snake_offsets(x)
+    out = layer.snake_conv(x, offsets)
+    ref = legacy_snake_conv(x, offsets, layer)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(out)
+    params = [x, layer.offset_conv.weight, layer.fusion.weight, layer.fusion.bias]
+    got = torch.autograd.grad(out, params, grad, retain_graph=True)
+    want = torch.autograd.grad(ref, params, grad)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("channels", [(2, 2), (1, 3), (3, 1)])
+@pytest.mark.parametrize("axis", [0, 2])
+def test_gradcheck(axis, channels):
+    layer = raw_layer(in_channels=channels[0], out_channels=channels[1], kernel_size=5, axis=axis, offset_norm=None)
+    layer = layer.double()
+    x = torch.randn(1, channels[0], 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,), eps=1e-6, atol=1e-5, fast_mode=True)
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])

@@ -69,10 +69,12 @@ class DSConv3D(nn.Module):
     of a standard convolution. With all offsets zero the layer is a 1D convolution of size ``K`` along ``axis`` with
     zero padding ``K // 2``.
 
-    The implementation is vectorised over batch, voxels and kernel points: the input is laid out once as
-    ``K`` shifted copies along ``axis`` and sampled with a single 2D :func:`torch.nn.functional.grid_sample` call,
-    then the fusion convolution runs as one matrix product. Index arithmetic stays inside ``grid_sample`` (int64),
-    so volumes beyond 2^24 voxels are handled correctly.
+    Implementation (:meth:`snake_conv`): the centre kernel point never moves, so its term is a 1x1x1 convolution.
+    The other ``K - 1`` points are looped over; each is one 2D :func:`torch.nn.functional.grid_sample` over the
+    planes of the input shifted by an integer step along ``axis`` (a view of one zero-padded copy, never ``K``
+    copies) and is fused into the output by a matrix product right away, so only one kernel point's samples are
+    alive at a time. Index arithmetic stays inside ``grid_sample`` (int64), so volumes beyond 2^24 voxels are
+    handled correctly. Plain PyTorch operators throughout: autograd, TorchScript and autocast work unchanged.
 
     Args:
         in_channels: number of input channels ``C``.
@@ -142,8 +144,28 @@ class DSConv3D(nn.Module):
         cum = torch.einsum("kj,bpjdhw->bpkdhw", self.accumulate.to(raw.dtype), raw)
         return cum * self.extend_scope
 
+    def _grids(self, offsets: torch.Tensor, a: int, p0: int, p1: int) -> list[torch.Tensor]:
+        """``grid_sample`` grids of the ``K`` kernel points, each ``(B * A, P0, P1, 2)`` (``align_corners=False``).
+
+        Kernel point ``k`` of the output voxel ``(a, i0, i1)`` (axis-first layout) samples its plane at
+        ``(i0 + o0, i1 + o1)``; the grid holds it normalised as ``(2 (i + o) + 1) / P - 1`` in ``(P1, P0)`` order.
+        Built for all kernel points at once so that autograd sees one tensor, not ``2 K`` slices of the offsets.
+        """
+        b = offsets.shape[0]
+        # (B, 2, K, D, H, W) -> (K, B, A, P0, P1, 2) with the last dim in grid order (P1, P0).
+        spatial = [self.to_axis_first[i] + 1 for i in (2, 3, 4)]
+        oa = offsets.permute([2, 0] + spatial + [1]).flip(-1)
+        i0 = torch.arange(p0, device=offsets.device, dtype=offsets.dtype).reshape(p0, 1).expand(p0, p1)
+        i1 = torch.arange(p1, device=offsets.device, dtype=offsets.dtype).reshape(1, p1).expand(p0, p1)
+        index = torch.stack((i1, i0), dim=-1)  # (P0, P1, 2)
+        size = torch.tensor([p1, p0], device=offsets.device, dtype=offsets.dtype)
+        # (2 (i + o) + 1) / P - 1 in one pass over the offsets: (2 i + 1) / P - 1 + o * (2 / P).
+        grid = torch.addcmul((2.0 * index + 1.0) / size - 1.0, oa, 2.0 / size)
+        return list(grid.reshape(self.kernel_size, b * a, p0, p1, 2).unbind(0))
+
     def sample(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """Snake samples of ``x`` in the axis-first layout.
+        """Snake samples of ``x`` in the axis-first layout (materialises all ``K`` samples: for inspection and
+        tests; :meth:`forward` fuses each kernel point as soon as it is sampled).
 
         Args:
             x: input ``(B, C, D, H, W)``.
@@ -152,27 +174,68 @@ class DSConv3D(nn.Module):
         Returns:
             samples ``(B, A, K, C, P0, P1)``: ``A`` the kernel axis, ``P0``/``P1`` the perpendicular axes.
         """
-        k = self.kernel_size
-        c = k // 2
-        xa = x.permute(self.to_axis_first)  # (B, C, A, P0, P1)
-        b, ch, a, p0, p1 = xa.shape
-        oa = offsets.permute([0, 1, 2, self.to_axis_first[2] + 1, self.to_axis_first[3] + 1, self.to_axis_first[4] + 1])
+        planes = self._shifted_planes(x)
+        b, a2, ch, p0, p1 = planes.shape
+        a = a2 - 2 * (self.kernel_size // 2)
+        grids = self._grids(offsets, a, p0, p1)
+        samples = []
+        for k in range(self.kernel_size):
+            plane_k = planes[:, k : k + a].reshape(b * a, ch, p0, p1)
+            grid = grids[k].to(plane_k.dtype)
+            samples.append(F.grid_sample(plane_k, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+        return torch.stack(samples, dim=1).reshape(b, a, self.kernel_size, ch, p0, p1)
 
-        # K shifted copies of every plane along the kernel axis, zero outside the volume.
-        padded = F.pad(xa, [0, 0, 0, 0, c, c])  # (B, C, A + 2c, P0, P1)
-        planes = padded.unfold(2, k, 1).permute(0, 2, 5, 1, 3, 4).reshape(b * a * k, ch, p0, p1)
+    def _shifted_planes(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as planes across the kernel axis, ``(B, A + 2 (K // 2), C, P0, P1)``, zero planes at both ends.
 
-        # Sampling positions across the kernel axis, normalised for grid_sample(align_corners=False).
-        oa = oa.permute(0, 3, 2, 4, 5, 1)  # (B, A, K, P0, P1, 2)
-        i0 = torch.arange(p0, device=x.device, dtype=oa.dtype).reshape(p0, 1)
-        i1 = torch.arange(p1, device=x.device, dtype=oa.dtype).reshape(1, p1)
-        g0 = (2.0 * (i0 + oa[..., 0]) + 1.0) / p0 - 1.0
-        g1 = (2.0 * (i1 + oa[..., 1]) + 1.0) / p1 - 1.0
-        grid = torch.stack((g1, g0), dim=-1).reshape(b * a * k, p0, p1, 2)
-        samples = F.grid_sample(
-            planes, grid.to(planes.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
-        )
-        return samples.reshape(b, a, k, ch, p0, p1)
+        Kernel point ``k`` of output plane ``a`` reads plane ``a + k`` of this tensor, so the planes of kernel point
+        ``k`` are the slice ``[:, k : k + A]``: a view, not a copy, when ``B == 1``.
+        """
+        c = self.kernel_size // 2
+        xa = x.permute(self.to_axis_first).transpose(1, 2)  # (B, A, C, P0, P1)
+        return F.pad(xa, [0, 0, 0, 0, 0, 0, c, c])
+
+    def snake_conv(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """The snake convolution before ``norm``/``act``: ``(B, C, D, H, W)`` -> ``(B, out_channels, D, H, W)``.
+
+        The centre kernel point has no offset, so its term is a 1x1x1 convolution of ``x`` (with the bias). The other
+        ``K - 1`` points are looped over: each is sampled by one 2D ``grid_sample`` over the ``B * A`` planes of the
+        shifted input and immediately fused into an ``(out_channels, B * A * P0 * P1)`` accumulator by one matrix
+        product with its ``(out_channels, C)`` slice of the fusion weight, so at most one kernel point's samples are
+        alive at a time. When ``out_channels < C`` the fusion weight is applied before sampling instead (sampling is
+        linear and the same for every channel), so fewer channels are interpolated.
+        """
+        k_n = self.kernel_size
+        c = k_n // 2
+        weight = self.fusion.weight.to(x.dtype)  # (O, C, K, 1, 1)
+        bias = self.fusion.bias
+        centre = F.conv3d(x, weight[:, :, c : c + 1], None if bias is None else bias.to(x.dtype))
+        planes = self._shifted_planes(x)
+        b, _, ch, p0, p1 = planes.shape
+        a = planes.shape[1] - 2 * c
+        grids = self._grids(offsets, a, p0, p1)
+        fuse_first = self.out_channels < ch
+        acc = torch.zeros(0, device=x.device, dtype=x.dtype)
+        for k in range(k_n):
+            if k == c:
+                continue
+            plane_k = planes[:, k : k + a].reshape(b * a, ch, p0, p1)
+            grid = grids[k].to(plane_k.dtype)
+            w_k = weight[:, :, k, 0, 0]
+            if fuse_first:
+                # (B * A, C, P) -> (C, B * A * P) for one plain matrix product, then back to planes for sampling.
+                flat = plane_k.reshape(b * a, ch, p0 * p1).transpose(0, 1).reshape(ch, -1)
+                fused = torch.mm(w_k, flat).reshape(-1, b * a, p0, p1).transpose(0, 1)
+                sampled = F.grid_sample(fused, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+                term = sampled.transpose(0, 1).reshape(self.out_channels, -1)
+                acc = term if acc.numel() == 0 else acc.add_(term)
+            else:
+                sampled = F.grid_sample(plane_k, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+                flat = sampled.transpose(0, 1).reshape(ch, -1)
+                acc = torch.mm(w_k, flat) if acc.numel() == 0 else acc.addmm_(w_k, flat)
+        # (O, B, A, P0, P1) -> (B, O, A, P0, P1) -> (B, O, D, H, W), added to the centre term in its layout.
+        acc = acc.reshape(self.out_channels, b, a, p0, p1).transpose(0, 1).permute(self.from_axis_first)
+        return centre + acc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the snake convolution to ``x`` of shape ``(B, C, D, H, W)``."""
@@ -180,14 +243,4 @@ class DSConv3D(nn.Module):
             raise ValueError(f"DSConv3D expects a (B, C, D, H, W) input, got shape {list(x.shape)}.")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"DSConv3D expects {self.in_channels} input channels, got shape {list(x.shape)}.")
-        samples = self.sample(x, self.snake_offsets(x))
-        b, a, k, ch, p0, p1 = samples.shape
-        # fusion weight (O, C, K, 1, 1) -> (O, K * C) to match the (K, C) sample order.
-        weight = self.fusion.weight.reshape(self.out_channels, ch, k).transpose(1, 2).reshape(self.out_channels, k * ch)
-        out = torch.matmul(weight.to(samples.dtype), samples.reshape(b, a, k * ch, p0 * p1))  # (B, A, O, P0 * P1)
-        bias = self.fusion.bias
-        if bias is not None:
-            out = out + bias.to(out.dtype).reshape(1, 1, self.out_channels, 1)
-        out = out.reshape(b, a, self.out_channels, p0, p1).transpose(1, 2)  # (B, O, A, P0, P1)
-        out = out.permute(self.from_axis_first).contiguous()
-        return self.act(self.norm(out))
+        return self.act(self.norm(self.snake_conv(x, self.snake_offsets(x))))
