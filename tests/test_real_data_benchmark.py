@@ -1,0 +1,75 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""benchmarks/real_data.py: weak stacks, leave-one-out folds, the classical rows and the tables, on tiny stacks."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurolink_monai.io import read_tiff_stack, write_swc, write_tiff_stack
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import real_data  # noqa: E402
+
+
+@pytest.fixture
+def op_folder(tmp_path) -> Path:
+    """Three tiny OP-like stacks, each a bright neurite along x in Poisson background, with their gold SWCs."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "op"
+    folder.mkdir()
+    x = np.arange(4, 60)
+    for k, y in zip((1, 2, 3), (10, 14, 18)):
+        image = rng.poisson(3.0, size=(8, 28, 64)).astype(np.float64)
+        image[3:6, y - 1 : y + 2, 4:60] += 150.0
+        write_tiff_stack(folder / f"OP_{k}.tif", np.clip(image, 0, 255).astype(np.uint8), spacing=(1.0, 0.5, 0.5))
+        gold = np.zeros((len(x), 7))
+        gold[:, 0], gold[:, 1] = np.arange(1, len(x) + 1), 2
+        gold[:, 2], gold[:, 3], gold[:, 4], gold[:, 5] = x, y, 4, 1.0
+        gold[:, 6] = np.arange(0, len(x))
+        gold[0, 6] = -1
+        write_swc(folder / f"OP_{k}.swc", gold)
+    return folder
+
+
+def test_weak_stack_is_made_once_and_bright_is_the_original(op_folder, tmp_path):
+    work = tmp_path / "work"
+    assert real_data.stack_path(op_folder, work, "OP_1", "bright") == op_folder / "OP_1.tif"
+    weak = real_data.stack_path(op_folder, work, "OP_1", "weak")
+    image, spacing = read_tiff_stack(weak)
+    original, _ = read_tiff_stack(op_folder / "OP_1.tif")
+    assert image.dtype == np.uint8 and image.shape == original.shape and np.allclose(spacing, (1.0, 0.5, 0.5))
+    assert image[3:6, 9:12, 4:60].mean() < original[3:6, 9:12, 4:60].mean()  # dimmer neurite
+    stamp = weak.stat().st_mtime_ns
+    real_data.stack_path(op_folder, work, "OP_1", "weak")
+    assert weak.stat().st_mtime_ns == stamp
+
+
+def test_fold_leaves_the_scored_stack_out(op_folder, tmp_path):
+    folder = real_data.fold_dir(op_folder, tmp_path / "work", "OP_2")
+    assert sorted(p.name for p in folder.iterdir()) == ["OP_1.swc", "OP_1.tif", "OP_3.swc", "OP_3.tif"]
+
+
+def test_classical_rows_and_tables(op_folder, tmp_path):
+    results = tmp_path / "results.json"
+    argv = ["--data", str(op_folder), "--work-dir", str(tmp_path / "work"), "--results", str(results),
+            "--methods", "classical", "--diadem-jar", str(tmp_path / "absent.jar")]  # fmt: skip
+    assert real_data.main(argv) == 0
+    records = json.loads(results.read_text())
+    assert len(records) == 6 and {r["condition"] for r in records} == {"bright", "weak"}
+    for r in records:
+        assert set(real_data.METRICS) <= set(r)
+        assert math.isnan(r["diadem"])  # no scorer given
+        assert r["trees"] <= 3
+    bright = [r for r in records if r["condition"] == "bright"]
+    assert all(r["node_f1"] > 0.8 for r in bright)
+    table = real_data.format_tables(records)
+    assert "| **classical** | mean |" in table and "**weak**" in table
+    stamp = results.stat().st_mtime_ns
+    assert real_data.main(argv) == 0  # all recorded: nothing is run again
+    assert results.stat().st_mtime_ns == stamp
