@@ -22,12 +22,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton
+from qtpy.QtCore import QObject, Signal
+
+import napari
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Signal
 
 from .layers import STATUS_NAMES, edge_status, swc_to_layer_data, tree_index
 from .segment import InferenceCancelled, SegmentationResult, default_checkpoint, segment_volume
@@ -162,6 +163,7 @@ class SegmentAndTraceWidget(Container):
             cancelled=self._cancel.is_set,
             name=f"layer {layer.name!r}",
             _start_thread=False,
+            _ignore_errors=True,  # errors go to _on_error (a notification), not to napari's exception hook
             **{k: v for k, v in self.inference_options.items() if v is not None},
         )
         worker.returned.connect(lambda result, src=layer: self._on_segmented(result, src))
@@ -252,6 +254,7 @@ class SegmentAndTraceWidget(Container):
             config=config,
             names=(f"layer {layer.name!r}", "direction head", "distance head"),
             _start_thread=False,
+            _ignore_errors=True,
         )
         worker.returned.connect(lambda swc, src=layer, p=prob: self._on_traced(swc, src, p))
         worker.errored.connect(self._on_error)
