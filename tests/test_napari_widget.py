@@ -1,17 +1,12 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
 """The "Segment and trace" widget in a real, headless napari viewer (pytest-qt, ``QT_QPA_PLATFORM=offscreen``).
 
-napari draws with OpenGL; offscreen Qt gets a GLX context from an X display, so without ``DISPLAY`` this module
-starts a private ``Xvfb`` (Debian package ``xvfb``, installed by ``.ci/run``) and skips when there is none.
+napari draws with OpenGL; offscreen Qt gets a GLX context from an X display, so without ``DISPLAY`` a private
+``Xvfb`` is started (:func:`neurolink_monai.napari.headless.ensure_display`; Debian package ``xvfb``, installed by
+``.ci/run``), and the tests skip when there is none.
 """
 
 from __future__ import annotations
-
-import ctypes
-import os
-import shutil
-import signal
-import subprocess
 
 import numpy as np
 import pytest
@@ -31,47 +26,22 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 _WAIT_MS = 180_000  # generous: the CI machine is a shared 2-core box
 
 
-def _die_with_parent() -> None:
-    """Xvfb gets SIGTERM when this process exits (Linux prctl PR_SET_PDEATHSIG): stopping it any earlier would
-    break the QApplication, which pytest-qt keeps until the interpreter exits, with an X I/O error."""
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def display():
-    """An X display for offscreen Qt's OpenGL context: the current one, or a private Xvfb for this session.
+    """An X display for offscreen Qt's OpenGL context (session-scoped and autouse, so that it exists before
+    pytest-qt's session-scoped ``qapp``)."""
+    from neurolink_monai.napari.headless import ensure_display
 
-    Session-scoped and autouse, so that it is set up before pytest-qt's session-scoped ``qapp``."""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    if os.environ.get("DISPLAY"):
-        yield os.environ["DISPLAY"]
-        return
-    xvfb = shutil.which("Xvfb")
-    if xvfb is None:
+    name = ensure_display()
+    if name is None:
         pytest.skip("napari needs OpenGL: no DISPLAY and no Xvfb (apt-get install xvfb)")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [xvfb, "-displayfd", str(write_fd), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        preexec_fn=_die_with_parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as f:
-        number = f.readline().strip()
-    if not number:
-        proc.kill()
-        pytest.skip("Xvfb did not start")
-    os.environ["DISPLAY"] = f":{number}"
-    yield os.environ["DISPLAY"]
+    return name
 
 
 @pytest.fixture
 def viewer(display, qtbot):
-    from npe2 import PluginManager, PluginManifest
-
     import napari
+    from npe2 import PluginManager, PluginManifest
 
     pm = PluginManager.instance()
     if "neurolink-monai" not in pm:  # not pip-installed with the extra: register the manifest of this checkout

@@ -161,7 +161,8 @@ def swc_to_layer_data(
         "size": np.maximum(2.0 * arr[:, 5], 1.0),
         "face_color": TREE_COLOURS[tree % len(TREE_COLOURS)] if len(arr) else "white",
         "border_width": 0.0,
-        "opacity": 0.6,
+        # a traced tree is read through its edge colours: fainter nodes
+        "opacity": 0.6 if status is None else 0.25,
     }
     vectors = np.zeros((len(child), 2, 3), dtype=np.float64)
     vectors[:, 0] = points[parent_row[child]]
@@ -170,7 +171,7 @@ def swc_to_layer_data(
         **meta_common,
         "name": f"{name} edges",
         "edge_color": edge_colour if len(child) else "white",
-        "edge_width": 0.6,
+        "edge_width": 1.5,
         "vector_style": "line",
         "length": 1.0,
     }

@@ -22,15 +22,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton
-from qtpy.QtCore import QObject, Signal
-
-import napari
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
 
-from .layers import STATUS_NAMES, edge_status, swc_to_layer_data, tree_index
+from .layers import edge_status, swc_to_layer_data, tree_index
 from .segment import InferenceCancelled, SegmentationResult, default_checkpoint, segment_volume
 
 __all__ = ["SegmentAndTraceWidget"]
@@ -76,6 +75,7 @@ class SegmentAndTraceWidget(Container):
         self.root_layer = ComboBox(label="root point", choices=self._layer_choices("points", optional=True))
         self.trace_button = PushButton(text="Trace")
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)
         self.extend(
             [
                 self.image,
@@ -282,8 +282,7 @@ class SegmentAndTraceWidget(Container):
             swc, f"{name} trace", tuple(source.scale), tuple(source.translate), status
         ):
             self._put_layer(data, meta, layer_type)
-        counts = ", ".join(f"{int((status == k).sum())} {STATUS_NAMES[k]}" for k in (2, 1))
         self._report(
-            f"Traced {len(swc)} nodes in {int(tree.max()) + 1} trees; edges: {counts} "
-            "(magenta: bridged, yellow: low confidence). Save the points layer as .swc."
+            f"Traced {len(swc)} nodes, {int(tree.max()) + 1} trees. Edges: {int((status == 2).sum())} bridged "
+            f"(magenta), {int((status == 1).sum())} low confidence (yellow)."
         )
