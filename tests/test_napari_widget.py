@@ -133,3 +133,26 @@ def test_widget_cancel_run_trace_write(viewer, qtbot, tmp_path, sample):
     np.testing.assert_array_equal(written, points_to_swc(points.data, features))
     assert int((written[:, 6] == -1).sum()) == int((features["parent"] == -1).sum())
     np.testing.assert_array_equal(image.data, original)  # the opened image was not modified
+
+
+def test_contributions_through_napari(viewer, qtbot, tmp_path, sample):
+    """napari opens an SWC with the plugin's reader and docks the widget from the manifest."""
+    from neurolink_monai.io import write_swc
+
+    path = tmp_path / "gold.swc"
+    write_swc(path, sample["swc"], header=[f"voxel spacing (z, y, x) = {tuple(sample['spacing'])}"])
+    layers = viewer.open(str(path), plugin="neurolink-monai")
+    assert [type(layer).__name__ for layer in layers] == ["Points", "Vectors"]
+    np.testing.assert_allclose(layers[0].scale, sample["spacing"])
+    np.testing.assert_array_equal(points_to_swc(layers[0].data, layers[0].features), read_swc(path))
+    _, widget = viewer.window.add_plugin_dock_widget("neurolink-monai", "Segment and trace")
+    assert type(widget).__name__ == "SegmentAndTraceWidget"
+    assert [layer.name for layer in widget.viewer.layers] == [layer.name for layer in viewer.layers]  # napari's proxy
+    # the docked widget works through the viewer proxy napari hands to plugins
+    viewer.add_image(np.zeros((8, 8), dtype=np.float32), name="flat")
+    assert widget.run() is None and "2D image" in widget.status.value
+    viewer.add_image(sample["label"].astype(np.float32), name="label prob", scale=sample["spacing"])
+    widget.prob_layer.value = next(c for c in widget.prob_layer.choices if c.name == "label prob")
+    wait_for(qtbot, widget, widget.trace())
+    qtbot.waitUntil(lambda: "label trace" in viewer.layers, timeout=_WAIT_MS)
+    assert len(viewer.layers["label trace"].data) > 20
