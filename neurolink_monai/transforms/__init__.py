@@ -15,7 +15,7 @@ with ``swc_key=None`` it uses the label's own centreline.
 from __future__ import annotations
 
 from .augment import RandFlipWithDirectiond, RandRotate90WithDirectiond
-from .checks import CheckVolume, CheckVolumed
+from .checks import CheckVolume, CheckVolumed, check_binary_label, check_contrast, contrast_step
 from .direction import (
     DirectionMap,
     DirectionMapd,
@@ -36,6 +36,9 @@ from .swc_to_mask import LoadSWC, LoadSWCd, SWCToMask, SWCToMaskd
 __all__ = [
     "CheckVolume",
     "CheckVolumed",
+    "check_binary_label",
+    "check_contrast",
+    "contrast_step",
     "DirectionMap",
     "DirectionMapd",
     "DistanceMap",
