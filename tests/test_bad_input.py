@@ -451,6 +451,15 @@ CLI_CASES: dict[str, Case] = {
         SystemExit,
         ("--output-dir", "already holds a dataset", "--overwrite"),
     ),
+    "blockwise_cli_model_text_file": Case(
+        lambda i: (_zarr("in.zarr", 7, "uint16")(i), (i / "m.pt").write_text("not weights\n")),
+        _cli(
+            "neurolink_monai.inference.blockwise.cli",
+            lambda i, o: [str(i / "in.zarr"), str(o.mkdir() or o / "s.zarr"), "--model", str(i / "m.pt"), "-q"],
+        ),
+        SystemExit,
+        ("--model", "m.pt", "text file"),
+    ),
     "blockwise_cli_boolean_zarr": Case(
         _zarr("mask.zarr", True, "bool"),
         _cli(
