@@ -8,8 +8,10 @@ bad file or option ends up in the middle. :func:`install_error_hook` (installed 
 ``neurolink_monai.bundle_utils``) replaces ``sys.excepthook`` so that:
 
 - when the exception chain holds a :class:`NeuroLinkUserError` (a bad input, output folder, checkpoint, dataset
-  list or option), only its message is printed, as ``error: <message>``: one line naming the file or option and
-  the problem (set ``NEUROLINK_TRACEBACK=1`` to also print the traceback);
+  list or option), or its innermost cause is a ``ValueError``, ``TypeError`` or ``OSError`` raised by this package's
+  argument checks (whose messages name the bad value by convention), only that message is printed, as
+  ``error: <message>``: one line naming the file or option and the problem (set ``NEUROLINK_TRACEBACK=1`` to also
+  print the traceback);
 - otherwise Python's usual traceback is printed and, when MONAI wrapped the original exception, its innermost
   cause is repeated as the last line ``error: <Type>: <message>``.
 
@@ -93,6 +95,28 @@ def root_cause(exc: BaseException) -> BaseException:
     return _chain(exc)[-1]
 
 
+def _raised_here(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by this package's own code (its innermost traceback frame is in it)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(package)
+
+
+def _message_error(exc: BaseException) -> BaseException | None:
+    """The exception whose message alone explains the failure, or None (a bug: print the traceback)."""
+    found = user_error(exc)
+    if found is not None:
+        return found
+    root = root_cause(exc)
+    if isinstance(root, (ValueError, TypeError, OSError)) and _raised_here(root):
+        return root
+    return None
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text
@@ -100,7 +124,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     verbose = os.environ.get(TRACEBACK_ENV, "").lower() in ("1", "true", "yes")
-    found = user_error(exc) if isinstance(exc, Exception) else None
+    found = _message_error(exc) if isinstance(exc, Exception) else None
     if found is not None:
         if verbose:
             traceback.print_exception(exc_type, exc, tb, file=sys.stderr)

@@ -710,3 +710,39 @@ def test_case_counts():
     refused = [n for n, c in cases.items() if c.error is not None] + list(BUNDLE_CASES)
     accepted = [n for n, c in cases.items() if c.error is None]
     assert len(refused) >= 40 and len(accepted) >= 12, (len(refused), len(accepted))
+
+
+def _raise_wrapped(inner: BaseException) -> BaseException:
+    """``inner`` wrapped as MONAI's config parser does."""
+    try:
+        try:
+            raise inner
+        except BaseException as e:
+            raise RuntimeError("Failed to evaluate ConfigExpression: $@evaluator.run()") from e
+    except RuntimeError as wrapped:
+        return wrapped
+
+
+@pytest.mark.parametrize(
+    "inner, short, last",
+    [
+        (CheckpointError("--ckpt_path m.pt: it is a text file"), True, "error: --ckpt_path m.pt: it is a text file"),
+        (None, True, "error: trace must be true or false, got 'maybe'."),  # a ValueError raised by our own checks
+        (ZeroDivisionError("division by zero"), False, "error: ZeroDivisionError: division by zero"),  # a bug
+    ],
+)
+def test_error_hook_prints_the_cause_last(inner, short, last, capsys, monkeypatch):
+    from neurolink_monai import errors
+    from neurolink_monai.bundle_utils import as_bool
+
+    monkeypatch.delenv(errors.TRACEBACK_ENV, raising=False)
+    if inner is None:
+        try:
+            as_bool("maybe", "trace")
+        except ValueError as e:
+            inner = e
+    exc = _raise_wrapped(inner)
+    errors._hook(type(exc), exc, exc.__traceback__)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == last
+    assert ("Traceback" in "\n".join(err)) is not short
