@@ -23,6 +23,7 @@ from monai.transforms import Compose, Randomizable
 
 from neurolink_monai.io.atomic import atomic_write_bytes
 
+from ..errors import MissingFileError
 from ..utils import describe_source
 from .checkpoint import CheckedCheckpointLoader
 from .flags import as_bool
@@ -222,7 +223,7 @@ class TrainingCheckpoint:
         if self.resume:
             self.loaded_from = latest_checkpoint(self.save_dir)
             if self.loaded_from is None:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"--resume true but {self.save_dir} holds no checkpoint (checkpoint_epoch=N.pt) to resume from; "
                     "start a new training without --resume."
                 )
