@@ -354,7 +354,7 @@ def test_model_files_torchscript_and_checkpoint_dict(tmp_path):
     with pytest.raises(ValueError, match="do not match 'network_def'"):
         load_model_spec(tmp_path / "bad.pt", bdir / "configs" / "inference.json")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a loadable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="junk.pt.*text file.*not a PyTorch checkpoint"):
         load_model_spec(tmp_path / "junk.pt", bdir / "configs" / "inference.json")
     with pytest.raises(FileNotFoundError, match="does not exist yet.*--model"):
         load_model_spec(bundle_dir=tmp_path / "nowhere")

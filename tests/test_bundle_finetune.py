@@ -15,7 +15,9 @@ from monai.bundle import ConfigWorkflow
 from monai.transforms import Compose
 
 from neurolink_monai.bundle_utils import (
+    CheckpointError,
     LoadLabeld,
+    MissingFileError,
     inference_preprocessing,
     load_datalist,
     load_pretrained,
@@ -64,7 +66,7 @@ def test_paired_datalist_pairs_stacks_with_their_traces(traced_folder):
 
 
 def test_folder_without_dataset_json_or_pairs_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no dataset.json.*X.tif \\+ X.swc"):
+    with pytest.raises(MissingFileError, match="no dataset.json.*X.tif \\+ X.swc"):
         resolve_dataset_dir(str(tmp_path), REPO / "bundle")
 
 
@@ -89,13 +91,13 @@ def test_image_label_still_loads_as_a_mask(tmp_path):
 
 def test_load_pretrained_errors_name_the_file(tmp_path):
     net = NeuroLinkNet(features=(4, 8), kernel_size=3)
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(CheckpointError, match="--pretrained_path .*missing.pt: no such file"):
         load_pretrained(net, tmp_path / "missing.pt")
     (tmp_path / "noise.pt").write_bytes(os.urandom(256))
-    with pytest.raises(ValueError, match="noise.pt"):
+    with pytest.raises(CheckpointError, match="noise.pt"):
         load_pretrained(net, tmp_path / "noise.pt")
     torch.save(NeuroLinkNet(features=(8, 16), kernel_size=3).state_dict(), tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="other.pt: the weights do not fit"):
+    with pytest.raises(CheckpointError, match="other.pt"):
         load_pretrained(net, tmp_path / "other.pt")
     torch.save({"model": net.state_dict()}, tmp_path / "ckpt.pt")
     assert load_pretrained(NeuroLinkNet(features=(4, 8), kernel_size=3), tmp_path / "ckpt.pt") is not None

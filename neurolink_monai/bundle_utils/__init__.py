@@ -1,11 +1,32 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
 """Python helpers of the NeuroLink-MONAI bundle (``bundle/configs/*.json``): paths and datasets, the shared
-image preprocessing, inference input checks, output post-processing and writing, and ignite handlers."""
+image preprocessing, inference input checks, output post-processing and writing, and ignite handlers.
+
+Importing it (the configs do, in ``imports``) installs :func:`neurolink_monai.errors.install_error_hook`, so that a
+failing ``python -m monai.bundle run ...`` ends with one line naming the bad file or option and the problem
+instead of MONAI's ``RuntimeError: Failed to evaluate ConfigExpression``."""
 
 from __future__ import annotations
 
+from ..errors import (
+    CheckpointError,
+    DatasetError,
+    MissingFileError,
+    NeuroLinkUserError,
+    OutputDirError,
+    StackContentError,
+    install_error_hook,
+)
+from .checkpoint import CheckedCheckpointLoader, check_state_dict, read_checkpoint
 from .flags import as_bool
-from .handlers import EvaluationReport, LossProgressBar, TrainingCheckpoint, ValidationState, latest_checkpoint
+from .handlers import (
+    EvaluationReport,
+    LossProgressBar,
+    TrainingCheckpoint,
+    TrainingRandomState,
+    ValidationState,
+    latest_checkpoint,
+)
 from .init import init_foreground_prior, load_pretrained
 from .inputs import INPUT_SUFFIXES, InferenceInputError, check_inference_input, input_stem, list_inference_inputs
 from .paths import (
@@ -19,6 +40,8 @@ from .paths import (
 from .postprocessing import NeuroLinkOutputsd, neurolink_heads
 from .preprocessing import (
     DEFAULT_PERCENTILES,
+    BinaryLabel,
+    BinaryLabeld,
     CheckStack,
     CheckStackd,
     LoadLabeld,
@@ -28,10 +51,24 @@ from .preprocessing import (
     intensity_scaling,
     load_image_transforms,
 )
-from .writers import OUTPUT_SUFFIXES, OutputWriteError, SaveNeuroLinkOutputsd, output_paths
+from .writers import OUTPUT_SUFFIXES, OutputWriteError, SaveNeuroLinkOutputsd, check_output_dir, output_paths
 
 __all__ = [
     "BUNDLE_ROOT_ENV",
+    "BinaryLabel",
+    "BinaryLabeld",
+    "CheckedCheckpointLoader",
+    "CheckpointError",
+    "DatasetError",
+    "MissingFileError",
+    "NeuroLinkUserError",
+    "OutputDirError",
+    "StackContentError",
+    "TrainingRandomState",
+    "check_output_dir",
+    "check_state_dict",
+    "install_error_hook",
+    "read_checkpoint",
     "CheckStack",
     "CheckStackd",
     "DEFAULT_PERCENTILES",
@@ -66,3 +103,5 @@ __all__ = [
     "output_paths",
     "resolve_dataset_dir",
 ]
+
+install_error_hook()

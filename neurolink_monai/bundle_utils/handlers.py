@@ -10,24 +10,37 @@ import json
 import logging
 import math
 import os
+import random
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
-from monai.handlers import CheckpointLoader, CheckpointSaver
+from monai.handlers import CheckpointSaver
+from monai.transforms import Compose, Randomizable
 
 from neurolink_monai.io.atomic import atomic_write_bytes
 
+from ..errors import MissingFileError
 from ..utils import describe_source
+from .checkpoint import CheckedCheckpointLoader
 from .flags import as_bool
 from .inputs import input_stem
+from .writers import check_output_dir
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["EvaluationReport", "LossProgressBar", "TrainingCheckpoint", "ValidationState", "latest_checkpoint"]
+__all__ = [
+    "EvaluationReport",
+    "LossProgressBar",
+    "TrainingCheckpoint",
+    "TrainingRandomState",
+    "ValidationState",
+    "latest_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,17 +67,117 @@ def latest_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
     return None if best is None else best[1]
 
 
+def _transform_random_states(root: Any) -> list[np.random.RandomState]:
+    """The ``np.random.RandomState`` of every random MONAI transform reachable from ``root`` (a ``Compose``, a
+    transform, or a list of them), in a fixed traversal order, each once."""
+    out: list[np.random.RandomState] = []
+    seen: set[int] = set()
+
+    def visit(obj: Any) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, (list, tuple)):
+            for item in obj:
+                visit(item)
+            return
+        if not isinstance(obj, (Randomizable, Compose)) and not hasattr(obj, "transforms"):
+            if not type(obj).__module__.startswith(("monai.transforms", "neurolink_monai.transforms")):
+                return
+        state = getattr(obj, "R", None)
+        if isinstance(state, np.random.RandomState) and id(state) not in seen:
+            seen.add(id(state))
+            out.append(state)
+        for value in vars(obj).values() if hasattr(obj, "__dict__") else ():
+            if isinstance(value, (list, tuple)) or type(value).__module__.startswith(
+                ("monai.transforms", "neurolink_monai")
+            ):
+                visit(value)
+
+    visit(root)
+    return out
+
+
+def _numpy_state_to_dict(state: tuple) -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = state
+    return {
+        "name": str(name),
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
+
+
+def _numpy_state_from_dict(d: Mapping[str, Any]) -> tuple:
+    keys = np.asarray(torch.as_tensor(d["keys"]).numpy(), dtype=np.uint32)
+    return (d["name"], keys, int(d["pos"]), int(d["has_gauss"]), float(d["cached_gaussian"]))
+
+
+class TrainingRandomState:
+    """Checkpointable random state of a training run, so that a resumed training repeats an uninterrupted one.
+
+    :class:`TrainingCheckpoint` adds it to every checkpoint (as ``"random_state"``). It holds the global torch
+    (CPU and CUDA), numpy and Python ``random`` generators, which decide the data order (the ``DataLoader``
+    shuffle and worker seeds) and anything else drawn globally, and the ``np.random.RandomState`` of every random
+    transform of the training data set (crops, flips, intensity augmentation: MONAI seeds them once, when the
+    ``DataLoader`` is built, and they then run on across epochs). Saved at the end of an epoch and restored when
+    the run resumes, they make the rest of the run draw exactly what the uninterrupted run drew.
+
+    Args:
+        transform: the training data set's transform (a ``Compose``), whose random transforms are captured.
+    """
+
+    def __init__(self, transform: Any = None) -> None:
+        self.transform = transform
+
+    def _states(self) -> list[np.random.RandomState]:
+        return [] if self.transform is None else _transform_random_states(self.transform)
+
+    def state_dict(self) -> dict[str, Any]:
+        version, internal, gauss = random.getstate()
+        out: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": _numpy_state_to_dict(np.random.get_state()),
+            "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+            "transforms": [_numpy_state_to_dict(r.get_state()) for r in self._states()],
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            out["cuda"] = torch.cuda.get_rng_state_all()
+        return out
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        torch.set_rng_state(torch.as_tensor(state_dict["torch"], dtype=torch.uint8).cpu())
+        np.random.set_state(_numpy_state_from_dict(state_dict["numpy"]))
+        py = state_dict["python"]
+        random.setstate((int(py["version"]), tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+        saved = list(state_dict.get("transforms", []))
+        states = self._states()
+        if len(saved) != len(states):
+            raise ValueError(
+                f"the checkpoint holds the random state of {len(saved)} random transforms but the training "
+                f"pipeline has {len(states)}; resume with the configuration the checkpoint was made with."
+            )
+        for generator, s in zip(states, saved):
+            generator.set_state(_numpy_state_from_dict(s))
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([torch.as_tensor(s, dtype=torch.uint8) for s in state_dict["cuda"]])
+
+
 class TrainingCheckpoint:
     """Save the trainer's full state every epoch and, with ``resume=True``, continue from the last one.
 
     At attach the trainer itself is added to ``save_dict`` as ``"trainer"`` (a config cannot reference the trainer
-    from inside its own handler list), then:
+    from inside its own handler list) and the random state as ``"random_state"`` (:class:`TrainingRandomState`
+    of the trainer's data set transform), then:
 
     - a MONAI ``CheckpointSaver`` writes ``<save_dir>/checkpoint_epoch=N.pt`` every ``save_interval`` epochs,
       keeping the last ``n_saved`` (only on rank 0 of a distributed run);
-    - with ``resume=True``, MONAI's ``CheckpointLoader`` restores every object from :func:`latest_checkpoint` at
-      ``Events.STARTED`` (network, optimizer, LR scheduler, epoch/iteration counters, :class:`ValidationState`);
-      ignite then continues with the epoch after the saved one, up to the configured ``max_epochs``.
+    - with ``resume=True``, a :class:`~neurolink_monai.bundle_utils.CheckedCheckpointLoader` checks the file from
+      :func:`latest_checkpoint` at attach and restores every object at ``Events.STARTED`` (network, optimizer, LR
+      scheduler, epoch/iteration counters, :class:`ValidationState`, random state); ignite then continues with the
+      epoch after the saved one, up to the configured ``max_epochs``. On the CPU the resumed run ends with the
+      same weights, bit for bit, as an uninterrupted one (``tests/test_bad_input.py``).
 
     Attach it after the ``ValidationHandler`` so that each checkpoint includes that epoch's validation state.
 
@@ -89,8 +202,9 @@ class TrainingCheckpoint:
         save_interval: int = 1,
         n_saved: int = 1,
     ) -> None:
-        if "trainer" in save_dict:
-            raise ValueError("save_dict must not name 'trainer': the engine this handler is attached to is added.")
+        for reserved in ("trainer", "random_state"):
+            if reserved in save_dict:
+                raise ValueError(f"save_dict must not name {reserved!r}: this handler adds it.")
         for name, value in (("save_interval", save_interval), ("n_saved", n_saved)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}.")
@@ -103,18 +217,24 @@ class TrainingCheckpoint:
         self.loaded_from: Path | None = None
 
     def attach(self, engine: Engine) -> None:
-        objects = {**self.save_dict, "trainer": engine}
+        loader = getattr(engine, "data_loader", None)
+        transform = getattr(getattr(loader, "dataset", None), "transform", None)
+        objects = {**self.save_dict, "trainer": engine, "random_state": TrainingRandomState(transform)}
         if self.resume:
             self.loaded_from = latest_checkpoint(self.save_dir)
             if self.loaded_from is None:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"--resume true but {self.save_dir} holds no checkpoint (checkpoint_epoch=N.pt) to resume from; "
                     "start a new training without --resume."
                 )
             logger.info(f"resuming from {self.loaded_from}")
-            CheckpointLoader(load_path=str(self.loaded_from), load_dict=objects, map_location=self.map_location).attach(
-                engine
-            )
+            CheckedCheckpointLoader(
+                load_path=str(self.loaded_from),
+                load_dict=objects,
+                map_location=self.map_location,
+                option="resume checkpoint",
+                optional=("random_state",),
+            ).attach(engine)
         if _rank() == 0:
             from ignite.engine import Events
 
@@ -267,7 +387,7 @@ class EvaluationReport:
         prefix: str = "metrics",
         print_table: bool = True,
     ) -> None:
-        self.output_dir = Path(output_dir)
+        self.output_dir = check_output_dir(output_dir)
         self.handlers: dict[str, Any] = dict(metrics) if isinstance(metrics, Mapping) else {}
         self.metrics = None if metrics is None else list(metrics)
         self.image_key = image_key

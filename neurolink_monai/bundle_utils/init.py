@@ -46,6 +46,9 @@ def load_pretrained(network: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a state dict (``torch.save(net.state_dict())``, or a MONAI checkpoint holding it under ``"model"``)
     into ``network``: the starting point of fine-tuning.
 
+    The file is read and checked by :func:`~neurolink_monai.bundle_utils.read_checkpoint` and
+    :func:`~neurolink_monai.bundle_utils.check_state_dict` (tensors only, the keys and shapes of ``network``).
+
     Args:
         network: the network built from ``network_def`` (or a ``DistributedDataParallel`` wrapping one).
         path: the weights file, e.g. the shipped ``models/model.pt``.
@@ -54,24 +57,18 @@ def load_pretrained(network: nn.Module, path: str | os.PathLike) -> nn.Module:
         the same network, for use in config expressions.
 
     Raises:
-        FileNotFoundError / ValueError: the file is missing, unreadable, or holds weights of another network; the
-            message names the file.
+        CheckpointError: the file is missing, unreadable, or holds weights of another network; the message names
+            the file and the option ``--pretrained_path``.
     """
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(f"pretrained weights {str(file)!r} do not exist.")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a corrupt or foreign file
-        raise ValueError(
-            f"{file}: not a PyTorch weights file readable without pickled code ({type(e).__name__})."
-        ) from e
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+    from .checkpoint import check_state_dict, read_checkpoint
+
+    option = "--pretrained_path"
+    state = read_checkpoint(path, map_location="cpu", option=option)
+    if isinstance(state.get("model"), dict):
         state = state["model"]
     module = getattr(network, "module", network)
-    try:
-        module.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{file}: the weights do not fit this network_def ({first}).") from e
+    check_state_dict(state, module, f"{option} {Path(str(path)).expanduser()}")
+    if all(k.startswith("module.") for k in state) and not any(k.startswith("module.") for k in module.state_dict()):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    module.load_state_dict(state)
     return network

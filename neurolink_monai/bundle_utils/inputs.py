@@ -8,15 +8,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import NeuroLinkUserError
 from .flags import as_bool
-from .preprocessing import NIFTI_SUFFIXES, TIFF_SUFFIXES, load_image_transforms
+from .preprocessing import DEFAULT_PERCENTILES, NIFTI_SUFFIXES, TIFF_SUFFIXES, load_image_transforms
 
 __all__ = ["INPUT_SUFFIXES", "InferenceInputError", "check_inference_input", "input_stem", "list_inference_inputs"]
 
 INPUT_SUFFIXES = TIFF_SUFFIXES + NIFTI_SUFFIXES
 
 
-class InferenceInputError(ValueError):
+class InferenceInputError(NeuroLinkUserError, ValueError):
     """A bad inference input: missing, unreadable, not a 3D single-channel stack, NaN only, empty folder..."""
 
 
@@ -75,17 +76,26 @@ def _expand(input_path: Any) -> list[Path]:
     return files
 
 
-def check_inference_input(path: str | os.PathLike, num_channels: int = 1) -> tuple[int, ...]:
+def check_inference_input(
+    path: str | os.PathLike, num_channels: int = 1, percentiles: Sequence[float] | None = DEFAULT_PERCENTILES
+) -> tuple[int, ...]:
     """Load ``path`` with the bundle's loading chain and check it; returns the channel-first shape.
 
+    Args:
+        path: the stack.
+        num_channels: channels the network takes.
+        percentiles: the intensity-scaling percentiles; the stack must have more than one grey level of contrast
+            between them (:func:`neurolink_monai.transforms.check_contrast`); None skips that rule.
+
     Raises:
-        InferenceInputError: unreadable file, 2D image, wrong channel count, NaN/Inf voxels... naming the file.
+        InferenceInputError: unreadable file, 2D image or single slice, wrong channel count, NaN/Inf voxels, a
+            constant or near-constant stack... naming the file.
     """
     p = Path(path)
     if not os.access(p, os.R_OK):
         raise InferenceInputError(f"{p}: the file is not readable (permission denied).")
     try:
-        img = _apply(load_image_transforms("image", num_channels), str(p))
+        img = _apply(load_image_transforms("image", num_channels, percentiles), str(p))
     except InferenceInputError:
         raise
     except Exception as e:  # readers raise many types for damaged files; keep the innermost message
@@ -112,6 +122,7 @@ def list_inference_inputs(
     validate: bool = True,
     num_channels: int = 1,
     output_dir: str | os.PathLike | None = None,
+    percentiles: Sequence[float] | None = DEFAULT_PERCENTILES,
 ) -> list[dict[str, str]]:
     """The data list ``[{"image": path}, ...]`` of an inference run, checked before anything is written.
 
@@ -122,7 +133,10 @@ def list_inference_inputs(
             channels, finite values), so that a bad file fails the run before any output is written.
         num_channels: channels the network takes.
         output_dir: the inference output folder; when given, an input that an output would overwrite (e.g.
-            ``a_seg.tif`` next to ``a.tif`` with the outputs written into the same folder) is refused.
+            ``a_seg.tif`` next to ``a.tif`` with the outputs written into the same folder) is refused, and the
+            folder must be writable (:func:`~neurolink_monai.bundle_utils.writers.check_output_dir`): all checked
+            before any model runs.
+        percentiles: intensity-scaling percentiles of the contrast rule (see :func:`check_inference_input`).
 
     Raises:
         InferenceInputError: a missing path, an empty folder or list, an unsupported file, two inputs with the
@@ -144,7 +158,9 @@ def list_inference_inputs(
         seen[stem] = f
         unique.append(f)
     if output_dir is not None:
-        from .writers import output_paths  # writers imports this module
+        from .writers import check_output_dir, output_paths  # writers imports this module
+
+        check_output_dir(output_dir)
 
         inputs = {f.resolve() for f in unique}
         for f in unique:
@@ -155,5 +171,5 @@ def list_inference_inputs(
                     )
     if as_bool(validate, "validate_inputs"):
         for f in unique:
-            check_inference_input(f, num_channels)
+            check_inference_input(f, num_channels, percentiles)
     return [{"image": str(f)} for f in unique]

@@ -9,9 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import DatasetError, MissingFileError
+
 __all__ = [
     "BUNDLE_ROOT_ENV",
     "DATASET_SPLITS",
+    "PATH_KEYS",
     "default_bundle_root",
     "default_inference_input",
     "load_datalist",
@@ -21,6 +24,7 @@ __all__ = [
 
 BUNDLE_ROOT_ENV = "NEUROLINK_BUNDLE_ROOT"
 DATASET_SPLITS = ("training", "validation", "test")
+PATH_KEYS = ("image", "label", "swc")  # data-list fields that hold file paths
 _MARKER = Path("configs") / "metadata.json"
 _PAIR_IMAGE_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz")
 
@@ -47,7 +51,7 @@ def default_bundle_root() -> str:
     if env:
         folder = Path(env).expanduser().absolute()
         if not _is_bundle(folder):
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{BUNDLE_ROOT_ENV}={env!r} is not a bundle folder: {folder / _MARKER} or configs/train.json is missing."
             )
         return str(folder)
@@ -56,7 +60,7 @@ def default_bundle_root() -> str:
     for folder in candidates:
         if _is_bundle(folder):
             return str(folder.absolute())
-    raise FileNotFoundError(
+    raise MissingFileError(
         "cannot find the NeuroLink-MONAI bundle folder (tried "
         + ", ".join(str(c) for c in candidates)
         + "): run from the repository root or the bundle folder, or pass --bundle_root /path/to/bundle."
@@ -91,10 +95,10 @@ def resolve_dataset_dir(
     if dataset_dir not in (None, "", "None", "null"):
         folder = Path(dataset_dir).expanduser().absolute()
         if not folder.is_dir():
-            raise FileNotFoundError(f"dataset_dir {str(folder)!r} is not a folder.")
+            raise MissingFileError(f"--dataset_dir {str(folder)!r} is not a folder.")
         if not (folder / "dataset.json").is_file() and not paired_datalist(folder):
-            raise FileNotFoundError(
-                f"dataset_dir {str(folder)!r} holds no dataset.json (MSD-style lists 'training', 'validation', 'test' "
+            raise MissingFileError(
+                f"--dataset_dir {str(folder)!r} holds no dataset.json (MSD-style lists 'training', 'validation', 'test' "
                 "of {'image': ..., 'label': ..., 'swc': ...} relative paths) and no image stacks with SWC traces of "
                 "the same name (X.tif + X.swc)."
             )
@@ -140,12 +144,14 @@ def load_datalist(dataset_dir: str | os.PathLike, split: str, required_keys: Seq
         required_keys: keys every entry must have (e.g. ``("image", "label")``); each path must exist.
 
     Returns:
-        list of dicts ``{"image": abs path, "label": abs path, "swc": abs path, ...}``; keys other than file paths
-        (numbers, lists) are kept as they are.
+        list of dicts ``{"image": abs path, "label": abs path, "swc": abs path, ...}``: the values of
+        ``required_keys`` and of :data:`PATH_KEYS` (``image``, ``label``, ``swc``) are file paths made absolute;
+        other fields (a ``"note"`` string, numbers, lists) are kept as they are.
 
     Raises:
-        ValueError: unknown split, empty split, malformed entries (the message names dataset.json and the entry).
-        FileNotFoundError: a listed file does not exist.
+        ValueError: unknown split (plain ``ValueError``); ``DatasetError`` for an empty split or malformed entries
+            (the message names dataset.json and the entry).
+        FileNotFoundError: a listed file does not exist (``MissingFileError``).
     """
     if split not in DATASET_SPLITS:
         raise ValueError(f"split must be one of {DATASET_SPLITS}, got {split!r}.")
@@ -158,28 +164,28 @@ def load_datalist(dataset_dir: str | os.PathLike, split: str, required_keys: Seq
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} does not exist.") from None
+        raise MissingFileError(f"{path} does not exist.") from None
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read it as JSON: {e}") from e
+        raise DatasetError(f"{path}: cannot read it as JSON: {e}") from e
     entries = content.get(split) if isinstance(content, dict) else None
     if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{path}: the {split!r} list is missing or empty.")
+        raise DatasetError(f"{path}: the {split!r} list is missing or empty.")
     out = []
     for i, entry in enumerate(entries):
         if isinstance(entry, str):
             entry = {"image": entry}
         if not isinstance(entry, dict):
-            raise ValueError(f"{path}: {split}[{i}] must be a dict of paths, got {entry!r}.")
+            raise DatasetError(f"{path}: {split}[{i}] must be a dict of paths, got {entry!r}.")
         missing = [k for k in required_keys if k not in entry]
         if missing:
-            raise ValueError(f"{path}: {split}[{i}] lacks the keys {missing}: {entry!r}.")
+            raise DatasetError(f"{path}: {split}[{i}] lacks the keys {missing}: {entry!r}.")
         item = {}
         for key, value in entry.items():
-            if isinstance(value, str):
+            if isinstance(value, str) and (key in required_keys or key in PATH_KEYS):
                 p = Path(value).expanduser()
                 p = p if p.is_absolute() else folder / p
                 if not p.is_file():
-                    raise FileNotFoundError(f"{path}: {split}[{i}][{key!r}] = {value!r} does not exist ({p}).")
+                    raise MissingFileError(f"{path}: {split}[{i}][{key!r}] = {value!r} does not exist ({p}).")
                 item[key] = str(p)
             else:
                 item[key] = value

@@ -8,8 +8,8 @@
 2. ``EnsureChannelFirstd``,
 3. :class:`ToZYXd`: NIfTI volumes, stored ``(x, y, z)``, are reordered to the ``(z, y, x)`` array order of the
    project (TIFF stacks already are),
-4. :class:`CheckStackd`: a 3D stack with exactly one channel and finite intensities, else a ``ValueError``
-   naming the file,
+4. :class:`CheckStackd`: a 3D stack of at least two slices with exactly one channel, finite intensities and more
+   than one grey level of contrast between the scaling percentiles, else a ``ValueError`` naming the file,
 5. :func:`intensity_scaling`: percentile scaling (``MicroscopyNormalized``), ``DEFAULT_PERCENTILES`` (0.5, 99.95)
    of the whole stack mapped to ``[0, 1]`` and clipped.
 
@@ -29,13 +29,23 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, MapTransform, Transform
 
 import neurolink_monai.io  # noqa: F401  (registers the TIFF stack reader/writer with MONAI)
-from neurolink_monai.transforms import CheckVolume, LoadSWCd, MicroscopyNormalized, SWCToMaskd
+from neurolink_monai.errors import StackContentError
+from neurolink_monai.transforms import (
+    CheckVolume,
+    LoadSWCd,
+    MicroscopyNormalized,
+    SWCToMaskd,
+    check_binary_label,
+    check_contrast,
+)
 from neurolink_monai.utils import describe_source
 
 __all__ = [
     "DEFAULT_PERCENTILES",
     "NIFTI_SUFFIXES",
     "TIFF_SUFFIXES",
+    "BinaryLabel",
+    "BinaryLabeld",
     "CheckStack",
     "CheckStackd",
     "LoadLabeld",
@@ -93,19 +103,31 @@ class ToZYXd(MapTransform):
 
 
 class CheckStack(Transform):
-    """Check that a channel-first image is a finite 3D stack with ``num_channels`` channels; return it unchanged.
+    """Check that a channel-first image is a stack the network can segment; return it unchanged.
 
     :class:`neurolink_monai.transforms.CheckVolume` rejects 2D images, other ranks, empty and non-finite stacks;
-    this adds the channel count the network takes. Every ``ValueError`` names the file (MetaTensor metadata).
+    this adds:
+
+    - the channel count the network takes;
+    - at least two slices: a single slice ``(C, 1, H, W)`` is a 2D image, which the 3D network and the tracer do
+      not handle (its outputs would be 2D files that the tracing CLI refuses);
+    - the contrast rule of :func:`neurolink_monai.transforms.check_contrast`: the intensities between the scaling
+      ``percentiles`` must span more than one grey level. A constant (all-zero, all-equal) or near-constant stack
+      is refused instead of being segmented into neurites made of noise.
+
+    Every error names the file (MetaTensor metadata).
 
     Args:
         num_channels: expected channels (1 for NeuroLinkNet's default input).
+        percentiles: the (low, high) intensity-scaling percentiles the contrast is measured between; None skips
+            the contrast rule (label masks).
     """
 
-    def __init__(self, num_channels: int = 1) -> None:
+    def __init__(self, num_channels: int = 1, percentiles: Sequence[float] | None = DEFAULT_PERCENTILES) -> None:
         if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
             raise ValueError(f"num_channels must be a positive int, got {num_channels!r}.")
         self.num_channels = num_channels
+        self.percentiles = None if percentiles is None else tuple(float(p) for p in percentiles)
         self.volume_check = CheckVolume(require_finite=True)
 
     def __call__(self, img: Any) -> Any:
@@ -113,24 +135,83 @@ class CheckStack(Transform):
         self.volume_check(img, name=src)
         shape = tuple(int(s) for s in img.shape)
         if shape[0] != self.num_channels:
-            raise ValueError(
+            raise StackContentError(
                 f"{src}: the image has {shape[0]} channels (channel-first shape {shape}) but the model takes "
                 f"{self.num_channels}; extract the neurite channel first (e.g. Fiji: Image > Color > Split Channels)."
             )
+        if shape[1] < 2:
+            raise StackContentError(
+                f"{src}: a single slice (channel-first shape {shape}); NeuroLink segments 3D stacks of at least 2 "
+                "slices."
+            )
+        if self.percentiles is not None:
+            arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+            dtype = _stored_dtype(img, arr.dtype)
+            low, high = np.percentile(arr, self.percentiles)
+            check_contrast(low, high, dtype, src, self.percentiles, (float(arr.min()), float(arr.max())))
         return img
+
+
+def _stored_dtype(img: Any, fallback: Any) -> np.dtype:
+    """The sample type of the file an image was loaded from (MONAI loads TIFFs as float32), else ``fallback``."""
+    meta = img.meta if isinstance(img, MetaTensor) else {}
+    for key in ("dtype", "stored_dtype"):
+        if key in meta:
+            try:
+                return np.dtype(str(meta[key]))
+            except TypeError:
+                pass
+    return np.dtype(fallback)
 
 
 class CheckStackd(MapTransform):
     """Dictionary version of :class:`CheckStack`."""
 
-    def __init__(self, keys: KeysCollection, num_channels: int = 1, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        num_channels: int = 1,
+        percentiles: Sequence[float] | None = DEFAULT_PERCENTILES,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.transform = CheckStack(num_channels)
+        self.transform = CheckStack(num_channels, percentiles)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
             self.transform(d[key])
+        return d
+
+
+class BinaryLabel(Transform):
+    """A training label mask as 0/1 float32, refusing masks that are not binary (the file and values are named).
+
+    See :func:`neurolink_monai.transforms.check_binary_label`: 0 and one foreground value (1, 255...) pass;
+    several nonzero values raise unless ``nonzero_is_neurite`` (config key ``label_nonzero_is_neurite``).
+    Replaces a silent ``AsDiscrete(threshold=0.5)``, which turned a 0..5 instance map into a mask without a word.
+    """
+
+    def __init__(self, nonzero_is_neurite: bool = False) -> None:
+        from .flags import as_bool
+
+        self.nonzero_is_neurite = as_bool(nonzero_is_neurite, "label_nonzero_is_neurite")
+
+    def __call__(self, label: Any) -> Any:
+        return check_binary_label(label, describe_source(label, "label"), self.nonzero_is_neurite)
+
+
+class BinaryLabeld(MapTransform):
+    """Dictionary version of :class:`BinaryLabel`."""
+
+    def __init__(self, keys: KeysCollection, nonzero_is_neurite: bool = False, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.transform = BinaryLabel(nonzero_is_neurite)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key])
         return d
 
 
@@ -145,15 +226,20 @@ def intensity_scaling(
     return MicroscopyNormalized(keys, lower=low, upper=high, clip=clip)
 
 
-def load_image_transforms(keys: KeysCollection = "image", num_channels: int | None = 1) -> list[Transform]:
-    """Load, channel-first, ``(z, y, x)`` order and (when ``num_channels`` is given) :class:`CheckStackd`."""
+def load_image_transforms(
+    keys: KeysCollection = "image",
+    num_channels: int | None = 1,
+    percentiles: Sequence[float] | None = DEFAULT_PERCENTILES,
+) -> list[Transform]:
+    """Load, channel-first, ``(z, y, x)`` order and (when ``num_channels`` is given) :class:`CheckStackd` with the
+    contrast rule measured between ``percentiles``."""
     out: list[Transform] = [
         LoadImaged(keys, image_only=True),
         EnsureChannelFirstd(keys),
         ToZYXd(keys),
     ]
     if num_channels is not None:
-        out.append(CheckStackd(keys, num_channels=num_channels))
+        out.append(CheckStackd(keys, num_channels=num_channels, percentiles=percentiles))
     return out
 
 
@@ -176,7 +262,7 @@ def inference_preprocessing(
         spacing).
     """
     return [
-        *load_image_transforms(keys, num_channels),
+        *load_image_transforms(keys, num_channels, percentiles),
         intensity_scaling(keys, percentiles, clip),
         EnsureTyped(keys, dtype=torch.float32, track_meta=True),
     ]

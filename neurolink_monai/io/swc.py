@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import NeuroLinkUserError
 from ..utils import as_spacing
 from .atomic import atomic_write_text
 
@@ -45,7 +46,7 @@ SWC_COLUMNS = ("id", "type", "x", "y", "z", "radius", "parent")
 _MAX_ID = 2**53
 
 
-class SWCError(ValueError):
+class SWCError(NeuroLinkUserError, ValueError):
     """An SWC file or array is malformed; the message names the file (or array) and the offending line (or row)."""
 
 
@@ -140,7 +141,7 @@ def validate_swc(swc: np.ndarray, source: str = "SWC array") -> np.ndarray:
 def read_swc(path: str | os.PathLike) -> np.ndarray:
     """Read an SWC file into a float64 array of shape ``(N, 7)`` (rows in file order, ids kept as written).
 
-    Comment lines (``#``), blank lines, leading/trailing whitespace and columns beyond the seventh are ignored.
+    A leading UTF-8 byte-order mark, comment lines (``#``), blank lines, leading/trailing whitespace and columns beyond the seventh are ignored.
     Coordinates are returned as written (voxel units under this project's convention, see the module docstring).
     A file without any node gives an array of shape ``(0, 7)``.
 
@@ -151,6 +152,8 @@ def read_swc(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # UTF-8 byte-order mark (Windows editors write one)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -19,11 +19,14 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from ..errors import NeuroLinkUserError
 from ..utils import as_spacing, count_nonfinite
 from .atomic import atomic_output
 
 __all__ = [
     "TiffStackError",
+    "check_tiff_declared_size",
+    "collect_tifffile_warnings",
     "TIFF_WRITE_DTYPES",
     "read_tiff_stack",
     "read_tiff_stack_with_metadata",
@@ -55,7 +58,7 @@ _UNIT_TO_UM = {
 _CORRUPTION_HINTS = ("invalid", "corrupt", "truncat", "offset", "unexpected end", "failed")
 
 
-class TiffStackError(ValueError):
+class TiffStackError(NeuroLinkUserError, ValueError):
     """A TIFF file is missing, corrupt, truncated, not a 3D stack, or holds unusable values; names the file."""
 
 
@@ -69,7 +72,7 @@ class _LogCollector(logging.Handler):
 
 
 @contextmanager
-def _collect_tifffile_warnings():
+def collect_tifffile_warnings():
     # tifffile reports broken IFD chains through logging and then returns what it could read; collect them so
     # a truncated file raises instead of silently returning fewer slices.
     logger = logging.getLogger("tifffile")
@@ -157,6 +160,73 @@ def _check_extent(tf: tifffile.TiffFile, path: Path) -> None:
             )
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.3g} GiB" if nbytes >= 2**27 else f"{nbytes} bytes"
+
+
+def check_tiff_declared_size(
+    tf: tifffile.TiffFile, path: str | os.PathLike, messages: Sequence[str] = (), check_memory: bool = True
+) -> None:
+    """Refuse a TIFF whose header declares more data than the file holds, or than memory, before reading it.
+
+    Args:
+        tf: the open file; its first series is checked.
+        path: the file named in the messages.
+        messages: tifffile's log messages collected while opening (:func:`collect_tifffile_warnings`); a broken
+            IFD chain or corrupt ImageJ metadata makes tifffile return fewer slices than the file declares.
+        check_memory: also refuse an image larger than the available memory (skip for out-of-core readers).
+
+    Raises:
+        TiffStackError: truncated file (the declared, uncompressed image data end beyond the end of the file;
+            ImageJ stacks declare their slice count), corrupt page chain, or too large for memory; the message
+            gives the declared shape and sizes.
+    """
+    series = tf.series[0]
+    shape = tuple(int(s) for s in series.shape)
+    dtype = np.dtype(series.dtype)
+    nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    fsize = os.path.getsize(path)
+    first = tf.pages.first
+    compressed = int(getattr(first, "compression", 1)) != 1
+    declared = f"the header declares a {shape} {dtype} image ({_gib(nbytes)})"
+    meta = tf.imagej_metadata or {}
+    try:
+        images = int(meta.get("images", 0))
+    except (TypeError, ValueError):
+        images = 0
+    plane = int(first.shape[0]) * int(first.shape[1]) if len(first.shape) >= 2 else 0
+    if not compressed and images > 1 and plane:
+        expected = int(getattr(first, "dataoffsets", (0,))[0] or 0) + images * plane * dtype.itemsize
+        if expected > fsize:
+            raise TiffStackError(
+                f"{path}: truncated TIFF: its ImageJ header declares {images} slices of {tuple(first.shape)} "
+                f"{dtype} ({_gib(expected)} with the header) but the file has only {fsize} bytes."
+            )
+    if not compressed and nbytes > fsize:
+        raise TiffStackError(f"{path}: truncated or corrupt TIFF: {declared} but the file has only {fsize} bytes.")
+    broken = [m for m in messages if any(h in m.lower() for h in _CORRUPTION_HINTS)]
+    if broken:
+        raise TiffStackError(f"{path}: corrupt or truncated TIFF ({broken[0].strip()}).")
+    available = _available_memory() if check_memory else None
+    if available is not None and nbytes > available:
+        raise TiffStackError(
+            f"{path}: {declared}, more than the {_gib(available)} of memory available; it is not read. For "
+            "stacks larger than memory use python -m neurolink_monai.inference.blockwise."
+        )
+
+
 def _to_czyx(data: np.ndarray, axes: str, path: Path) -> tuple[np.ndarray, bool]:
     """Reorder a tifffile series to (C, Z, Y, X); returns the array and whether it has a real channel axis."""
     axes = axes.upper()
@@ -215,12 +285,13 @@ def read_tiff_stack_with_metadata(path: str | os.PathLike, check_finite: bool = 
     if not path.is_file():
         raise FileNotFoundError(f"TIFF stack not found: {path}")
     try:
-        with _collect_tifffile_warnings() as messages, tifffile.TiffFile(path) as tf:
+        with collect_tifffile_warnings() as messages, tifffile.TiffFile(path) as tf:
             if not tf.series:
                 raise TiffStackError(f"{path}: the TIFF holds no image series.")
             _check_extent(tf, path)
             series = tf.series[0]
             axes = series.axes
+            check_tiff_declared_size(tf, path, messages, check_memory=True)
             data = series.asarray()
             if tf.is_imagej:
                 spacing, unit, source = *_imagej_spacing(tf), "imagej"

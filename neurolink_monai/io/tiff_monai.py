@@ -60,7 +60,8 @@ class TiffStackReader(ImageReader):
     ``get_data`` returns ``(D, H, W)`` (``original_channel_dim = "no_channel"``) for a single-channel stack or
     ``(C, D, H, W)`` (``original_channel_dim = 0``) for a multi-channel one; several files are stacked as
     channels. Metadata: ``affine`` and ``original_affine`` ``diag(sz, sy, sx, 1)`` in micrometres, ``spatial_shape``,
-    ``spacing`` ``(z, y, x)``, ``spacing_unit``, ``spacing_source`` (``imagej``/``ome``/``none``).
+    ``spacing`` ``(z, y, x)``, ``spacing_unit``, ``spacing_source`` (``imagej``/``ome``/``none``), ``stored_dtype``
+    (the sample type in the file, e.g. ``"uint8"``; the array MONAI returns is float32).
 
     Args:
         check_finite: raise :class:`~neurolink_monai.io.TiffStackError` on NaN/Inf intensities (default True).
@@ -113,6 +114,7 @@ class TiffStackReader(ImageReader):
                 "spacing": np.asarray(info["spacing"], dtype=np.float64),
                 "spacing_unit": info["spacing_unit"],
                 "spacing_source": info["spacing_source"],
+                "stored_dtype": str(czyx.dtype),
             }
             arrays.append(czyx if info["has_channel"] else czyx[0])
             _copy_compatible_dict(header, compatible)

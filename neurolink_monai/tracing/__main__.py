@@ -133,6 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = args.output.parent if str(args.output.parent) else Path(".")
     if not out_dir.is_dir():
         return fail(f"--output {args.output}: the folder {out_dir} does not exist.")
+    if args.output.is_dir():
+        return fail(f"--output {args.output}: is a folder; give the path of the .swc file to write.")
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        return fail(f"--output {args.output}: the folder {out_dir} is not writable.")
+    for q in inputs:
+        if q.is_dir():
+            return fail(f"{q}: is a folder, not a TIFF file.")
     try:
         config = TraceConfig(
             threshold=args.threshold,
@@ -173,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (ValueError, TypeError, FileNotFoundError) as e:
         return fail(str(e))
+    except OSError as e:
+        return fail(f"{e.filename or args.prob}: cannot read it ({e.strerror or e}).")
     units = "physical (voxel coordinate * spacing)" if args.physical else "voxels (0-based, x->W, y->H, z->D)"
     header = [
         f"traced by neurolink_monai {__version__} (python -m neurolink_monai.tracing) from {args.prob}",
@@ -180,7 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"units: {units}; spacing (z, y, x): {tuple(spacing)}",
         "parameters: " + ", ".join(f"{k}={v}" for k, v in vars(config).items()),
     ]
-    write_swc(args.output, swc, header=header)
+    try:
+        write_swc(args.output, swc, header=header)
+    except OSError as e:
+        return fail(f"--output {args.output}: cannot write it ({e.strerror or e}).")
     n_trees = int((swc[:, 6] == -1).sum()) if len(swc) else 0
     if len(swc) == 0:
         print(

@@ -32,7 +32,7 @@ from .augment_intensity import (
     poisson_gaussian_noise,
     signal_background_levels,
 )
-from .checks import CheckVolume, CheckVolumed
+from .checks import CheckVolume, CheckVolumed, check_binary_label, check_contrast, contrast_step
 from .direction import (
     DirectionMap,
     DirectionMapd,
@@ -53,6 +53,9 @@ from .swc_to_mask import LoadSWC, LoadSWCd, SWCToMask, SWCToMaskd
 __all__ = [
     "CheckVolume",
     "CheckVolumed",
+    "check_binary_label",
+    "check_contrast",
+    "contrast_step",
     "DirectionMap",
     "DirectionMapd",
     "DistanceMap",

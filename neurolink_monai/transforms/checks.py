@@ -10,9 +10,10 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
+from ..errors import DatasetError, StackContentError
 from ..utils import count_nonfinite, describe_source
 
-__all__ = ["CheckVolume", "CheckVolumed"]
+__all__ = ["CheckVolume", "CheckVolumed", "check_binary_label", "check_contrast", "contrast_step"]
 
 
 class CheckVolume(Transform):
@@ -73,3 +74,107 @@ class CheckVolumed(MapTransform):
                     "image and label must share one voxel grid."
                 )
         return d
+
+
+def contrast_step(dtype: Any, low: float, high: float) -> float:
+    """The smallest intensity difference that can hold signal: one grey level (1) for integer and bool stacks,
+    ``1e-6`` of the larger magnitude of ``low``/``high`` for float stacks (float32 resolves about 1e-7)."""
+    if np.dtype(dtype).kind in "uib":
+        return 1.0
+    return 1e-6 * max(abs(float(low)), abs(float(high)))
+
+
+def check_contrast(
+    low: float,
+    high: float,
+    dtype: Any,
+    name: str,
+    percentiles: tuple[float, float],
+    value_range: tuple[float, float] | None = None,
+    option: str = "intensity_percentiles",
+) -> None:
+    """Refuse a constant or near-constant stack before it is segmented.
+
+    Rule: the contrast ``high - low`` between the intensity-scaling percentiles (0.5 and 99.95 by default) must
+    exceed :func:`contrast_step`, one grey level for integer stacks. Percentile scaling maps ``low .. high`` to
+    ``0 .. 1``; with a contrast of at most one grey level the network input is all zeros or a binary pattern of
+    quantisation noise, and the network then outputs the bias of its head or "neurites" drawn in noise: a
+    confident wrong answer. Real stacks, faint neurites included, span many grey levels between these
+    percentiles (the DIADEM OP stacks and the synthetic hard difficulty: see ``tests/test_bad_input.py``), so
+    they pass; a pure-noise stack passes too (the rule cannot tell noise from faint signal).
+
+    Args:
+        low, high: the intensity percentiles of the whole stack.
+        dtype: the stack's sample type as stored.
+        name: the file (or option) named in the message.
+        percentiles: the percentiles ``low`` and ``high`` were taken at.
+        value_range: the stack's (min, max), to tell a constant stack and to hint at the percentiles when a few
+            bright voxels lie above ``high``.
+        option: the config key or CLI option holding the percentiles, named in the hint.
+
+    Raises:
+        StackContentError: the stack is constant or near-constant; the message names ``name`` and the values.
+    """
+    low, high = float(low), float(high)
+    if high - low > contrast_step(dtype, low, high):
+        return
+    if value_range is not None and float(value_range[0]) == float(value_range[1]):
+        raise StackContentError(
+            f"{name}: the stack is constant (every voxel is {float(value_range[0]):g}): there is nothing to "
+            "segment, so no output is made."
+        )
+    lo_p, hi_p = percentiles
+    msg = (
+        f"{name}: near-constant stack: its intensities between the {lo_p:g}th and {hi_p:g}th percentiles span "
+        f"only {low:g} .. {high:g} (at most one grey level), so the network would only see quantisation noise; "
+        "no output is made."
+    )
+    if value_range is not None and float(value_range[1]) > high:
+        msg += (
+            f" A few voxels reach {float(value_range[1]):g}: if they are the neurite, lower the upper percentile "
+            f"({option})."
+        )
+    raise StackContentError(msg)
+
+
+def check_binary_label(label: Any, name: str, allow_multilabel: bool = False) -> Any:
+    """Return a label mask as 0/1 ``float32``, refusing masks that are not binary.
+
+    A binary mask holds 0 and one foreground value (1, 255, or any other single value: every nonzero voxel is
+    neurite). A mask with several nonzero values (an instance or class map, or a probability map) is refused
+    unless ``allow_multilabel`` (config key ``label_nonzero_is_neurite``), which treats every nonzero voxel
+    as neurite.
+
+    Args:
+        label: the mask, any shape (numpy array or torch tensor, MetaTensor kept).
+        name: the file named in the message.
+        allow_multilabel: accept several nonzero values, all meaning neurite.
+
+    Raises:
+        DatasetError: negative or non-finite values, or (without ``allow_multilabel``) more than one nonzero
+            value; the message names the file and the values found.
+    """
+    import torch
+
+    t = label if isinstance(label, torch.Tensor) else torch.as_tensor(np.asarray(label))
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise DatasetError(f"{name}: the label mask holds NaN/Inf values.")
+    values = torch.unique(t.detach().reshape(-1)) if t.numel() <= 2**31 else torch.unique(t.detach().cpu())
+    if bool((values < 0).any()):
+        raise DatasetError(f"{name}: the label mask holds negative values ({_values_text(values)}).")
+    nonzero = values[values != 0]
+    if nonzero.numel() > 1 and not allow_multilabel:
+        raise DatasetError(
+            f"{name}: the label mask must be binary (0 and one foreground value), found the values "
+            f"{_values_text(values)}; convert it, or pass --label_nonzero_is_neurite true to count every nonzero "
+            "voxel as neurite."
+        )
+    return (
+        (t != 0).to(torch.float32) if not isinstance(label, np.ndarray) else (np.asarray(label) != 0).astype(np.float32)
+    )
+
+
+def _values_text(values: Any) -> str:
+    vals = [float(v) for v in values.reshape(-1)[:8].tolist()]
+    text = ", ".join(f"{v:g}" for v in vals)
+    return f"[{text}{', ...' if values.numel() > 8 else ''}] ({values.numel()} distinct)"

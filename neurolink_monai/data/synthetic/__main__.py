@@ -119,6 +119,19 @@ def _config(args: argparse.Namespace) -> SyntheticConfig:
     return SyntheticConfig.preset(args.difficulty, **knobs)
 
 
+def _check_output_dir(folder: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing dataset (or write into any non-empty folder) without ``--overwrite``."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"--output-dir {folder}: is a file, not a folder.")
+    if overwrite or not folder.is_dir() or not any(folder.iterdir()):
+        return
+    what = "a dataset (dataset.json)" if (folder / "dataset.json").exists() else "files"
+    raise FileExistsError(
+        f"--output-dir {folder}: already holds {what}; pass --overwrite to replace it, or choose a new folder."
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -126,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _config(args)
         if args.num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}.")
+        _check_output_dir(args.output_dir, args.overwrite)
         path = generate_dataset(
             args.output_dir,
             num_samples=args.num_samples,

@@ -198,10 +198,9 @@ def load_model_spec(
             f"network config not found: {cpath}; a state-dict checkpoint ({mpath}) needs a bundle config with "
             "'network_def' (--config PATH)."
         )
-    try:
-        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{mpath}: not a loadable PyTorch checkpoint ({e}).") from e
+    from neurolink_monai.bundle_utils.checkpoint import read_checkpoint
+
+    state = read_checkpoint(mpath, "cpu", option="--model")  # says what is wrong; never unpickles objects
     if isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
         inner = next((state[k] for k in _STATE_KEYS if isinstance(state.get(k), dict)), None)
         if inner is None:

@@ -236,6 +236,18 @@ def _failure_message(e: BaseException, index: Any, output: Path, done: int, tota
     return f"{where} failed: {type(e).__name__}: {e}. {resume}"
 
 
+def _check_window_contrast(source: VolumeSource, window: Sequence[float], percentiles: tuple[float, float]) -> None:
+    """The bundle's contrast rule (:func:`neurolink_monai.transforms.check_contrast`) on the whole-volume window:
+    a constant or near-constant volume is refused before any output is created."""
+    from neurolink_monai.errors import StackContentError
+    from neurolink_monai.transforms.checks import check_contrast
+
+    try:
+        check_contrast(window[0], window[1], source.dtype, source.path, percentiles, option="--lower/--upper")
+    except StackContentError as e:
+        raise BlockwiseInputError(str(e)) from None
+
+
 def run_blockwise(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -532,6 +544,7 @@ def run_blockwise(
                     window = _parallel_window(client, source, lo_p, hi_p, max_samples)
                 else:
                     window = intensity_window(source, lo_p, hi_p, max_samples)
+                _check_window_contrast(source, window, (lo_p, hi_p))
                 say(
                     f"intensity window {window[0]:.6g} .. {window[1]:.6g} (percentiles {lo_p}, {hi_p}; "
                     f"{'exact' if source.size <= max_samples else 'subsampled'}; {time.perf_counter() - t0:.1f} s)"

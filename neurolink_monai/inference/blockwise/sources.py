@@ -274,8 +274,7 @@ def _open_zarr(path: Path, spacing: tuple[float, float, float] | None) -> Volume
         raise BlockwiseInputError(f"{path}: OME axes {axes} do not match the array shape {list(shape)}.")
     index, spatial = _squeeze_index(str(path), shape, axes)
     dtype = np.dtype(arr.dtype)
-    if dtype.kind not in "uifb":
-        raise BlockwiseInputError(f"{path}: unsupported sample type {dtype}; expected integer or float intensities.")
+    _check_sample_type(str(path), dtype)
     source = "none"
     sp = (1.0, 1.0, 1.0)
     if scale is not None:
@@ -341,14 +340,26 @@ def _tiff_spacing(tf: Any) -> tuple[tuple[float, float, float], str]:
     return (1.0, 1.0, 1.0), "none"
 
 
+def _check_sample_type(path: str, dtype: np.dtype) -> None:
+    if dtype.kind == "b":
+        raise BlockwiseInputError(
+            f"{path}: boolean samples (a mask?); the input must be an intensity stack (integer or float samples)."
+        )
+    if dtype.kind not in "uif":
+        raise BlockwiseInputError(f"{path}: unsupported sample type {dtype}; expected integer or float intensities.")
+
+
 def _open_tiff(path: Path, spacing: tuple[float, float, float] | None) -> VolumeSource:
     import tifffile
 
+    from neurolink_monai.io.tiff import TiffStackError, check_tiff_declared_size, collect_tifffile_warnings
+
     try:
-        with tifffile.TiffFile(str(path)) as tf:
+        with collect_tifffile_warnings() as messages, tifffile.TiffFile(str(path)) as tf:
             if not tf.series:
                 raise BlockwiseInputError(f"{path}: the TIFF holds no image series (corrupt, or not an image stack).")
             series = tf.series[0]
+            check_tiff_declared_size(tf, path, messages, check_memory=False)
             shape = tuple(int(s) for s in series.shape)
             raw_axes = series.axes.upper()
             dtype = np.dtype(series.dtype)
@@ -363,6 +374,8 @@ def _open_tiff(path: Path, spacing: tuple[float, float, float] | None) -> Volume
                 raise BlockwiseInputError(f"{path}: truncated TIFF: image data end at byte {max(ends)} of {size}.")
     except BlockwiseInputError:
         raise
+    except TiffStackError as e:
+        raise BlockwiseInputError(str(e)) from None
     except Exception as e:
         raise BlockwiseInputError(
             f"{path}: cannot read TIFF, the file is corrupt, truncated or not a TIFF ({e})."
@@ -378,8 +391,7 @@ def _open_tiff(path: Path, spacing: tuple[float, float, float] | None) -> Volume
     if len(shape) < 3 or "z" not in axes:
         raise BlockwiseInputError(f"{path}: need a 3D stack (z, y, x), got TIFF axes {raw_axes!r} shape {list(shape)}.")
     index, spatial = _squeeze_index(str(path), shape, axes)
-    if dtype.kind not in "uifb":
-        raise BlockwiseInputError(f"{path}: unsupported sample type {dtype}; expected integer or float intensities.")
+    _check_sample_type(str(path), dtype)
     kind = "tiff-memmap"
     if mappable:
         try:
