@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from .geometry import sample_centreline, swc_parent_index, swc_zyx
+
 __all__ = ["REALISM_PRESETS", "RealismConfig", "realism_from_value"]
 
 
@@ -234,8 +236,6 @@ def _psf(sigma, a, psf) -> np.ndarray:
 
 def _beads(swc: np.ndarray, brightness: np.ndarray, shape, rng: np.random.Generator, cfg, real, a) -> np.ndarray:
     """Varicosities along the neurites and boutons at their tips (PSF included), photons."""
-    from .geometry import sample_centreline, swc_parent_index, swc_zyx
-
     out = np.zeros(shape, dtype=np.float32)
     if len(swc) < 2:
         return out
