@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation import _command, _workflow  # noqa: E402  (the benchmarks' one way to run bundle workflows)
+from ablation import _command, _override, _workflow  # noqa: E402  (the benchmarks' one way to run bundle workflows)
 
 from neurolink_monai.bundle_utils import output_paths  # noqa: E402
 from neurolink_monai.io import atomic_write_text, read_swc, read_tiff_stack, write_tiff_stack  # noqa: E402
@@ -216,16 +216,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 args.results.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(args.results, json.dumps(records, indent=1))
     return records
-
-
-def _override(text: str) -> tuple[str, Any]:
-    key, _, value = text.partition("=")
-    if not key or not _:
-        raise argparse.ArgumentTypeError(f"--override takes KEY=VALUE, got {text!r}.")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -70,7 +70,9 @@ def choose_roots(
     A component whose largest radius is at least ``soma_ratio`` times its median radius has a soma: it is rooted
     at its thickest node. Otherwise (an axon or dendrite cut by the field of view) it is rooted at an endpoint:
     one on the volume's border when there is one (where the neurite enters the stack, as manual traces of axon
-    stacks such as DIADEM's are rooted), the thickest such. Ties go to the lowest node index (raster order of the
+    stacks such as DIADEM's are rooted), the thickest such. A thick candidate soma on a component that enters the
+    volume through an endpoint at least half as thick is taken for a varicosity, and the component is rooted at
+    that endpoint. Ties go to the lowest node index (raster order of the
     skeleton), so the choice is deterministic.
 
     Args:
@@ -98,6 +100,11 @@ def choose_roots(
         on_border = ((forest.coords <= 1) | (forest.coords >= np.asarray(shape) - 2)).any(axis=1)
         tip = tip + np.where(on_border, 0, 1)
     tip_root = _first_per_group(labels, idx, -radius, tip)
+    if shape is not None:
+        # a neurite entering the view as thick as half the candidate soma is an axon or dendrite cut by the field
+        # of view, and the candidate a varicosity on it: root at the border, where manual traces start
+        enters = on_border[tip_root] & (deg[tip_root] <= 1)
+        is_soma &= ~(enters & (2.0 * radius[tip_root] >= r_max))
     roots = np.where(is_soma, thickest, tip_root)
     return roots, is_soma
 
