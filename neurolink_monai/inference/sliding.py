@@ -7,7 +7,9 @@ One implementation for the bundle (:class:`NeuroLinkInferer`, the ``inferer`` of
 
 Window size. A window is never larger than the stack: along an axis shorter than ``roi_size`` the window shrinks to
 the largest multiple of the network's divisor (``NeuroLinkNet.divisor``, ``2 ** (levels - 1)``) that fits, or to
-the whole axis when the axis is shorter than the divisor (the network zero-pads to its divisor internally). A stack
+the whole axis when the axis is shorter than the divisor (the network zero-pads to its divisor internally). Only a
+stack no longer than the divisor along every axis (say 3x5x7) is padded, by repeating its border voxels up to twice
+the divisor, because the network's coarsest level would otherwise hold a single voxel. A stack
 is therefore never zero-padded up to a window it does not fill, which the network never saw in training and which
 made small stacks come out mostly "neurite".
 
@@ -229,8 +231,15 @@ class NeuroLinkInferer(Inferer):
 
     def _one_stack(self, image: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
         image = image.as_tensor() if isinstance(image, MetaTensor) else image
-        shape = tuple(int(s) for s in image.shape[2:])
         divisor = self.divisor if self.divisor is not None else network_divisor(network)
+        shape = tuple(int(s) for s in image.shape[2:])
+        if divisor > 1 and all(n <= divisor for n in shape):
+            # So small that the network's coarsest level would be one voxel (instance norm needs more): repeat the
+            # border voxels up to twice the divisor, then crop the output back.
+            pad = [max(2 * divisor - n, 0) for n in shape]
+            padded = F.pad(image.float(), [0, pad[2], 0, pad[1], 0, pad[0]], mode="replicate")
+            out = self._one_stack(padded, network, *args, **kwargs)
+            return out[(slice(None), slice(None), *(slice(0, n) for n in shape))]
         roi = fit_roi_size(shape, self.roi_size, divisor)
         grid = SlidingWindowGrid.create(shape, roi, self.overlap, self.mode, self.sigma_scale)
         out_device = torch.device(self.device) if self.device is not None else image.device
