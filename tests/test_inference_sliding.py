@@ -123,13 +123,13 @@ def test_all_background_stack_still_gives_an_output():
 
 
 def test_skipping_keeps_the_mask_on_a_synthetic_stack(shipped_net):
-    sample = generate_sample((32, 128, 128), seed=3)
+    sample = generate_sample((16, 128, 128), seed=3)
     x = scaled(sample["image"])
     x[..., 64:] = 0.0  # an empty border, as in real stacks: the window x in [64, 128) is background
     with torch.no_grad():
-        skipping = NeuroLinkInferer((32, 64, 64))
+        skipping = NeuroLinkInferer((16, 64, 64))
         with_skip = torch.sigmoid(skipping(x, shipped_net)[0, 0]) >= 0.5
-        without = torch.sigmoid(NeuroLinkInferer((32, 64, 64), skip_background=False)(x, shipped_net)[0, 0]) >= 0.5
+        without = torch.sigmoid(NeuroLinkInferer((16, 64, 64), skip_background=False)(x, shipped_net)[0, 0]) >= 0.5
     assert skipping.last_skipped == 3 and skipping.last_windows == 9
     # Where any window ran (x < 112) the masks are identical. Beyond, only the skipped windows reach: there the
     # network, run on an all-zero window, marks a few dozen voxels of nothing; skipping leaves them background.
@@ -165,6 +165,7 @@ _EMBEDDED_XFAIL = (
 )
 
 
+@pytest.mark.slow  # ~2 min with the shipped weights; xfail until the agreement holds
 @pytest.mark.xfail(reason=_EMBEDDED_XFAIL, strict=False)
 @pytest.mark.parametrize("depth", [16, 37])
 def test_small_stack_agrees_with_the_embedded_stack(depth, shipped_net):
