@@ -1,7 +1,11 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
 """NeuroLinkNet next to MONAI's BasicUNet of similar width: parameters and forward+backward time, one run.
 
-python benchmarks/bench_network.py [--threads 2] [--size 64] [--features 16 32 64 128] [--kernel-size 5]
+python benchmarks/bench_network.py [--threads 2] [--size 64] [--features 8 16 32 64] [--kernel-size 3]
+
+The defaults are the bundle's configuration (``bundle/configs/train.json``). Each network is timed alternately
+with BasicUNet (pairs), and the ratio is the median of the per-pair ratios (goal for the bundle's configuration:
+<= 2.5).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import median_seconds
+from _timing import paired_seconds
 from monai.networks.nets import BasicUNet
 
 from neurolink_monai.networks import NeuroLinkNet
@@ -20,8 +24,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--features", type=int, nargs="+", default=[16, 32, 64, 128])
-    parser.add_argument("--kernel-size", type=int, default=5)
+    parser.add_argument("--features", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--kernel-size", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -37,13 +41,17 @@ def main() -> None:
     }
     print(f"device={device} threads={torch.get_num_threads()} input={tuple(x.shape)}")
     print(f"{'network':<44}{'params':>12}{'fwd+bwd s':>12}{'ratio':>8}")
-    base = None
+    base_net = next(iter(nets.values()))
+    base_net = base_net.to(device).train()
+
+    def step(net: torch.nn.Module):
+        return lambda: net(x).float().sum().backward()
+
     for name, net in nets.items():
         net = net.to(device).train()
-        seconds = median_seconds(lambda: net(x).float().sum().backward(), args.repeats)
-        base = base or seconds
+        base_s, seconds, ratio = paired_seconds(step(base_net), step(net), args.repeats)
         params = sum(p.numel() for p in net.parameters())
-        print(f"{name:<44}{params:>12,}{seconds:>12.3f}{seconds / base:>8.2f}")
+        print(f"{name:<44}{params:>12,}{seconds:>12.3f}{ratio:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":

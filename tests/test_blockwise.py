@@ -12,7 +12,7 @@ import torch
 import zarr
 from monai.inferers import SlidingWindowInferer
 
-from neurolink_monai.inference import intensity_window, scale_intensity
+from neurolink_monai.inference import fit_roi_size, intensity_window, scale_intensity
 from neurolink_monai.inference.blockwise import (
     BlockGrid,
     SlidingWindowGrid,
@@ -140,12 +140,13 @@ def test_no_seams_128x256x256_local_cluster(tmp_path):
 
 
 def test_volume_smaller_than_window_and_zarr_v2(tmp_path):
-    """MONAI pads a volume smaller than the window; the blockwise reader pads the same way (constant and replicate)."""
+    """The window shrinks to a volume smaller than it (neurolink_monai.inference.fit_roi_size, as in the bundle);
+    given such a grid directly, the blockwise reader pads like MONAI (constant and replicate)."""
     vol = volume((6, 30, 40), seed=2)
     net = tiny_net()
     src = to_zarr(tmp_path / "in.zarr", vol, (3, 16, 16), zarr_format=2)
     roi = (8, 16, 48)  # z and x larger than the volume
-    ref = reference(vol, net, roi, overlap=0.5)
+    ref = reference(vol, net, fit_roi_size(vol.shape, roi, net.divisor), overlap=0.5)
     run(src, tmp_path / "out.zarr", tmp_path, model=net, roi_size=roi, overlap=0.5, chunks=(4, 12, 40), zarr_format=2)
     check_against_reference(tmp_path / "out.zarr", ref)
     # padding_mode replicate: compare the float32 blend directly

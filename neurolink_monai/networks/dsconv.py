@@ -69,7 +69,7 @@ class DSConv3D(nn.Module):
     of a standard convolution. With all offsets zero the layer is a 1D convolution of size ``K`` along ``axis`` with
     zero padding ``K // 2``.
 
-    Implementation (:meth:`snake_conv`): the centre kernel point never moves, so its term is a 1x1x1 convolution.
+    Implementation (:meth:`snake_conv`): the centre kernel point never moves, so its term is a pointwise product.
     The other ``K - 1`` points are looped over; each is one 2D :func:`torch.nn.functional.grid_sample` over the
     planes of the input shifted by an integer step along ``axis`` (a view of one zero-padded copy, never ``K``
     copies) and is fused into the output by a matrix product right away, so only one kernel point's samples are
@@ -198,24 +198,29 @@ class DSConv3D(nn.Module):
     def snake_conv(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """The snake convolution before ``norm``/``act``: ``(B, C, D, H, W)`` -> ``(B, out_channels, D, H, W)``.
 
-        The centre kernel point has no offset, so its term is a 1x1x1 convolution of ``x`` (with the bias). The other
-        ``K - 1`` points are looped over: each is sampled by one 2D ``grid_sample`` over the ``B * A`` planes of the
-        shifted input and immediately fused into an ``(out_channels, B * A * P0 * P1)`` accumulator by one matrix
-        product with its ``(out_channels, C)`` slice of the fusion weight, so at most one kernel point's samples are
-        alive at a time. When ``out_channels < C`` the fusion weight is applied before sampling instead (sampling is
+        The centre kernel point has no offset, so its term is one matrix product with ``x`` itself (with the bias),
+        which starts an ``(out_channels, B * A * P0 * P1)`` accumulator. The other ``K - 1`` points are looped over:
+        each is sampled by one 2D ``grid_sample`` over the ``B * A`` planes of the shifted input and immediately
+        accumulated by one matrix product with its ``(out_channels, C)`` slice of the fusion weight, so at most one
+        kernel point's samples are alive at a time. When ``out_channels < C`` the fusion weight is applied before sampling instead (sampling is
         linear and the same for every channel), so fewer channels are interpolated.
         """
         k_n = self.kernel_size
         c = k_n // 2
+        o = self.out_channels
         weight = self.fusion.weight.to(x.dtype)  # (O, C, K, 1, 1)
         bias = self.fusion.bias
-        centre = F.conv3d(x, weight[:, :, c : c + 1], None if bias is None else bias.to(x.dtype))
         planes = self._shifted_planes(x)
         b, _, ch, p0, p1 = planes.shape
         a = planes.shape[1] - 2 * c
+        # The centre point reads x itself: (C, B * A * P), a view of x for B == 1 along D, else one copy.
+        centre = x.permute(self.to_axis_first).transpose(0, 1).reshape(ch, -1)
+        if bias is None:
+            acc = torch.mm(weight[:, :, c, 0, 0], centre)
+        else:
+            acc = torch.addmm(bias.to(x.dtype).reshape(o, 1), weight[:, :, c, 0, 0], centre)
         grids = self._grids(offsets, a, p0, p1)
-        fuse_first = self.out_channels < ch
-        acc = torch.zeros(0, device=x.device, dtype=x.dtype)
+        fuse_first = o < ch
         for k in range(k_n):
             if k == c:
                 continue
@@ -225,17 +230,15 @@ class DSConv3D(nn.Module):
             if fuse_first:
                 # (B * A, C, P) -> (C, B * A * P) for one plain matrix product, then back to planes for sampling.
                 flat = plane_k.reshape(b * a, ch, p0 * p1).transpose(0, 1).reshape(ch, -1)
-                fused = torch.mm(w_k, flat).reshape(-1, b * a, p0, p1).transpose(0, 1)
+                fused = torch.mm(w_k, flat).reshape(o, b * a, p0, p1).transpose(0, 1)
                 sampled = F.grid_sample(fused, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-                term = sampled.transpose(0, 1).reshape(self.out_channels, -1)
-                acc = term if acc.numel() == 0 else acc.add_(term)
+                acc.view(o, b * a, p0 * p1).add_(sampled.reshape(b * a, o, p0 * p1).transpose(0, 1))
             else:
                 sampled = F.grid_sample(plane_k, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-                flat = sampled.transpose(0, 1).reshape(ch, -1)
-                acc = torch.mm(w_k, flat) if acc.numel() == 0 else acc.addmm_(w_k, flat)
-        # (O, B, A, P0, P1) -> (B, O, A, P0, P1) -> (B, O, D, H, W), added to the centre term in its layout.
-        acc = acc.reshape(self.out_channels, b, a, p0, p1).transpose(0, 1).permute(self.from_axis_first)
-        return centre + acc
+                acc.addmm_(w_k, sampled.transpose(0, 1).reshape(ch, -1))
+        # (O, B, A, P0, P1) -> (B, O, A, P0, P1) -> (B, O, D, H, W): no copy for B == 1 along D.
+        out = acc.reshape(o, b, a, p0, p1).transpose(0, 1).permute(self.from_axis_first)
+        return out.contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the snake convolution to ``x`` of shape ``(B, C, D, H, W)``."""

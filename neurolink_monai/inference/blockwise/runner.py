@@ -28,6 +28,7 @@ from ..intensity import (
     intensity_window,
     subsample_strides,
 )
+from ..sliding import fit_roi_size, network_divisor
 from .engine import postprocess_heads, predict_block
 from .grid import BlockGrid, SlidingWindowGrid, overlap_from_halo
 from .model import ModelSpec, bundle_inference_settings, load_model_spec, model_spec_from_module
@@ -378,6 +379,8 @@ def run_blockwise(
     bundle = bundle_inference_settings(config, bundle_dir)
     roi = roi_size if roi_size is not None else bundle.get("roi_size", DEFAULT_ROI_SIZE)
     roi_t = SlidingWindowGrid.create(source.shape, roi).roi_size  # validates and resolves roi entries <= 0
+    # Windows never larger than the stack (the bundle's NeuroLinkInferer rule): shrink to a multiple of the divisor.
+    roi_t = fit_roi_size(source.shape, roi_t, network_divisor(spec.load("cpu")))
     if halo is not None:
         ov = overlap_from_halo(roi_t, halo)
     else:

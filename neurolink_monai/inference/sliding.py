@@ -1,0 +1,288 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Whole-stack sliding-window inference: windows fitted to the stack, background windows skipped.
+
+One implementation for the bundle (:class:`NeuroLinkInferer`, the ``inferer`` of ``inference.json`` and
+``evaluate.json``) and the blockwise path (:func:`fit_roi_size`, :func:`background_floor` and
+:func:`is_background_window` in ``neurolink_monai.inference.blockwise``).
+
+Window size. A window is never larger than the stack: along an axis shorter than ``roi_size`` the window shrinks to
+the largest multiple of the network's divisor (``NeuroLinkNet.divisor``, ``2 ** (levels - 1)``) that fits, or to
+the whole axis when the axis is shorter than the divisor (the network zero-pads to its divisor internally). Only a
+stack no longer than the divisor along every axis (say 3x5x7) is padded, by repeating its border voxels up to twice
+the divisor, because the network's coarsest level would otherwise hold a single voxel. A stack
+is therefore never zero-padded up to a window it does not fill, which the network never saw in training and which
+made small stacks come out mostly "neurite".
+
+Background rule (:class:`NoiseFloor`). Let ``m`` and ``sigma`` be the median and robust spread (1.4826 MAD) of
+the 3x3x3 mean of the whole (scaled) stack. A window is skipped, and the network not run on it, when the 3x3x3 mean
+of its input (i) nowhere exceeds ``m + z * sigma`` and (ii) nowhere exceeds the window's own median by more than
+``z * sigma``; ``z`` defaults to :data:`DEFAULT_BACKGROUND_Z`. The 3x3x3 mean averages uncorrelated noise down by
+up to ``sqrt(27)`` while a neurite at least three voxels thick (any neurite after the microscope's blur) keeps its
+full brightness, so a neurite brighter than its surroundings by ``z * sigma`` of the smoothed stack (about
+``0.6`` of the raw noise's standard deviation at ``z = 3`` when the noise is uncorrelated) always keeps its window,
+also in a region darker than the stack's usual background (rule ii). What gets skipped: dark or flat regions (empty
+borders, regions darker than the typical background); windows of ordinary noisy background usually stay. Skipped
+windows take no part in the blending; voxels that only skipped windows cover get the background output: a
+segmentation logit of ``-BACKGROUND_LOGIT`` (probability ~2e-9), zero direction and distance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor
+from monai.inferers import Inferer
+from monai.utils import convert_to_dst_type
+
+from .blockwise.grid import SlidingWindowGrid
+
+__all__ = [
+    "BACKGROUND_LOGIT",
+    "DEFAULT_BACKGROUND_Z",
+    "NeuroLinkInferer",
+    "NoiseFloor",
+    "background_floor",
+    "background_output",
+    "fit_roi_size",
+    "is_background_window",
+    "network_divisor",
+]
+
+DEFAULT_BACKGROUND_Z = 3.0
+BACKGROUND_LOGIT = 20.0
+_FLOOR_SAMPLES = 2**22
+
+
+def fit_roi_size(image_shape: Sequence[int], roi_size: Sequence[int], divisor: int = 1) -> tuple[int, ...]:
+    """The window size used on a stack of ``image_shape``: ``roi_size`` shrunk per axis to fit the stack.
+
+    Along an axis at least as long as the window, the window is kept. Along a shorter axis it becomes the largest
+    multiple of ``divisor`` not longer than the axis, or the axis length itself when the axis is shorter than
+    ``divisor``. Entries of ``roi_size`` <= 0 take the axis length.
+    """
+    if len(image_shape) != len(roi_size):
+        raise ValueError(f"roi_size {list(roi_size)} and image shape {list(image_shape)} differ in length.")
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+        raise ValueError(f"divisor must be a positive int, got {divisor!r}.")
+    out = []
+    for n, r in zip(image_shape, roi_size):
+        n, r = int(n), int(r)
+        if n < 1:
+            raise ValueError(f"image shape must be positive, got {list(image_shape)}.")
+        if r <= 0:
+            out.append(n)
+        elif r <= n:
+            out.append(r)
+        else:
+            out.append(n // divisor * divisor if n >= divisor else n)
+    return tuple(out)
+
+
+def network_divisor(network: Any) -> int:
+    """``network.divisor`` (NeuroLinkNet's spatial multiple), looking through ``.module`` wrappers; else 1."""
+    for obj in (network, getattr(network, "module", None)):
+        value = getattr(obj, "divisor", None)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+    return 1
+
+
+def _local_mean(volume: torch.Tensor) -> torch.Tensor:
+    """3x3x3 mean of a ``(D, H, W)`` volume, float32, averaging only the voxels inside the volume."""
+    v = volume.to(torch.float32)[None, None]
+    return F.avg_pool3d(v, 3, stride=1, padding=1, count_include_pad=False)[0, 0]
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """Background statistics of a stack's 3x3x3 mean: ``median`` and robust ``sigma`` (1.4826 MAD), and ``z``."""
+
+    median: float
+    sigma: float
+    z: float = DEFAULT_BACKGROUND_Z
+
+    @property
+    def level(self) -> float:
+        """``median + z * sigma``: the brightest 3x3x3 mean a background window may have."""
+        return self.median + self.z * self.sigma
+
+    def is_background(self, window: torch.Tensor) -> bool:
+        """Whether ``window`` ``(D, H, W)`` is background: its 3x3x3 mean (own voxels only) nowhere exceeds
+        :attr:`level`, and nowhere exceeds its own median by more than ``z * sigma`` (so a faint neurite in a
+        region darker than the stack's typical background still keeps its window)."""
+        local = _local_mean(window)
+        peak = float(local.max())
+        if peak > self.level:
+            return False
+        return peak <= float(local.flatten().median()) + self.z * self.sigma
+
+
+def background_floor(volume: torch.Tensor, z: float = DEFAULT_BACKGROUND_Z) -> NoiseFloor:
+    """The :class:`NoiseFloor` of ``volume`` ``(D, H, W)``: statistics of its 3x3x3 mean, taken on an even subsample
+    of at most 2^22 voxels."""
+    if volume.dim() != 3:
+        raise ValueError(f"volume must be (D, H, W), got shape {list(volume.shape)}.")
+    if not math.isfinite(z) or z < 0:
+        raise ValueError(f"background_z must be a finite number >= 0, got {z!r}.")
+    flat = _local_mean(volume).flatten()
+    step = max(1, -(-flat.numel() // _FLOOR_SAMPLES))
+    sample = flat[::step]
+    median = sample.median()
+    sigma = 1.4826 * (sample - median).abs().median()
+    return NoiseFloor(float(median), float(sigma), float(z))
+
+
+def is_background_window(window: torch.Tensor, floor: NoiseFloor) -> bool:
+    """:meth:`NoiseFloor.is_background` (the one background rule of the bundle and the blockwise path)."""
+    return floor.is_background(window)
+
+
+def background_output(num_channels: int, seg_channels: int = 1) -> torch.Tensor:
+    """The output ``(num_channels,)`` given to voxels only skipped windows cover.
+
+    A sigmoid segmentation channel gets ``-BACKGROUND_LOGIT``; a two-channel softmax ``(+L, -L)``; the direction
+    and distance heads 0.
+    """
+    out = torch.zeros(num_channels, dtype=torch.float32)
+    if seg_channels == 2:
+        out[0], out[1] = BACKGROUND_LOGIT, -BACKGROUND_LOGIT
+    else:
+        out[:seg_channels] = -BACKGROUND_LOGIT
+    return out
+
+
+class NeuroLinkInferer(Inferer):
+    """Sliding-window inference over whole stacks with windows fitted to the stack and background windows skipped.
+
+    Window placement and blending follow ``monai.inferers.SlidingWindowInferer`` (same window grid, same importance
+    map), so without skipping and on a stack at least as large as ``roi_size`` the output equals MONAI's to float
+    rounding. See the module docstring for the window-size and background rules.
+
+    Args:
+        roi_size: largest window ``(D, H, W)``.
+        sw_batch_size: windows per network call.
+        overlap: overlap fraction of neighbouring windows.
+        mode: blending, ``"gaussian"`` or ``"constant"``.
+        sigma_scale: Gaussian blending width relative to the window.
+        sw_device: where the network runs (default: the input's device).
+        device: where the output is assembled (default: the input's device).
+        progress: print one line per 10% of the windows.
+        divisor: spatial multiple of the network; default ``network.divisor`` or 1.
+        skip_background: skip windows below the noise floor.
+        background_z: ``z`` of the noise floor.
+        seg_channels: segmentation channels at the front of the output (for the background output).
+
+    Inputs ``(B, C, D, H, W)``; output ``(B, C_out, D, H, W)`` float32 (a MetaTensor when the input is one).
+    After a call, ``last_windows`` and ``last_skipped`` hold the window counts of the last stack.
+    """
+
+    def __init__(
+        self,
+        roi_size: Sequence[int],
+        sw_batch_size: int = 1,
+        overlap: float | Sequence[float] = 0.25,
+        mode: str = "gaussian",
+        sigma_scale: float | Sequence[float] = 0.125,
+        sw_device: torch.device | str | None = None,
+        device: torch.device | str | None = None,
+        progress: bool = False,
+        divisor: int | None = None,
+        skip_background: bool = True,
+        background_z: float = DEFAULT_BACKGROUND_Z,
+        seg_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        roi = tuple(int(r) for r in roi_size)
+        if len(roi) != 3:
+            raise ValueError(f"roi_size must hold 3 sizes (D, H, W), got {list(roi_size)!r}.")
+        if isinstance(sw_batch_size, bool) or not isinstance(sw_batch_size, int) or sw_batch_size < 1:
+            raise ValueError(f"sw_batch_size must be a positive int, got {sw_batch_size!r}.")
+        if seg_channels not in (1, 2):
+            raise ValueError(f"seg_channels must be 1 (sigmoid) or 2 (softmax), got {seg_channels!r}.")
+        self.roi_size = roi
+        self.sw_batch_size = sw_batch_size
+        self.overlap = overlap
+        self.mode = mode
+        self.sigma_scale = sigma_scale
+        self.sw_device = sw_device
+        self.device = device
+        self.progress = progress
+        self.divisor = divisor
+        self.skip_background = bool(skip_background)
+        self.background_z = float(background_z)
+        self.seg_channels = seg_channels
+        self.last_windows = 0
+        self.last_skipped = 0
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
+        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 5:
+            got = list(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            raise ValueError(f"NeuroLinkInferer expects a (B, C, D, H, W) tensor, got {got}.")
+        outs = [self._one_stack(inputs[b : b + 1], network, *args, **kwargs) for b in range(inputs.shape[0])]
+        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        if isinstance(inputs, MetaTensor):
+            out = convert_to_dst_type(out, inputs, device=out.device)[0]
+        return out
+
+    def _one_stack(self, image: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
+        image = image.as_tensor() if isinstance(image, MetaTensor) else image
+        divisor = self.divisor if self.divisor is not None else network_divisor(network)
+        shape = tuple(int(s) for s in image.shape[2:])
+        if divisor > 1 and all(n <= divisor for n in shape):
+            # So small that the network's coarsest level would be one voxel (instance norm needs more): repeat the
+            # border voxels up to twice the divisor, then crop the output back.
+            pad = [max(2 * divisor - n, 0) for n in shape]
+            padded = F.pad(image.float(), [0, pad[2], 0, pad[1], 0, pad[0]], mode="replicate")
+            out = self._one_stack(padded, network, *args, **kwargs)
+            return out[(slice(None), slice(None), *(slice(0, n) for n in shape))]
+        roi = fit_roi_size(shape, self.roi_size, divisor)
+        grid = SlidingWindowGrid.create(shape, roi, self.overlap, self.mode, self.sigma_scale)
+        out_device = torch.device(self.device) if self.device is not None else image.device
+        sw_device = torch.device(self.sw_device) if self.sw_device is not None else image.device
+        importance = grid.importance_map(out_device)
+        windows = list(grid.iter_windows([grid.axis_starts(a) for a in range(3)]))
+        floor = background_floor(image[0].amax(0), self.background_z) if self.skip_background else None
+
+        def region(w: tuple[int, ...]) -> tuple[slice, ...]:
+            return tuple(slice(s, s + r) for s, r in zip(w, roi))
+
+        def background(w: tuple[int, ...]) -> bool:
+            return floor is not None and floor.is_background(image[0][(slice(None), *region(w))].amax(0))
+
+        keep = [w for w in windows if not background(w)]
+        if not keep:  # an all-background stack: run the window with the brightest input, so the output is defined
+            keep = [max(windows, key=lambda w: float(image[0][(slice(None), *region(w))].max()))]
+        self.last_windows, self.last_skipped = len(windows), len(windows) - len(keep)
+
+        acc: torch.Tensor | None = None
+        count = torch.zeros(shape, dtype=torch.float32, device=out_device)
+        step = max(1, len(keep) // 10)
+        for i in range(0, len(keep), self.sw_batch_size):
+            batch = keep[i : i + self.sw_batch_size]
+            x = torch.cat([image[(slice(None), slice(None), *region(w))] for w in batch]).to(sw_device)
+            with torch.inference_mode():
+                y = network(x, *args, **kwargs)
+            if not isinstance(y, torch.Tensor) or y.dim() != 5 or tuple(y.shape[2:]) != roi:
+                got = list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+                raise ValueError(f"the network must map (B, C, *roi) to one (B, C_out, *roi) tensor, got {got}.")
+            y = y.to(out_device, torch.float32)
+            if acc is None:
+                acc = torch.zeros((y.shape[1], *shape), dtype=torch.float32, device=out_device)
+            for b, w in enumerate(batch):
+                sl = region(w)
+                acc[(slice(None), *sl)].add_(y[b] * importance)
+                count[sl].add_(importance)
+            if self.progress and (i // self.sw_batch_size) % step == 0:
+                print(f"NeuroLinkInferer: window {i + len(batch)}/{len(keep)} ({self.last_skipped} background skipped)")
+        assert acc is not None
+        covered = count > 0
+        acc.div_(count.clamp_min(torch.finfo(torch.float32).tiny))
+        if not bool(covered.all()):
+            fill = background_output(acc.shape[0], self.seg_channels).to(out_device)
+            acc = torch.where(covered, acc, fill.reshape(-1, 1, 1, 1))
+        return acc[None]

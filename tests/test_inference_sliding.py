@@ -1,0 +1,179 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.inferers import SlidingWindowInferer
+
+from neurolink_monai.data.synthetic import generate_sample
+from neurolink_monai.inference import NeuroLinkInferer, background_floor, fit_roi_size
+from neurolink_monai.networks import NeuroLinkNet
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = REPO_ROOT / "bundle" / "models" / "model.pt"
+SMALL = {"features": (4, 8, 16), "kernel_size": 3}
+
+
+@pytest.fixture(scope="module")
+def shipped_net() -> NeuroLinkNet:
+    if not SHIPPED.is_file():
+        pytest.skip("the bundle's shipped weights are absent")
+    net = NeuroLinkNet(features=(8, 16, 32, 64), kernel_size=3).eval()
+    net.load_state_dict(torch.load(SHIPPED, map_location="cpu", weights_only=True))
+    return net
+
+
+def scaled(image: np.ndarray) -> torch.Tensor:
+    """The bundle's percentile scaling (0.5, 99.95) of a synthetic stack, as (1, 1, D, H, W) float32."""
+    lo, hi = np.percentile(image, [0.5, 99.95])
+    return torch.from_numpy(np.clip((image.astype(np.float32) - lo) / (hi - lo), 0, 1).astype(np.float32))[None, None]
+
+
+def dice(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(2 * (a & b).sum() / max(int(a.sum() + b.sum()), 1))
+
+
+@pytest.mark.parametrize(
+    "shape, roi, divisor, expected",
+    [
+        ((3, 5, 7), (64, 128, 128), 8, (3, 5, 7)),
+        ((37, 200, 128), (64, 128, 128), 8, (32, 128, 128)),
+        ((60, 512, 512), (64, 128, 128), 8, (56, 128, 128)),
+        ((200, 130, 64), (64, 128, 128), 8, (64, 128, 64)),
+        ((16, 16, 16), (0, -1, 8), 8, (16, 16, 8)),
+    ],
+)
+def test_fit_roi_size(shape, roi, divisor, expected):
+    assert fit_roi_size(shape, roi, divisor) == expected
+
+
+def test_fit_roi_size_bad_arguments():
+    with pytest.raises(ValueError, match="divisor"):
+        fit_roi_size((4, 4, 4), (2, 2, 2), 0)
+    with pytest.raises(ValueError, match="differ in length"):
+        fit_roi_size((4, 4, 4), (2, 2), 1)
+
+
+def test_equals_monai_on_stacks_larger_than_the_window():
+    torch.manual_seed(0)
+    net = NeuroLinkNet(**SMALL).eval()
+    x = torch.rand(1, 1, 10, 20, 23)
+    with torch.no_grad():
+        ref = SlidingWindowInferer((8, 16, 16), 2, 0.25, mode="gaussian")(x, net)
+        out = NeuroLinkInferer((8, 16, 16), 2, 0.25, skip_background=False)(x, net)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+
+
+def test_windows_never_larger_than_the_stack():
+    shapes = []
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(x.shape[2:]))
+        return torch.zeros(x.shape[0], 5, *x.shape[2:])
+
+    NeuroLinkInferer((64, 128, 128), divisor=8, skip_background=False)(torch.rand(1, 1, 37, 20, 300), net)
+    assert set(shapes) == {(32, 16, 128)}
+
+
+def _faint_neurite_stack() -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Noisy background (0.3 +- 0.05) with a dark empty region (the last third) holding a faint 3-voxel-thick
+    neurite 0.1 bright: twice the standard deviation of the noise, darker than the background around it."""
+    gen = torch.Generator().manual_seed(0)
+    volume = (0.3 + 0.05 * torch.randn(32, 64, 192, generator=gen)).clamp(0, 1)
+    dark = (slice(0, 32), slice(0, 64), slice(128, 192))
+    volume[dark] = 0.0
+    volume[15:18, 30:33, 134:186] = 0.1
+    return volume, dark
+
+
+def test_faint_neurite_in_an_empty_window_is_not_skipped():
+    volume, dark = _faint_neurite_stack()
+    floor = background_floor(volume)
+    assert floor.level > 0.1  # the neurite is darker than the floor: rule (ii) keeps it
+    assert not floor.is_background(volume[dark])
+    empty = volume[dark].clone()
+    empty[15:18, 30:33] = 0.0
+    assert floor.is_background(empty)  # the same window without the neurite is skipped
+
+
+def test_background_windows_are_skipped_and_filled():
+    volume, _ = _faint_neurite_stack()
+    volume = volume[:, :, :128].clone()
+    volume[:, :, 96:] = 0.0  # the last quarter is empty
+    calls = []
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape)
+        return torch.ones(x.shape[0], 5, *x.shape[2:])
+
+    inferer = NeuroLinkInferer((32, 64, 32), overlap=0.0, divisor=1)
+    out = inferer(volume[None, None], net)
+    assert inferer.last_windows == 4 and inferer.last_skipped >= 1 and len(calls) == 4 - inferer.last_skipped
+    assert ((out[0, 0] == 1) | (out[0, 0] < -10)).all()  # run windows pass through, skipped ones are background
+    assert (out[0, 0, :, :, 96:] < -10).all() and (out[0, 1:, :, :, 96:] == 0).all()
+
+
+def test_all_background_stack_still_gives_an_output():
+    inferer = NeuroLinkInferer((8, 8, 8), overlap=0.0, divisor=1)
+    out = inferer(torch.zeros(1, 1, 8, 16, 16), lambda x: torch.zeros(x.shape[0], 2, *x.shape[2:]))
+    assert out.shape == (1, 2, 8, 16, 16) and inferer.last_skipped == 3
+
+
+def test_skipping_keeps_the_mask_on_a_synthetic_stack(shipped_net):
+    sample = generate_sample((16, 128, 128), seed=3)
+    x = scaled(sample["image"])
+    x[..., 64:] = 0.0  # an empty border, as in real stacks: the window x in [64, 128) is background
+    with torch.no_grad():
+        skipping = NeuroLinkInferer((16, 64, 64))
+        with_skip = torch.sigmoid(skipping(x, shipped_net)[0, 0]) >= 0.5
+        without = torch.sigmoid(NeuroLinkInferer((16, 64, 64), skip_background=False)(x, shipped_net)[0, 0]) >= 0.5
+    assert skipping.last_skipped == 3 and skipping.last_windows == 9
+    # Where any window ran (x < 112) the masks are identical. Beyond, only the skipped windows reach: there the
+    # network, run on an all-zero window, marks a few dozen voxels of nothing; skipping leaves them background.
+    assert torch.equal(with_skip[..., :112], without[..., :112])
+    assert not with_skip[..., 112:].any()
+
+
+def test_tiny_stack_is_not_mostly_neurite(shipped_net):
+    gen = torch.Generator().manual_seed(0)
+    x = (0.3 + 0.05 * torch.randn(1, 1, 3, 5, 7, generator=gen)).clamp(0, 1)
+    with torch.no_grad():
+        out = NeuroLinkInferer((64, 128, 128), skip_background=False)(x, shipped_net)
+    assert out.shape == (1, 5, 3, 5, 7)
+    assert float((torch.sigmoid(out[0, 0]) >= 0.5).float().mean()) < 0.5
+
+
+def _stack_and_embedded(depth: int, shipped_net) -> float:
+    sample = generate_sample((depth, 64, 64), seed=depth)
+    x = scaled(sample["image"])
+    background = float(x.median())
+    big = torch.full((1, 1, depth + 32, 96, 96), background)
+    big[:, :, 16 : 16 + depth, 16:80, 16:80] = x
+    inferer = NeuroLinkInferer((64, 128, 128), skip_background=False)
+    with torch.no_grad():
+        alone = torch.sigmoid(inferer(x, shipped_net)[0, 0]) >= 0.5
+        embedded = torch.sigmoid(inferer(big, shipped_net)[0, 0, 16 : 16 + depth, 16:80, 16:80]) >= 0.5
+    return dice(alone, embedded)
+
+
+_EMBEDDED_XFAIL = (
+    "open (issue 15 item 1): with windows fitted to the stack, a 16-slice 64x64 stack and the same stack embedded in "
+    "a constant-background volume give Dice 0.38 with the shipped weights: instance norm sees different statistics"
+)
+
+
+@pytest.mark.slow  # ~2 min with the shipped weights; xfail until the agreement holds
+@pytest.mark.xfail(reason=_EMBEDDED_XFAIL, strict=False)
+@pytest.mark.parametrize("depth", [16, 37])
+def test_small_stack_agrees_with_the_embedded_stack(depth, shipped_net):
+    assert _stack_and_embedded(depth, shipped_net) >= 0.95
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason=_EMBEDDED_XFAIL, strict=False)
+@pytest.mark.parametrize("depth", [60, 200])
+def test_deep_stack_agrees_with_the_embedded_stack(depth, shipped_net):
+    assert _stack_and_embedded(depth, shipped_net) >= 0.95
