@@ -173,8 +173,9 @@ def test_config_properties(names, workflow_type, tiny_dataset, tmp_path):
     )
     wf.initialize()
     # the checkpoint loaders check their file when built: give them one that fits the config's network
-    (tmp_path / "models").mkdir(exist_ok=True)
-    torch.save(wf.parser.get_parsed_content("network_def").state_dict(), tmp_path / "models" / "model.pt")
+    weights = Path(wf.parser.get_parsed_content("ckpt_path"))  # models/model.pt, or models/trained/ with train.json
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(wf.parser.get_parsed_content("network_def").state_dict(), weights)
     assert wf.check_properties() == []
 
 

@@ -200,7 +200,7 @@ def test_segment_volume_runs_reports_progress_and_cancels(tmp_path):
     assert res.prob.shape == res.mask.shape == (8, 16, 16) and res.direction.shape == (3, 8, 16, 16)
     assert calls == [(1, 1)]
     np.testing.assert_array_equal(image, before)
-    big = np.zeros((8, 16, 40), dtype=np.float32)
+    big = np.random.default_rng(1).random((8, 16, 40)).astype(np.float32)  # a constant stack is refused
     assert count_windows(big.shape, (8, 16, 16), 0.25) == 3  # x starts 0, 12, 24 (interval 16 * 0.75)
     calls.clear()
     segment_volume(big, ckpt, config=config, progress=lambda d, t: calls.append((d, t)))
