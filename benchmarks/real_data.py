@@ -12,10 +12,10 @@ Methods, side by side on the same stacks:
 * ``classical``: the no-model reference, :func:`neurolink_monai.tracing.trace_classical` (smoothing, the higher of
   Otsu and a noise threshold, small-component removal, the project's tracer with main-tree linking);
 * ``synthetic``: the bundle's inference workflow (``inference.json``: sliding window, threshold, tracing) with the
-  synthetic-only weights (``--synthetic-ckpt``, default the 0.2.0 weights kept in ``--work-dir``, see below);
+  synthetic-only weights (``--synthetic-ckpt``, default ``bundle/models/synthetic_only.pt``, the 0.2.0 weights);
 * ``loso``: the same inference with leave-one-stack-out weights: for each stack, ``train.json`` + ``finetune.json``
-  started from the synthetic-only weights and fine-tuned on the OTHER two stacks (their SWC traces as labels) plus
-  the synthetic training set. A stack is never scored by a model that saw it.
+  started from the synthetic-only weights and fine-tuned on the OTHER two stacks (their SWC traces as labels, through
+  the weak-signal augmentations). A stack is never scored by a model that saw it.
 
 Scores per stack (voxels of the stack): node precision / recall / F1 at 4 voxels, Vaa3D ESA / DSA / PDS, the
 breaks of the segmentation along the gold trace, trees in the SWC, the official DIADEM metric (``-D 5``, when
@@ -26,6 +26,7 @@ Usage::
 
     python benchmarks/real_data.py                                   # all methods, both conditions
     python benchmarks/real_data.py --methods classical --conditions bright
+    python benchmarks/real_data.py --retrace                         # trace the stored maps again (new tracer)
     python benchmarks/real_data.py --table
 """
 
@@ -42,12 +43,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from monai.data import MetaTensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation import _command, _override, _workflow  # noqa: E402  (the benchmarks' one way to run bundle workflows)
 
 from neurolink_monai.bundle_utils import output_paths  # noqa: E402
-from neurolink_monai.io import atomic_write_text, read_swc, read_tiff_stack, write_tiff_stack  # noqa: E402
+from neurolink_monai.io import (  # noqa: E402
+    atomic_write_text,
+    read_swc,
+    read_tiff_stack,
+    spacing_from_affine,
+    write_swc,
+    write_tiff_stack,
+)
 from neurolink_monai.metrics import diadem_score, find_diadem_jar, reconstruction_scores  # noqa: E402
 from neurolink_monai.metrics.continuity import skeleton_continuity  # noqa: E402
 from neurolink_monai.tracing import trace_classical  # noqa: E402
@@ -123,10 +134,14 @@ def train_fold(data: Path, work: Path, held_out: str, pretrained: Path, override
 
 
 def infer(image: Path, ckpt: Path, out_dir: Path) -> tuple[dict[str, Path], float]:
-    """The bundle's inference workflow (image to probability, mask and SWC) on one stack; its outputs and seconds."""
+    """The bundle's inference workflow (image to probability, mask and SWC) on one stack; its outputs and seconds.
+
+    The direction and distance maps are kept too, so that :func:`retrace` can trace the stack again.
+    """
     paths = output_paths(out_dir, image)
     start = time.perf_counter()
-    overrides = {"ckpt_path": str(ckpt), "input_path": [str(image)], "output_dir": str(out_dir), "dataset_dir": None}
+    overrides = {"ckpt_path": str(ckpt), "input_path": [str(image)], "output_dir": str(out_dir), "dataset_dir": None,
+                 "save_direction": True, "save_distance": True}  # fmt: skip
     wf = _workflow(("inference.json",), "infer", overrides)
     wf.run()
     wf.finalize()
@@ -160,6 +175,39 @@ def run_model(image_path: Path, gold: Path, ckpt: Path, out_dir: Path, jar: Path
     return {**score(swc, mask > 0, gold, spacing, jar), "seconds": seconds}
 
 
+def bundle_tracer() -> tuple[Any, Any]:
+    """The inference workflow's preprocessing and its tracing transform, as ``inference.json`` configures them."""
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundle" / "configs" / "inference.json"))
+    steps = parser.get("postprocessing#transforms")
+    index = next(i for i, t in enumerate(steps) if str(t.get("_target_", "")).endswith("TraceSWCd"))
+    return parser.get_parsed_content("preprocessing"), parser.get_parsed_content(f"postprocessing#transforms#{index}")
+
+
+def retrace(record: dict[str, Any], image_path: Path, gold: Path, out_dir: Path, jar: Path | None) -> dict[str, Any]:
+    """Trace a model row's stored maps again with the current tracer and ``inference.json`` settings; rescore.
+
+    ``seconds`` becomes the stored network time plus the new tracing time.
+    """
+    paths = output_paths(out_dir, image_path)
+    preprocessing, tracer = bundle_tracer()
+    data = preprocessing({"image": str(image_path)})
+    affine = data["image"].affine
+    maps = {"prob": paths["prob"], "pred_direction": paths["direction"], "pred_distance": paths["distance"]}
+    for key, path in maps.items():
+        array, _ = read_tiff_stack(path)
+        data[key] = MetaTensor(torch.as_tensor(array if array.ndim == 4 else array[None]), affine=affine)
+    start = time.perf_counter()
+    swc = tracer(data)["swc"]
+    trace_seconds = time.perf_counter() - start
+    write_swc(paths["swc"], swc)
+    mask = np.asarray(data["prob"][0]) >= float(tracer.tracer.config.threshold)
+    network_seconds = record.get("network_seconds", record["seconds"] - record.get("trace_seconds", 0.0))
+    scores = score(swc, mask, gold, spacing_from_affine(affine), jar)
+    return {**record, **scores, "seconds": network_seconds + trace_seconds, "network_seconds": network_seconds,
+            "trace_seconds": trace_seconds}  # fmt: skip
+
+
 def load_records(path: Path) -> list[dict[str, Any]]:
     return json.loads(path.read_text()) if path.is_file() else []
 
@@ -178,9 +226,14 @@ def format_tables(records: list[dict[str, Any]]) -> str:
             for r in sel:
                 lines.append(f"| {method} | {r['stack']} | " + " | ".join(_fmt(r[m], m) for m in METRICS) + " |")
             if sel:
-                means = [_fmt(float(np.nanmean([r[m] for r in sel])), m) for m in METRICS]
+                means = [_fmt(_nanmean([r[m] for r in sel]), m) for m in METRICS]
                 lines.append(f"| **{method}** | mean | " + " | ".join(means) + " |")
     return "\n".join(lines)
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def _fmt(value: float, metric: str) -> str:
@@ -218,11 +271,32 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return records
 
 
+def retrace_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """:func:`retrace` every selected model row whose maps are stored; the records file is updated row by row."""
+    records = load_records(args.results)
+    jar = find_diadem_jar(args.diadem_jar)
+    for i, rec in enumerate(records):
+        method, condition, stack = rec["method"], rec["condition"], rec["stack"]
+        if method == "classical" or method not in args.methods or condition not in args.conditions:
+            continue
+        if stack not in args.stacks:
+            continue
+        image = stack_path(args.data, args.work_dir, stack, condition)
+        out_dir = args.work_dir / "pred" / method / condition
+        if not output_paths(out_dir, image)["direction"].is_file():
+            print(f"{method} {condition} {stack}: no stored maps in {out_dir}, run it again without --retrace")
+            continue
+        records[i] = retrace(rec, image, args.data / f"{stack}.swc", out_dir, jar)
+        print(f"{method:9s} {condition:6s} {stack}: " + ", ".join(f"{m} {_fmt(records[i][m], m)}" for m in METRICS))
+        atomic_write_text(args.results, json.dumps(records, indent=1))
+    return records
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of OP_k.tif + OP_k.swc")
     p.add_argument("--diadem-jar", type=Path, default=DEFAULT_JAR, help="DiademMetric.jar (JSAP-2.1.jar beside it)")
-    p.add_argument("--synthetic-ckpt", type=Path, default=REPO / "bundle" / "models" / "model.pt",
+    p.add_argument("--synthetic-ckpt", type=Path, default=REPO / "bundle" / "models" / "synthetic_only.pt",
                    help="synthetic-only weights, also the start of the leave-one-out fine-tuning")  # fmt: skip
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
@@ -231,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK)
     p.add_argument("--override", type=_override, action="append", default=[],
                    help="KEY=VALUE override of the fine-tuning workflow (JSON values), repeatable")  # fmt: skip
+    p.add_argument("--retrace", action="store_true",
+                   help="trace the model rows' stored maps again with the current tracer and rescore (no network)")  # fmt: skip
     p.add_argument("--table", action="store_true", help="print the tables of --results and exit")
     return p
 
@@ -240,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.table:
         if not (args.data / "OP_1.tif").is_file():
             raise SystemExit(f"error: no DIADEM OP stacks in {args.data}; pass --data.")
-        run(args)
+        retrace_all(args) if args.retrace else run(args)
     print(format_tables(load_records(args.results)))
     return 0
 

@@ -73,3 +73,26 @@ def test_classical_rows_and_tables(op_folder, tmp_path):
     stamp = results.stat().st_mtime_ns
     assert real_data.main(argv) == 0  # all recorded: nothing is run again
     assert results.stat().st_mtime_ns == stamp
+
+
+def test_model_rows_keep_their_maps_and_retrace_rescores_them(op_folder, tmp_path):
+    import torch
+
+    from neurolink_monai.networks import NeuroLinkNet
+
+    ckpt = tmp_path / "random.pt"
+    torch.manual_seed(0)
+    torch.save(NeuroLinkNet(features=(8, 16, 32, 64), kernel_size=3).state_dict(), ckpt)
+    results = tmp_path / "results.json"
+    argv = ["--data", str(op_folder), "--work-dir", str(tmp_path / "work"), "--results", str(results),
+            "--methods", "synthetic", "--conditions", "bright", "--stacks", "OP_1", "--synthetic-ckpt", str(ckpt),
+            "--diadem-jar", str(tmp_path / "absent.jar")]  # fmt: skip
+    assert real_data.main(argv) == 0
+    (row,) = json.loads(results.read_text())
+    out = tmp_path / "work" / "pred" / "synthetic" / "bright"
+    assert {"OP_1_prob.tif", "OP_1_dir.tif", "OP_1_dist.tif", "OP_1.swc"} <= {p.name for p in out.iterdir()}
+    assert real_data.main([*argv, "--retrace"]) == 0
+    (again,) = json.loads(results.read_text())
+    assert again["network_seconds"] == pytest.approx(row["seconds"])
+    assert again["seconds"] == pytest.approx(again["network_seconds"] + again["trace_seconds"])
+    assert set(real_data.METRICS) <= set(again)

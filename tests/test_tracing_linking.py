@@ -93,3 +93,14 @@ def test_bad_link_params(kwargs):
 def test_bad_trace_params(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         trace_swc(np.zeros((4, 4, 4), np.float32), **kwargs)
+
+
+def test_a_chain_of_specks_joined_through_background_is_not_a_further_tree():
+    prob = np.zeros((20, 64, 110), dtype=np.float32)
+    _line(prob, 30, 5, 100, 0.9)  # the neuron
+    for x0 in range(10, 100, 12):  # 8 specks of 10 voxels, 2-voxel faint gaps: 90 voxels in all once joined
+        _line(prob, 52, x0, x0 + 10, 0.9)
+        _line(prob, 52, x0 + 10, x0 + 12, 0.3)
+    swc = trace_swc(prob, max_gap=0.0, min_component_length=6.0, link_cost=30.0, max_trees=3, keep_length=40.0)
+    (tree,) = _trees(swc)
+    assert np.all(np.abs(tree[:, 3] - 30) <= 2)

@@ -188,6 +188,8 @@ def link_pieces(
     if graph.n_nodes == 0:
         return LinkResult(graph, radius, -1)
     labels, length = piece_lengths(graph)
+    # a further tree must hold one piece that is long on its own, not a chain of specks joined through background
+    own_length = length[labels]
     user = root_node is not None and root_node >= 0
     order = [int(labels[root_node])] if user else [int(c) for c in np.argsort(-length, kind="stable")]
     eligible = length >= params.min_piece_length
@@ -214,7 +216,9 @@ def link_pieces(
             fresh_radius[pid[fresh] - n_before] = radius[labels == piece].min()
         radius = np.concatenate([radius, fresh_radius])
         labels, length = piece_lengths(graph)
-    return _keep_trees(graph, radius, labels, length, main_node, params, [path for _, path in joins])
+    longest_piece = np.zeros(len(length), dtype=np.float64)
+    np.maximum.at(longest_piece, labels[: len(own_length)], own_length)
+    return _keep_trees(graph, radius, labels, length, longest_piece, main_node, params, [path for _, path in joins])
 
 
 def _keep_trees(
@@ -222,13 +226,17 @@ def _keep_trees(
     radius: np.ndarray,
     labels: np.ndarray,
     length: np.ndarray,
+    longest_piece: np.ndarray,
     main_node: int,
     params: LinkParams,
     links: list[np.ndarray],
 ) -> LinkResult:
-    """The main piece plus the longest others of at least ``keep_length``, ``max_trees`` in all."""
+    """The main piece plus the longest others whose longest piece before joining is at least ``keep_length``,
+    ``max_trees`` in all."""
     main = labels[main_node]
-    others = [int(c) for c in np.argsort(-length, kind="stable") if c != main and length[c] >= params.keep_length]
+    others = [
+        int(c) for c in np.argsort(-length, kind="stable") if c != main and longest_piece[c] >= params.keep_length
+    ]
     if params.max_trees:
         others = others[: params.max_trees - 1]
     keep_piece = np.zeros(len(length), dtype=bool)

@@ -21,6 +21,7 @@ import numpy as np
 from ..io import swc_to_physical
 from ..utils import as_spacing, count_nonfinite, to_numpy
 from .bridging import BridgeParams, bridge_gaps
+from .contrast import gate_by_contrast
 from .endpoints import extend_tips as _extend_tips
 from .linking import LinkParams, link_pieces
 from .pruning import prune_spurs
@@ -63,6 +64,9 @@ class TraceConfig:
         keep_length: with ``link_cost`` or ``max_trees``, pieces that do not join the main tree are kept as
             further trees only when at least this long; shorter ones are specks.
         max_trees: most trees in the result, the main tree first; 0 for no limit.
+        min_contrast: with an image, pieces of the mask whose median intensity is less than this many background
+            noise sigmas above the local background are dropped before tracing (see
+            :func:`~neurolink_monai.tracing.contrast.gate_by_contrast`); 0 disables.
         node_type: SWC type of the traced nodes (3: dendrite); a detected soma root gets type 1.
     """
 
@@ -80,6 +84,7 @@ class TraceConfig:
     link_cost: float = 0.0
     keep_length: float = 60.0
     max_trees: int = 0
+    min_contrast: float = 0.0
     node_type: int = 3
 
     def __post_init__(self) -> None:
@@ -101,6 +106,7 @@ class TraceConfig:
         num("min_radius", 0.0)
         num("link_cost", 0.0)
         num("keep_length", 0.0)
+        num("min_contrast", 0.0)
         for flag in ("bridge_to_side", "extend_tips", "single_tree"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}.")
@@ -252,6 +258,8 @@ def trace_swc(
     link_cost: float = TraceConfig.link_cost,
     keep_length: float = TraceConfig.keep_length,
     max_trees: int = TraceConfig.max_trees,
+    image: Any | None = None,
+    min_contrast: float = TraceConfig.min_contrast,
 ) -> np.ndarray:
     """Trace a neuron reconstruction from a probability map, bridging weak gaps with the direction map.
 
@@ -262,7 +270,8 @@ def trace_swc(
     whose outward directions face each other are joined along the cheapest path through ``prob`` when that path
     crosses at most ``max_gap`` voxels below the threshold (see
     :func:`~neurolink_monai.tracing.bridging.bridge_gaps`); endpoint directions come from ``direction`` or, without
-    it, from the skeleton; (3b) with ``link_cost`` or ``max_trees``, grow the main tree through weak stretches and
+    it, from the skeleton; (0) with an ``image`` and ``min_contrast``, pieces of the mask that the image does not
+    show are dropped first (:func:`~neurolink_monai.tracing.contrast.gate_by_contrast`); (3b) with ``link_cost`` or ``max_trees``, grow the main tree through weak stretches and
     drop the specks (:func:`~neurolink_monai.tracing.linking.link_pieces`); (4) one tree per connected piece, rooted at ``root`` (its nearest skeleton voxel), else
     at the soma (largest distance value) or, for a piece without a soma, an endpoint (preferably one on the volume
     border, where the neurite enters; the thickest such); pieces shorter than
@@ -281,8 +290,10 @@ def trace_swc(
         spacing: voxel size ``(z, y, x)``; sets the anisotropy of the geometry and is needed for ``physical_units``.
         physical_units: return coordinates times the spacing (and radius times the x spacing) instead of voxels.
         max_gap, min_spur_length, min_component_length, min_facing_cos, bridge_to_side, direction_window, soma_ratio,
-        min_radius, extend_tips, single_tree, node_type, link_cost, keep_length, max_trees: see
+        min_radius, extend_tips, single_tree, node_type, link_cost, keep_length, max_trees, min_contrast: see
             :class:`TraceConfig`.
+        image: optional ``(D, H, W)`` or ``(C, D, H, W)`` image the probability was predicted from, for
+            ``min_contrast``.
 
     Returns:
         ``(N, 7)`` float64 SWC array (id, type, x, y, z, radius, parent), ids 1..N, parents before children,
@@ -309,8 +320,9 @@ def trace_swc(
         link_cost=link_cost,
         keep_length=keep_length,
         max_trees=max_trees,
+        min_contrast=min_contrast,
     )
-    return trace_with_config(prob, direction, distance, root, spacing, physical_units, cfg)
+    return trace_with_config(prob, direction, distance, root, spacing, physical_units, cfg, image=image)
 
 
 def trace_with_config(
@@ -322,9 +334,10 @@ def trace_with_config(
     physical_units: bool = False,
     config: TraceConfig | None = None,
     names: Sequence[str] = ("prob", "direction", "distance"),
+    image: Any | None = None,
 ) -> np.ndarray:
     """:func:`trace_swc` with its parameters in a :class:`TraceConfig`; ``names`` label the three inputs (e.g.
-    their file names) in error messages."""
+    their file names) in error messages; ``image`` is the stack the probability came from (for ``min_contrast``)."""
     cfg = TraceConfig() if config is None else config
     if not isinstance(cfg, TraceConfig):
         raise TypeError(f"config must be a TraceConfig, got {type(cfg).__name__}.")
@@ -337,6 +350,8 @@ def trace_with_config(
     if physical_units and sp is None:
         raise ValueError("physical_units=True needs the voxel spacing (z, y, x); pass spacing=(sz, sy, sx).")
     scale = None if sp is None else np.asarray(sp, dtype=np.float64) / sp[2]
+    if image is not None and cfg.min_contrast > 0:
+        p = _gate(p, image, cfg, scale, p_name)
     swc = _trace(p, dirs, dist, root_zyx, cfg, scale)
     if physical_units and len(swc):
         swc = swc_to_physical(swc, sp)
@@ -393,6 +408,16 @@ def _trace(
     if len(swc):
         swc[:, 5] = np.maximum(swc[:, 5], cfg.min_radius)
     return swc
+
+
+def _gate(prob: np.ndarray, image: Any, cfg: TraceConfig, scale: np.ndarray | None, name: str) -> np.ndarray:
+    img = _to_numpy(image, "image").astype(np.float32, copy=False)
+    if img.shape[-3:] != prob.shape or img.ndim not in (3, 4):
+        raise ValueError(f"{name}: the image {tuple(img.shape)} does not match the probability map {prob.shape}.")
+    _check_finite(img, "image")
+    gated, dropped = gate_by_contrast(prob, img, cfg.threshold, cfg.min_contrast, scale)
+    logger.debug("%d pieces below contrast %s dropped", dropped, cfg.min_contrast)
+    return gated
 
 
 def _link_params(cfg: TraceConfig) -> LinkParams:

@@ -67,9 +67,15 @@ class TraceSWC(Transform):
         return None
 
     def __call__(
-        self, prob: Any, direction: Any | None = None, distance: Any | None = None, root: Sequence[float] | None = None
+        self,
+        prob: Any,
+        direction: Any | None = None,
+        distance: Any | None = None,
+        root: Sequence[float] | None = None,
+        image: Any | None = None,
     ) -> np.ndarray:
-        """Trace ``prob`` (``(1, D, H, W)`` or ``(D, H, W)``); ``root`` overrides the constructor's root."""
+        """Trace ``prob`` (``(1, D, H, W)`` or ``(D, H, W)``); ``root`` overrides the constructor's root; ``image``
+        (``(C, D, H, W)`` or ``(D, H, W)``, the stack ``prob`` came from) enables the ``min_contrast`` check."""
         spacing = self._spacing(prob)
         if self.physical_units and spacing is None:
             raise ValueError(
@@ -85,6 +91,7 @@ class TraceSWC(Transform):
             physical_units=self.physical_units,
             config=self.config,
             names=(_source(prob, "prob"), _source(direction, "direction"), _source(distance, "distance")),
+            image=image,
         )
 
 
@@ -97,6 +104,8 @@ class TraceSWCd(MapTransform):
         distance_key: optional key of the ``(1, D, H, W)`` distance map.
         output_key: key(s) for the SWC arrays, one per key in ``keys``.
         root_key: optional key holding a per-sample root ``(x, y, z)``; overrides ``root``.
+        image_key: optional key of the image the probability was predicted from (same grid), for the
+            ``min_contrast`` check of :class:`~neurolink_monai.tracing.TraceConfig`.
         allow_missing_keys: skip missing ``keys`` (and treat missing direction / distance / root keys as absent)
             instead of raising ``KeyError``.
         threshold, root, spacing, physical_units, kwargs: as in :class:`TraceSWC`.
@@ -109,6 +118,7 @@ class TraceSWCd(MapTransform):
         distance_key: Hashable | None = None,
         output_key: Hashable | Sequence[Hashable] = "swc",
         root_key: Hashable | None = None,
+        image_key: Hashable | None = None,
         threshold: float = TraceConfig.threshold,
         root: Sequence[float] | None = None,
         spacing: Sequence[float] | None = None,
@@ -121,6 +131,7 @@ class TraceSWCd(MapTransform):
         self.direction_key = direction_key
         self.distance_key = distance_key
         self.root_key = root_key
+        self.image_key = image_key
         out = ensure_tuple(output_key)
         if len(out) != len(self.keys):
             raise ValueError(
@@ -143,6 +154,7 @@ class TraceSWCd(MapTransform):
         direction = self._optional(d, self.direction_key)
         distance = self._optional(d, self.distance_key)
         root = self._optional(d, self.root_key)
+        image = self._optional(d, self.image_key)
         for key, out_key in self.key_iterator(d, self.output_keys):
-            d[out_key] = self.tracer(d[key], direction, distance, root=root)
+            d[out_key] = self.tracer(d[key], direction, distance, root=root, image=image)
         return d
