@@ -12,7 +12,7 @@ import torch
 import zarr
 from monai.inferers import SlidingWindowInferer
 
-from neurolink_monai.inference import fit_roi_size, intensity_window, scale_intensity
+from neurolink_monai.inference import fit_roi_size
 from neurolink_monai.inference.blockwise import (
     BlockGrid,
     SlidingWindowGrid,
@@ -26,6 +26,7 @@ from neurolink_monai.inference.blockwise import (
 )
 from neurolink_monai.io import write_tiff_stack
 from neurolink_monai.networks import NeuroLinkNet
+from neurolink_monai.transforms import DEFAULT_PERCENTILES, intensity_window, scale_intensity
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,7 +53,9 @@ def to_zarr(path, vol, chunks, zarr_format: int = 3):
     return path
 
 
-def reference(vol, net, roi, overlap=0.25, mode="constant", lower=1.0, upper=99.9) -> torch.Tensor:
+def reference(
+    vol, net, roi, overlap=0.25, mode="constant", lower=DEFAULT_PERCENTILES[0], upper=DEFAULT_PERCENTILES[1]
+) -> torch.Tensor:
     """MONAI's in-memory sliding window over the whole preprocessed volume: (C, D, H, W)."""
     x = scale_intensity(torch.from_numpy(vol), intensity_window(vol, lower, upper))[None, None]
     with torch.inference_mode():

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ...networks.outputs import split_outputs
-from ..intensity import scale_intensity
+from ...transforms.intensity import scale_intensity
 from .grid import SlidingWindowGrid
 
 __all__ = ["predict_block", "postprocess_block", "postprocess_heads", "read_padded_region"]
@@ -26,7 +26,7 @@ def read_padded_region(
 ) -> torch.Tensor:
     """The preprocessed input ``[start, stop)`` in padded coordinates as float32 ``(D', H', W')``.
 
-    Reads the part inside the volume, scales it with :func:`~neurolink_monai.inference.scale_intensity` and pads the
+    Reads the part inside the volume, scales it with :func:`~neurolink_monai.transforms.scale_intensity` and pads the
     rest like MONAI pads the whole (preprocessed) volume when it is smaller than the window. Along a padded axis the
     region spans the whole padded axis, so ``reflect``/``replicate``/``circular`` padding is reproduced too.
     """
@@ -36,7 +36,8 @@ def read_padded_region(
     lo_c = [max(v, 0) for v in lo]
     hi_c = [min(v, n) for v, n in zip(hi, grid.image_shape)]
     raw = volume[tuple(slice(a, b) for a, b in zip(lo_c, hi_c))]
-    region = scale_intensity(torch.from_numpy(np.require(raw, requirements=["C", "W"])), window)
+    region = torch.from_numpy(np.require(raw, requirements=["C", "W"]))
+    region = scale_intensity(region, window, name=getattr(volume, "path", None))
     amounts = []
     for a in (2, 1, 0):  # F.pad lists the last axis first
         amounts += [lo_c[a] - lo[a], hi[a] - hi_c[a]]
@@ -71,7 +72,7 @@ def predict_block(
         start: block start ``(z, y, x)``.
         stop: block stop ``(z, y, x)``.
         predictor: maps ``(B, 1, *roi_size)`` to ``(B, C, *roi_size)`` (the network in eval mode).
-        window: ``(low, high)`` intensity window (see :func:`~neurolink_monai.inference.intensity_window`).
+        window: ``(low, high)`` intensity window (see :func:`~neurolink_monai.transforms.intensity_window`).
         sw_batch_size: windows per forward pass.
         device: where the predictor runs; blending happens on the CPU.
         importance: ``grid.importance_map()`` when already computed.

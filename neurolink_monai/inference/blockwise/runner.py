@@ -21,10 +21,10 @@ import psutil
 import torch
 from torch import nn
 
-from ..intensity import (
-    DEFAULT_LOWER_PERCENTILE,
+from ...transforms.intensity import (
     DEFAULT_MAX_SAMPLES,
-    DEFAULT_UPPER_PERCENTILE,
+    DEFAULT_PERCENTILES,
+    check_percentiles,
     intensity_window,
     subsample_strides,
 )
@@ -291,7 +291,7 @@ def run_blockwise(
     every output block (``chunks``) evaluates the windows that overlap it, reading their input lazily, and blends
     them with MONAI's importance map and weight sum (see :mod:`.grid`), so the result matches the whole-volume
     inferer (max abs difference ~1e-6 before casting) with no seams. Preprocessing is the bundle's: percentile
-    scaling to [0, 1] with the percentiles of the whole volume (:func:`~neurolink_monai.inference.intensity_window`).
+    scaling to [0, 1] with the percentiles of the whole volume (:func:`~neurolink_monai.transforms.intensity_window`).
 
     Args:
         input_path: Zarr array or OME-Zarr group (v2/v3), or a TIFF (memory-mapped or read through tifffile's Zarr
@@ -309,7 +309,7 @@ def run_blockwise(
         halo: alternative to ``overlap``: the overlap of neighbouring windows in voxels ``(z, y, x)``, which is the
             least margin each block reads beyond its borders.
         mode, sigma_scale, padding_mode, cval, sw_batch_size: as in ``SlidingWindowInferer``.
-        lower, upper: intensity percentiles (default the bundle's, else 1 and 99.9).
+        lower, upper: intensity percentiles (default the bundle's, else ``DEFAULT_PERCENTILES``, 0.5 and 99.95).
         max_samples: percentiles are exact up to this many voxels, else from a strided subsample this large.
         threshold: probability threshold of the mask (binary segmentation); default the bundle's, else 0.5.
         prob_dtype: ``"float16"`` or ``"uint8"`` (probability x 255, rounded).
@@ -397,9 +397,9 @@ def run_blockwise(
     swb = sw_batch_size if sw_batch_size is not None else int(bundle.get("sw_batch_size", 1))
     if isinstance(swb, bool) or not isinstance(swb, int) or swb < 1:
         raise ValueError(f"sw_batch_size must be a positive int, got {swb!r}.")
-    lo_p = lower if lower is not None else bundle.get("lower", DEFAULT_LOWER_PERCENTILE)
-    hi_p = upper if upper is not None else bundle.get("upper", DEFAULT_UPPER_PERCENTILE)
-    intensity_window(np.zeros((1, 1, 2), np.float32), lo_p, hi_p)  # validates the percentiles
+    lo_p = lower if lower is not None else bundle.get("lower", DEFAULT_PERCENTILES[0])
+    hi_p = upper if upper is not None else bundle.get("upper", DEFAULT_PERCENTILES[1])
+    check_percentiles(lo_p, hi_p)
     thr = float(threshold if threshold is not None else bundle.get("threshold", DEFAULT_THRESHOLD))
     if not 0.0 <= thr <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {thr!r}.")
