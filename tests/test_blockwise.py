@@ -371,10 +371,12 @@ def test_postprocessing_matches_the_bundle():
         pred = torch.randn(seg_channels + 4, 6, 7, 8)
         pred[seg_channels + 3] = pred[seg_channels + 3].abs()
         pred[seg_channels : seg_channels + 3, 0, 0, :2] = 0.0  # undefined direction
-        heads = bundle_utils.neurolink_heads(pred, seg_channels, threshold=0.4)
+        heads = bundle_utils.NeuroLinkOutputsd("pred", seg_channels, 0.4, "prob", "direction", "distance")(
+            {"pred": pred}
+        )
         ours = postprocess_block(pred, seg_channels, 0.4, prob_dtype="float16", maps_dtype="float32")
         np.testing.assert_allclose(ours["prob"], heads["prob"][0].numpy(), atol=5e-4)
-        np.testing.assert_array_equal(ours["mask"], heads["seg"][0].numpy().astype(np.uint8))
+        np.testing.assert_array_equal(ours["mask"], heads["pred"][0].numpy().astype(np.uint8))
         np.testing.assert_allclose(ours["direction"], heads["direction"].numpy(), atol=1e-6)
         np.testing.assert_allclose(ours["distance"], heads["distance"][0].numpy(), atol=1e-6)
 

@@ -21,6 +21,7 @@ import psutil
 import torch
 from torch import nn
 
+from ...networks.outputs import check_threshold, head_channels
 from ...transforms.intensity import (
     DEFAULT_MAX_SAMPLES,
     DEFAULT_PERCENTILES,
@@ -29,7 +30,7 @@ from ...transforms.intensity import (
     subsample_strides,
 )
 from ..sliding import fit_roi_size, network_divisor
-from .engine import postprocess_heads, predict_block
+from .engine import postprocess_block, predict_block
 from .grid import BlockGrid, SlidingWindowGrid, overlap_from_halo
 from .model import ModelSpec, bundle_inference_settings, load_model_spec, model_spec_from_module
 from .sources import BlockwiseInputError, VolumeSource, open_volume
@@ -117,11 +118,8 @@ def run_block(job: BlockJob, spec: ModelSpec, index: tuple[int, int, int]) -> tu
         imp = _IMPORTANCE.setdefault(job.grid, job.grid.importance_map("cpu"))
     start, stop = job.blocks.box(index)
     k = job.seg_channels
-    channels = list(range(k))  # blend only the heads that are stored: [seg..., (dir_z, dir_y, dir_x), (dist)]
-    if "direction" in job.arrays:
-        channels += [k, k + 1, k + 2]
-    if "distance" in job.arrays:
-        channels.append(k + 3)
+    heads = ("seg", *(name for name in ("direction", "distance") if name in job.arrays))
+    channels = head_channels(k, heads)  # blend only the heads that are stored
     with torch.autocast("cuda", enabled=job.amp):  # the bundle runs its inference with AMP on CUDA
         try:
             out = predict_block(
@@ -132,11 +130,8 @@ def run_block(job: BlockJob, spec: ModelSpec, index: tuple[int, int, int]) -> tu
                 f"the network output has no channels {channels[k:]} for the direction/distance heads: "
                 f"it is not a multi-task NeuroLinkNet ({e})."
             ) from e
-    seg, rest = out[:k], out[k:]
-    direction = rest[:3] if "direction" in job.arrays else None
-    distance = rest[-1:] if "distance" in job.arrays else None
-    data = postprocess_heads(seg, direction, distance, job.threshold, job.prob_dtype, job.maps_dtype)
-    del out, seg, rest, direction, distance
+    data = postprocess_block(out, k, job.threshold, job.prob_dtype, job.maps_dtype, heads)
+    del out
     write_block(Path(job.partial), index, start, stop, data, job.run_id)
     evaluations = math.prod(len(s) for s in job.grid.block_window_starts(start, stop))
     return index, math.prod(b - a for a, b in zip(start, stop)), evaluations
@@ -400,9 +395,7 @@ def run_blockwise(
     lo_p = lower if lower is not None else bundle.get("lower", DEFAULT_PERCENTILES[0])
     hi_p = upper if upper is not None else bundle.get("upper", DEFAULT_PERCENTILES[1])
     check_percentiles(lo_p, hi_p)
-    thr = float(threshold if threshold is not None else bundle.get("threshold", DEFAULT_THRESHOLD))
-    if not 0.0 <= thr <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {thr!r}.")
+    thr = check_threshold(threshold if threshold is not None else bundle.get("threshold", DEFAULT_THRESHOLD))
     if chunks is None:
         chunks = tuple(BLOCKS_PER_AXIS_STEP * s for s in grid.scan_interval)
     blocks = BlockGrid.create(source.shape, chunks)
