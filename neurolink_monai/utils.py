@@ -1,7 +1,7 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""Argument checks shared by the subpackages: array conversion, voxel spacings, positive numbers, non-finite values
-and the file name of a loaded volume, so that bad input fails early with a message naming the argument (or file)
-and the bad value."""
+"""Argument checks shared by the subpackages: array conversion, voxel spacings, positive numbers and ints, matching
+shapes, non-finite values and the file name of a loaded volume, so that bad input fails early with a message naming
+the argument (or file) and the bad value."""
 
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-__all__ = ["to_numpy", "as_spacing", "as_positive_float", "count_nonfinite", "describe_source"]
+__all__ = [
+    "to_numpy",
+    "as_spacing",
+    "as_positive_float",
+    "as_positive_int",
+    "check_same_shape",
+    "count_nonfinite",
+    "describe_source",
+]
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -71,6 +79,27 @@ def as_positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
     return out
+
+
+def as_positive_int(value: Any, name: str, allow_zero: bool = False) -> int:
+    """Return ``value`` as an ``int``, raising unless it is an integer (Python or numpy, not bool) ``>= 1``
+    (``>= 0`` with ``allow_zero``).
+
+    Raises:
+        ValueError: ``value`` is a bool, a float, not a number, or too small; the message names ``name`` and shows
+            the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
+        kind = "an int >= 0" if allow_zero else "a positive int"
+        raise ValueError(f"{name} must be {kind}, got {value!r}.")
+    return int(value)
+
+
+def check_same_shape(a: Any, b: Any, name_a: str = "input", name_b: str = "target") -> None:
+    """Raise ``ValueError`` unless the arrays or tensors ``a`` and ``b`` have the same shape; the message names
+    both and shows both shapes."""
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}.")
 
 
 def count_nonfinite(x: Any) -> tuple[int, tuple[int, ...] | None]:

@@ -12,7 +12,7 @@ import torch
 import zarr
 from monai.inferers import SlidingWindowInferer
 
-from neurolink_monai.inference import fit_roi_size, intensity_window, scale_intensity
+from neurolink_monai.inference import fit_roi_size
 from neurolink_monai.inference.blockwise import (
     BlockGrid,
     SlidingWindowGrid,
@@ -26,6 +26,7 @@ from neurolink_monai.inference.blockwise import (
 )
 from neurolink_monai.io import write_tiff_stack
 from neurolink_monai.networks import NeuroLinkNet
+from neurolink_monai.transforms import DEFAULT_PERCENTILES, intensity_window, scale_intensity
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,7 +53,9 @@ def to_zarr(path, vol, chunks, zarr_format: int = 3):
     return path
 
 
-def reference(vol, net, roi, overlap=0.25, mode="constant", lower=1.0, upper=99.9) -> torch.Tensor:
+def reference(
+    vol, net, roi, overlap=0.25, mode="constant", lower=DEFAULT_PERCENTILES[0], upper=DEFAULT_PERCENTILES[1]
+) -> torch.Tensor:
     """MONAI's in-memory sliding window over the whole preprocessed volume: (C, D, H, W)."""
     x = scale_intensity(torch.from_numpy(vol), intensity_window(vol, lower, upper))[None, None]
     with torch.inference_mode():
@@ -368,10 +371,12 @@ def test_postprocessing_matches_the_bundle():
         pred = torch.randn(seg_channels + 4, 6, 7, 8)
         pred[seg_channels + 3] = pred[seg_channels + 3].abs()
         pred[seg_channels : seg_channels + 3, 0, 0, :2] = 0.0  # undefined direction
-        heads = bundle_utils.neurolink_heads(pred, seg_channels, threshold=0.4)
+        heads = bundle_utils.NeuroLinkOutputsd("pred", seg_channels, 0.4, "prob", "direction", "distance")(
+            {"pred": pred}
+        )
         ours = postprocess_block(pred, seg_channels, 0.4, prob_dtype="float16", maps_dtype="float32")
         np.testing.assert_allclose(ours["prob"], heads["prob"][0].numpy(), atol=5e-4)
-        np.testing.assert_array_equal(ours["mask"], heads["seg"][0].numpy().astype(np.uint8))
+        np.testing.assert_array_equal(ours["mask"], heads["pred"][0].numpy().astype(np.uint8))
         np.testing.assert_allclose(ours["direction"], heads["direction"].numpy(), atol=1e-6)
         np.testing.assert_allclose(ours["distance"], heads["distance"][0].numpy(), atol=1e-6)
 

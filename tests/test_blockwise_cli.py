@@ -17,9 +17,9 @@ import torch
 import zarr
 from monai.inferers import SlidingWindowInferer
 
-from neurolink_monai.inference import intensity_window, scale_intensity
 from neurolink_monai.inference.blockwise import partial_path, read_record
 from neurolink_monai.networks import NeuroLinkNet
+from neurolink_monai.transforms import intensity_window, scale_intensity
 
 REPO = Path(__file__).resolve().parents[1]
 NETWORK_DEF = {

@@ -14,8 +14,8 @@ from monai.data.utils import dense_patch_slices
 from monai.inferers.utils import _get_scan_interval
 from monai.transforms import ScaleIntensityRangePercentiles
 
-from neurolink_monai.inference import intensity_window, scale_intensity, subsample_strides
 from neurolink_monai.inference.blockwise import BlockGrid, SlidingWindowGrid, overlap_from_halo
+from neurolink_monai.transforms import intensity_window, scale_intensity, subsample_strides
 
 sizes = st.tuples(*[st.integers(1, 64)] * 3)
 rois = st.tuples(*[st.integers(1, 40)] * 3)

@@ -174,3 +174,18 @@ def test_registration_keeps_monai_defaults():
 
     assert resolve_writer("tif")[0] is TiffStackWriter and PILWriter in resolve_writer("tif")
     assert NibabelWriter in resolve_writer("nii.gz") and PILWriter in resolve_writer("png")
+
+
+def test_metatensor_spacing_has_one_failure_policy():
+    from neurolink_monai.io import metatensor_spacing
+
+    affine = torch.diag(torch.tensor([2.0, 0.5, 0.25, 1.0], dtype=torch.float64))
+    img = MetaTensor(torch.zeros(1, 2, 3, 4), affine=affine, meta={"filename_or_obj": "a.nii"})
+    assert metatensor_spacing(img) == SPACING
+    assert metatensor_spacing(torch.zeros(1, 2, 3, 4)) is None  # no metadata: the caller picks the default
+    flat = MetaTensor(torch.zeros(1, 2, 3, 4), affine=torch.diag(torch.tensor([0.0, 1.0, 1.0, 1.0])))
+    flat.meta["filename_or_obj"] = "flat.nii"
+    with pytest.raises(ValueError, match=r"flat\.nii: no voxel spacing in the affine: degenerate"):
+        metatensor_spacing(flat)
+    with pytest.raises(ValueError, match=r"^label: no voxel spacing"):
+        metatensor_spacing(flat, where="label")

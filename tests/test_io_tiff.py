@@ -68,6 +68,28 @@ def test_ome_tiff_spacing_with_units(tmp_path):
     assert meta["spacing_source"] == "ome" and meta["spacing_unit"] == "um"
 
 
+@pytest.mark.parametrize(
+    "unit, factor", [("um", 1.0), ("Micron", 1.0), ("nm", 1e-3), ("centimeter", 1e4), ("Angstrom", 1e-4), ("px", 1.0)]
+)
+def test_tiff_spacing_is_parsed_once_for_memory_and_blockwise_reading(tmp_path, unit, factor):
+    """``read_tiff_spacing`` is the one parser: the in-memory reader and the blockwise source agree on every unit."""
+    pytest.importorskip("zarr")
+    from neurolink_monai.inference.blockwise import open_volume
+
+    p = tmp_path / "s.tif"
+    tifffile.imwrite(
+        p,
+        _stack(np.uint8),
+        imagej=True,
+        resolution=(1 / 0.3, 1 / 0.3),
+        metadata={"axes": "ZYX", "spacing": 2.0, "unit": unit},
+    )
+    _, meta = read_tiff_stack_with_metadata(p)
+    np.testing.assert_allclose(meta["spacing"], np.array((2.0, 0.3, 0.3)) * factor)
+    src = open_volume(p)
+    assert src.spacing == pytest.approx(meta["spacing"]) and src.spacing_source == meta["spacing_source"] == "imagej"
+
+
 def test_plain_multipage_and_imagej_nanometres(tmp_path):
     arr = _stack(np.uint8)
     tifffile.imwrite(tmp_path / "plain.tif", arr)  # no metadata: spacing 1

@@ -287,7 +287,7 @@ def test_centreline_graph_is_one_connected_curve_per_neurite():
 def test_bad_input_raises_clear_errors():
     loss = MorphologyContinuityLoss()
     label = batch(straight_tube())
-    with pytest.raises(ValueError, match=r"same shape.*\[1, 1, 12, 32, 12\].*\[1, 1, 12, 32, 11\]"):
+    with pytest.raises(ValueError, match=r"same shape.*\(1, 1, 12, 32, 12\).*\(1, 1, 12, 32, 11\)"):
         loss(torch.zeros(1, 1, 12, 32, 12), label[..., :11])
     with pytest.raises(ValueError, match=r"one foreground channel.*2 channels"):
         loss(torch.zeros(1, 2, 12, 32, 12), label.repeat(1, 2, 1, 1, 1))

@@ -5,7 +5,15 @@ import pytest
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from neurolink_monai.networks import DSConv3D, NeuroLinkNet, num_output_channels, split_outputs
+from neurolink_monai.networks import (
+    DSConv3D,
+    NeuroLinkNet,
+    check_threshold,
+    head_channels,
+    interpret_outputs,
+    num_output_channels,
+    split_outputs,
+)
 
 SMALL = {"features": (4, 8, 16), "kernel_size": 3}
 
@@ -88,3 +96,44 @@ def test_bad_inputs():
         net(torch.randn(1, 8, 8, 8))
     with pytest.raises(ValueError, match="channels"):
         split_outputs(torch.randn(1, 3, 4, 4, 4), out_channels=1)
+
+
+@pytest.mark.parametrize("seg_channels", [1, 2])
+def test_interpret_outputs_reads_all_heads_and_any_selection_alike(seg_channels):
+    torch.manual_seed(0)
+    pred = torch.randn(seg_channels + 4, 5, 6, 7)
+    pred[seg_channels : seg_channels + 3, 0, 0, :2] = 0.0  # undefined direction
+    full = interpret_outputs(pred, seg_channels, threshold=0.4)
+    seg = pred[:seg_channels]
+    prob = torch.sigmoid(seg) if seg_channels == 1 else torch.softmax(seg, dim=0)[1:2]
+    assert torch.equal(full["prob"], prob) and torch.equal(full["mask"], prob >= 0.4)
+    norm = full["direction"].norm(dim=0)
+    assert torch.allclose(norm[norm > 0], torch.ones(())) and (norm[0, 0, :2] == 0).all()
+    assert torch.equal(full["distance"], pred[-1:])
+    assert head_channels(seg_channels) == list(range(seg_channels + 4))
+    for heads in (("seg",), ("seg", "direction"), ("seg", "distance"), ("distance", "seg")):
+        chosen = interpret_outputs(pred[head_channels(seg_channels, heads)], seg_channels, 0.4, heads)
+        for name in ("prob", "mask", "direction", "distance"):
+            if name in ("prob", "mask") or name in heads:
+                assert torch.equal(chosen[name], full[name]), (heads, name)
+            else:
+                assert chosen[name] is None
+    batched = interpret_outputs(pred[None], seg_channels, 0.4)
+    assert torch.equal(batched["prob"][0], full["prob"]) and torch.equal(batched["direction"][0], full["direction"])
+    assert interpret_outputs(seg, seg_channels)["direction"] is None  # a segmentation-only network
+
+
+def test_output_reading_refuses_bad_arguments():
+    assert head_channels(1, ("seg", "distance")) == [0, 4]
+    for bad in (0, 0.0, -0.1, 1.5, float("nan"), True, "x"):
+        with pytest.raises(ValueError, match="threshold must"):
+            check_threshold(bad)
+    assert check_threshold(1) == 1.0
+    with pytest.raises(ValueError, match="out_channels must be 1"):
+        interpret_outputs(torch.zeros(7, 2, 2, 2), out_channels=3)
+    with pytest.raises(ValueError, match="unknown output heads"):
+        head_channels(1, ("seg", "dir"))
+    with pytest.raises(ValueError, match="heads must include 'seg'"):
+        interpret_outputs(torch.zeros(1, 2, 2, 2), 1, heads=("distance",))
+    with pytest.raises(ValueError, match="take 2"):
+        interpret_outputs(torch.zeros(3, 2, 2, 2), 1, heads=("seg", "distance"))

@@ -6,7 +6,16 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from neurolink_monai.transforms import CheckVolume, CheckVolumed, MicroscopyNormalize, MicroscopyNormalized
+from neurolink_monai.bundle_utils import intensity_scaling
+from neurolink_monai.transforms import (
+    DEFAULT_PERCENTILES,
+    CheckVolume,
+    CheckVolumed,
+    MicroscopyNormalize,
+    MicroscopyNormalized,
+    intensity_window,
+    scale_intensity,
+)
 
 
 def _meta(x, name):
@@ -61,3 +70,28 @@ def test_microscopy_normalize_rejects_non_finite_and_handles_constant():
     assert float(flat.abs().max()) == 0.0
     with pytest.raises(ValueError, match="lower < upper"):
         MicroscopyNormalize(lower=99, upper=5)
+
+
+def test_degenerate_window_is_clipped_and_reported_by_bundle_and_blockwise_alike():
+    """Regression (issue 16): a 20x100x100 stack with three bright voxels has both percentiles on the background;
+    the bundle's scaling returned the unclipped ``x - low`` (values up to 3000, no warning), the blockwise path 1.0."""
+    vol = np.zeros((20, 100, 100), np.uint16)
+    vol[3, 10, 10] = vol[7, 50, 60] = vol[15, 90, 20] = 3000
+    with pytest.warns(UserWarning, match=r"three\.tif: degenerate intensity window"):
+        bundle = intensity_scaling("image", DEFAULT_PERCENTILES)({"image": _meta(vol[None], "three.tif")})["image"]
+    assert isinstance(bundle, MetaTensor) and bundle.meta["filename_or_obj"] == "three.tif"
+    assert bundle.dtype == torch.float32 and float(bundle.min()) == 0.0 and float(bundle.max()) == 1.0
+    window = intensity_window(vol)
+    assert window == (0.0, 0.0)
+    with pytest.warns(UserWarning, match="degenerate"):
+        blockwise = scale_intensity(vol, window)
+    np.testing.assert_array_equal(bundle[0].numpy(), blockwise)
+
+
+def test_bundle_and_blockwise_scaling_agree_on_a_proper_window():
+    rng = np.random.default_rng(1)
+    vol = rng.poisson(80, (12, 40, 30)).astype(np.uint16)
+    vol[5, 20, 3:27] = 2000
+    bundle = MicroscopyNormalize()(torch.as_tensor(vol[None].astype(np.float32)))[0].numpy()
+    blockwise = scale_intensity(vol, intensity_window(vol, *DEFAULT_PERCENTILES))
+    np.testing.assert_allclose(bundle, blockwise, atol=1e-6)  # MONAI keeps float32 percentiles, numpy float64

@@ -37,7 +37,7 @@ from .paths import (
     paired_datalist,
     resolve_dataset_dir,
 )
-from .postprocessing import NeuroLinkOutputsd, neurolink_heads
+from .postprocessing import NeuroLinkOutputsd
 from .preprocessing import (
     DEFAULT_PERCENTILES,
     BinaryLabel,
@@ -99,7 +99,6 @@ __all__ = [
     "load_image_transforms",
     "load_pretrained",
     "paired_datalist",
-    "neurolink_heads",
     "output_paths",
     "resolve_dataset_dir",
 ]

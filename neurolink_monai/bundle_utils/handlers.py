@@ -24,7 +24,7 @@ from monai.transforms import Compose, Randomizable
 from neurolink_monai.io.atomic import atomic_write_bytes
 
 from ..errors import MissingFileError
-from ..utils import describe_source
+from ..utils import as_positive_int, describe_source
 from .checkpoint import CheckedCheckpointLoader
 from .flags import as_bool
 from .inputs import input_stem
@@ -205,9 +205,8 @@ class TrainingCheckpoint:
         for reserved in ("trainer", "random_state"):
             if reserved in save_dict:
                 raise ValueError(f"save_dict must not name {reserved!r}: this handler adds it.")
-        for name, value in (("save_interval", save_interval), ("n_saved", n_saved)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        as_positive_int(save_interval, "save_interval")
+        as_positive_int(n_saved, "n_saved")
         self.save_dir = Path(save_dir)
         self.save_dict = dict(save_dict)
         self.resume = as_bool(resume, "resume")

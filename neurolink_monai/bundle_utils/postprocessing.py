@@ -1,5 +1,6 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""Post-processing of NeuroLinkNet outputs in the bundle: split the heads, probabilities, threshold."""
+"""Post-processing of NeuroLinkNet outputs in the bundle: the heads as read by
+:func:`neurolink_monai.networks.interpret_outputs` (probability, mask, unit directions, distance), stored under keys."""
 
 from __future__ import annotations
 
@@ -11,49 +12,18 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from neurolink_monai.networks import split_outputs
+from neurolink_monai.networks import check_threshold, interpret_outputs
 
-__all__ = ["NeuroLinkOutputsd", "neurolink_heads"]
+__all__ = ["NeuroLinkOutputsd"]
 
 
 def _plain(x: Any) -> torch.Tensor:
     return x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
 
 
-def neurolink_heads(
-    pred: torch.Tensor, out_channels: int = 1, threshold: float = 0.5, direction_eps: float = 1e-6
-) -> dict[str, torch.Tensor | None]:
-    """Turn one NeuroLinkNet output ``(C, D, H, W)`` (no batch dim) into its interpreted heads.
-
-    Args:
-        pred: ``[seg logits..., dir_z, dir_y, dir_x, dist]`` (``C = out_channels + 4``) or seg logits only.
-        out_channels: 1 (sigmoid) or 2 (softmax, channel 1 = neurite).
-        threshold: probability at or above which a voxel is neurite.
-        direction_eps: direction vectors shorter than this become 0 (undefined).
-
-    Returns:
-        ``{"prob": (1, D, H, W) float32 in [0, 1], "seg": (1, D, H, W) float32 in {0, 1},
-        "direction": (3, D, H, W) unit vectors (z, y, x) or 0, or None, "distance": (1, D, H, W) >= 0 or None}``.
-    """
-    if out_channels not in (1, 2):
-        raise ValueError(f"out_channels must be 1 (sigmoid) or 2 (softmax), got {out_channels!r}.")
-    if not 0.0 < float(threshold) <= 1.0:
-        raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}.")
-    heads = split_outputs(_plain(pred).float(), out_channels)
-    seg = heads["seg"]
-    prob = torch.sigmoid(seg) if out_channels == 1 else torch.softmax(seg, dim=0)[1:2]
-    out: dict[str, torch.Tensor | None] = {"prob": prob, "seg": (prob >= threshold).float()}
-    direction = heads["direction"]
-    if direction is not None:
-        norm = direction.norm(dim=0, keepdim=True)
-        direction = torch.where(norm > direction_eps, direction / norm.clamp_min(direction_eps), 0.0)
-    out["direction"] = direction
-    out["distance"] = heads["distance"]
-    return out
-
-
 class NeuroLinkOutputsd(MapTransform):
-    """Split a NeuroLinkNet prediction ``(C, D, H, W)`` in ``keys`` into probability, mask, direction, distance.
+    """Split a NeuroLinkNet prediction ``(C, D, H, W)`` in ``keys`` into probability, mask, direction, distance
+    (:func:`neurolink_monai.networks.interpret_outputs`).
 
     The binary mask replaces ``data[key]`` (what MONAI metrics such as ``MeanDice`` read); the other heads go to
     the optional ``prob_key``, ``direction_key`` and ``distance_key`` (None leaves them out, which saves memory
@@ -85,9 +55,10 @@ class NeuroLinkOutputsd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         if len(self.keys) > 1 and any(k is not None for k in (prob_key, direction_key, distance_key)):
             raise ValueError(f"prob_key/direction_key/distance_key need a single prediction key, got keys={self.keys}.")
-        neurolink_heads(torch.zeros(out_channels, 1, 1, 1), out_channels, threshold)  # validates the arguments
+        if out_channels not in (1, 2):
+            raise ValueError(f"out_channels must be 1 (sigmoid) or 2 (softmax), got {out_channels!r}.")
         self.out_channels = out_channels
-        self.threshold = float(threshold)
+        self.threshold = check_threshold(threshold)
         self.extra = {"prob": prob_key, "direction": direction_key, "distance": distance_key}
         self.allow_missing_heads = bool(allow_missing_heads)
 
@@ -97,9 +68,9 @@ class NeuroLinkOutputsd(MapTransform):
             pred = d[key]
             if pred.ndim != 4:
                 raise ValueError(f"{key!r} must be one case (C, D, H, W), got shape {list(pred.shape)}.")
-            heads = neurolink_heads(pred, self.out_channels, self.threshold)
+            heads = interpret_outputs(_plain(pred).float(), self.out_channels, self.threshold)
             meta = dict(pred.meta) if isinstance(pred, MetaTensor) else {}
-            d[key] = MetaTensor(heads["seg"], meta=meta)
+            d[key] = MetaTensor(heads["mask"].float(), meta=meta)
             for name, out_key in self.extra.items():
                 if out_key is None:
                     continue

@@ -11,10 +11,10 @@
 4. :class:`CheckStackd`: a 3D stack of at least two slices with exactly one channel, finite intensities and more
    than one grey level of contrast between the scaling percentiles, else a ``ValueError`` naming the file,
 5. :func:`intensity_scaling`: percentile scaling (``MicroscopyNormalized``), ``DEFAULT_PERCENTILES`` (0.5, 99.95)
-   of the whole stack mapped to ``[0, 1]`` and clipped.
+   of the whole stack mapped to ``[0, 1]`` and clipped (a degenerate window too, with a warning).
 
-Out-of-core inference (``neurolink_monai.inference``) must apply the same mapping: the percentiles of the whole
-stack, not of one block.
+Out-of-core inference (``neurolink_monai.inference.blockwise``) applies the same mapping from the same module
+(:mod:`neurolink_monai.transforms.intensity`): the percentiles of the whole stack, not of one block.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImag
 import neurolink_monai.io  # noqa: F401  (registers the TIFF stack reader/writer with MONAI)
 from neurolink_monai.errors import StackContentError
 from neurolink_monai.transforms import (
+    DEFAULT_PERCENTILES,
     CheckVolume,
     LoadSWCd,
     MicroscopyNormalized,
@@ -57,7 +58,6 @@ __all__ = [
     "load_image_transforms",
 ]
 
-DEFAULT_PERCENTILES = (0.5, 99.95)
 TIFF_SUFFIXES = (".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SWC_SUFFIX = ".swc"
@@ -220,10 +220,9 @@ def intensity_scaling(
 ) -> MicroscopyNormalized:
     """Percentile intensity scaling (:class:`neurolink_monai.transforms.MicroscopyNormalized`): the ``percentiles``
     (low, high) of the whole stack map to 0 and 1, clipped to [0, 1] when ``clip``."""
-    low, high = (float(p) for p in percentiles)
-    if not 0.0 <= low < high <= 100.0:
-        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {tuple(percentiles)!r}.")
-    return MicroscopyNormalized(keys, lower=low, upper=high, clip=clip)
+    if len(percentiles) != 2:
+        raise ValueError(f"percentiles must be (low, high), got {percentiles!r}.")
+    return MicroscopyNormalized(keys, lower=float(percentiles[0]), upper=float(percentiles[1]), clip=clip)
 
 
 def load_image_transforms(

@@ -17,7 +17,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from neurolink_monai.data.preview import save_mip_png
-from neurolink_monai.io import spacing_from_affine, write_swc, write_tiff_stack
+from neurolink_monai.io import metatensor_spacing, write_swc, write_tiff_stack
 
 from ..errors import NeuroLinkUserError, OutputDirError
 from ..utils import describe_source
@@ -93,12 +93,9 @@ def _numpy(x: Any) -> np.ndarray:
 
 
 def _spacing(img: Any) -> tuple[float, float, float]:
-    if isinstance(img, MetaTensor) and "affine" in img.meta:
-        try:
-            return spacing_from_affine(img.affine)
-        except ValueError:
-            pass
-    return (1.0, 1.0, 1.0)
+    """The spacing written into the outputs: the input's (:func:`~neurolink_monai.io.metatensor_spacing`, which
+    refuses a degenerate affine naming the file), else ``(1, 1, 1)``."""
+    return metatensor_spacing(img) or (1.0, 1.0, 1.0)
 
 
 class SaveNeuroLinkOutputsd(MapTransform):

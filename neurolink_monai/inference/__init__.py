@@ -1,7 +1,7 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""Inference utilities: percentile intensity windowing shared with the bundle, the bundle's sliding-window inferer
-(:class:`NeuroLinkInferer`: windows fitted to the stack, background windows skipped), and out-of-core blockwise
-inference.
+"""Inference utilities: the bundle's sliding-window inferer (:class:`NeuroLinkInferer`: windows fitted to the stack,
+background windows skipped) and out-of-core blockwise inference. The intensity window both use lives in
+:mod:`neurolink_monai.transforms.intensity`.
 
 ``neurolink_monai.inference.blockwise`` (also a command: ``python -m neurolink_monai.inference.blockwise``) runs
 NeuroLink over Zarr/TIFF volumes larger than memory on Dask, writing OME-Zarr.
@@ -10,14 +10,6 @@ NeuroLink over Zarr/TIFF volumes larger than memory on Dask, writing OME-Zarr.
 from __future__ import annotations
 
 from .blockwise import BlockwiseInputError, BlockwiseOutputError, BlockwiseRunError, run_blockwise
-from .intensity import (
-    DEFAULT_LOWER_PERCENTILE,
-    DEFAULT_MAX_SAMPLES,
-    DEFAULT_UPPER_PERCENTILE,
-    intensity_window,
-    scale_intensity,
-    subsample_strides,
-)
 from .sliding import (
     DEFAULT_BACKGROUND_Z,
     NeuroLinkInferer,
@@ -32,9 +24,6 @@ __all__ = [
     "BlockwiseInputError",
     "BlockwiseOutputError",
     "BlockwiseRunError",
-    "DEFAULT_LOWER_PERCENTILE",
-    "DEFAULT_MAX_SAMPLES",
-    "DEFAULT_UPPER_PERCENTILE",
     "DEFAULT_BACKGROUND_Z",
     "NeuroLinkInferer",
     "NoiseFloor",
@@ -42,8 +31,5 @@ __all__ = [
     "fit_roi_size",
     "is_background_window",
     "network_divisor",
-    "intensity_window",
     "run_blockwise",
-    "scale_intensity",
-    "subsample_strides",
 ]

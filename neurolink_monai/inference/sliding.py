@@ -39,6 +39,7 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
+from ..utils import as_positive_int
 from .blockwise.grid import SlidingWindowGrid
 
 __all__ = [
@@ -67,8 +68,7 @@ def fit_roi_size(image_shape: Sequence[int], roi_size: Sequence[int], divisor: i
     """
     if len(image_shape) != len(roi_size):
         raise ValueError(f"roi_size {list(roi_size)} and image shape {list(image_shape)} differ in length.")
-    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
-        raise ValueError(f"divisor must be a positive int, got {divisor!r}.")
+    as_positive_int(divisor, "divisor")
     out = []
     for n, r in zip(image_shape, roi_size):
         n, r = int(n), int(r)
@@ -200,8 +200,7 @@ class NeuroLinkInferer(Inferer):
         roi = tuple(int(r) for r in roi_size)
         if len(roi) != 3:
             raise ValueError(f"roi_size must hold 3 sizes (D, H, W), got {list(roi_size)!r}.")
-        if isinstance(sw_batch_size, bool) or not isinstance(sw_batch_size, int) or sw_batch_size < 1:
-            raise ValueError(f"sw_batch_size must be a positive int, got {sw_batch_size!r}.")
+        as_positive_int(sw_batch_size, "sw_batch_size")
         if seg_channels not in (1, 2):
             raise ValueError(f"seg_channels must be 1 (sigmoid) or 2 (softmax), got {seg_channels!r}.")
         self.roi_size = roi

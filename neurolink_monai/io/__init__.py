@@ -18,8 +18,22 @@ from .swc import (
     validate_swc,
     write_swc,
 )
-from .tiff import TIFF_WRITE_DTYPES, TiffStackError, read_tiff_stack, read_tiff_stack_with_metadata, write_tiff_stack
-from .tiff_monai import TiffStackReader, TiffStackWriter, register_tiff_stack_io, spacing_from_affine
+from .tiff import (
+    TIFF_WRITE_DTYPES,
+    TiffStackError,
+    read_tiff_spacing,
+    read_tiff_stack,
+    read_tiff_stack_with_metadata,
+    unit_to_micrometres,
+    write_tiff_stack,
+)
+from .tiff_monai import (
+    TiffStackReader,
+    TiffStackWriter,
+    metatensor_spacing,
+    register_tiff_stack_io,
+    spacing_from_affine,
+)
 
 register_tiff_stack_io()
 
@@ -30,7 +44,9 @@ __all__ = [
     "TiffStackError",
     "TiffStackReader",
     "TiffStackWriter",
+    "metatensor_spacing",
     "read_swc",
+    "read_tiff_spacing",
     "read_tiff_stack",
     "read_tiff_stack_with_metadata",
     "register_tiff_stack_io",
@@ -38,6 +54,7 @@ __all__ = [
     "spacing_from_affine",
     "swc_to_physical",
     "swc_to_voxel",
+    "unit_to_micrometres",
     "validate_swc",
     "write_swc",
     "write_tiff_stack",

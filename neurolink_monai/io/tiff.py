@@ -28,15 +28,17 @@ __all__ = [
     "check_tiff_declared_size",
     "collect_tifffile_warnings",
     "TIFF_WRITE_DTYPES",
+    "read_tiff_spacing",
     "read_tiff_stack",
     "read_tiff_stack_with_metadata",
+    "unit_to_micrometres",
     "write_tiff_stack",
 ]
 
 # ImageJ opens these sample types natively; bool is accepted on writing and stored as uint8.
 TIFF_WRITE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
-# length units -> micrometres; ImageJ writes "micron", "um" or "\u00b5m"
+# length units -> micrometres (TIFF and OME-Zarr metadata); ImageJ writes "micron", "um" or "\u00b5m"
 _UNIT_TO_UM = {
     "um": 1.0,
     "micron": 1.0,
@@ -48,12 +50,20 @@ _UNIT_TO_UM = {
     "\\u00b5m": 1.0,
     "nm": 1e-3,
     "nanometer": 1e-3,
+    "nanometre": 1e-3,
     "mm": 1e3,
     "millimeter": 1e3,
+    "millimetre": 1e3,
     "cm": 1e4,
+    "centimeter": 1e4,
+    "centimetre": 1e4,
     "m": 1e6,
+    "meter": 1e6,
+    "metre": 1e6,
     "pm": 1e-6,
+    "picometer": 1e-6,
     "\u00c5": 1e-4,
+    "angstrom": 1e-4,
 }
 _CORRUPTION_HINTS = ("invalid", "corrupt", "truncat", "offset", "unexpected end", "failed")
 
@@ -84,7 +94,10 @@ def collect_tifffile_warnings():
         logger.removeHandler(handler)
 
 
-def _unit_factor(unit: Any) -> tuple[float, str]:
+def unit_to_micrometres(unit: Any) -> tuple[float, str]:
+    """``(factor, unit)``: micrometres per ``unit`` and ``"um"`` for a known length unit (case-insensitive:
+    ``"micron"``, ``"\u00b5m"``, ``"nm"``, ``"millimeter"``...); ``(1.0, unit as stored)`` for an unknown one (e.g.
+    ``"pixel"``, ``"inch"``: the numbers are kept as stored); ``(1.0, "pixel")`` for None."""
     if unit is None:
         return 1.0, "pixel"
     key = str(unit).strip()
@@ -119,7 +132,7 @@ def _imagej_spacing(tf: tifffile.TiffFile) -> tuple[tuple[float, float, float], 
         sz = 1.0
     if not np.isfinite(sz) or sz <= 0:
         sz = 1.0
-    factor, unit = _unit_factor(meta.get("unit"))
+    factor, unit = unit_to_micrometres(meta.get("unit"))
     return (sz * factor, sy * factor, sx * factor), unit
 
 
@@ -142,10 +155,27 @@ def _ome_spacing(tf: tifffile.TiffFile) -> tuple[tuple[float, float, float], str
             value = 1.0
         if not np.isfinite(value) or value <= 0:
             value = 1.0
-        factor, unit = _unit_factor(pixels.get(f"PhysicalSize{axis}Unit", "\u00b5m"))
+        factor, unit = unit_to_micrometres(pixels.get(f"PhysicalSize{axis}Unit", "\u00b5m"))
         units.add(unit)
         out.append(value * factor)
     return (out[0], out[1], out[2]), units.pop() if len(units) == 1 else "mixed"
+
+
+def read_tiff_spacing(tf: tifffile.TiffFile) -> tuple[tuple[float, float, float], str, str]:
+    """The voxel spacing of an open TIFF, the ONE parser of TIFF spacing (in-memory reading and blockwise alike).
+
+    Returns:
+        ``(spacing, unit, source)``: ``spacing`` ``(z, y, x)``, in micrometres when the unit is known (``unit``
+        ``"um"``, else the stored unit, ``"mixed"`` for OME axes in different unknown units); ``source``
+        ``"imagej"`` (x/y resolution tags and the ImageJ ``spacing`` entry), ``"ome"`` (``PhysicalSize*``) or
+        ``"none"`` (spacing ``(1, 1, 1)``, unit ``"pixel"``). Missing or invalid values count as 1.
+    """
+    if tf.is_imagej:
+        return (*_imagej_spacing(tf), "imagej")  # type: ignore[return-value]
+    ome = _ome_spacing(tf) if tf.is_ome else None
+    if ome is not None:
+        return ome[0], ome[1], "ome"
+    return (1.0, 1.0, 1.0), "pixel", "none"
 
 
 def _check_extent(tf: tifffile.TiffFile, path: Path) -> None:
@@ -293,13 +323,7 @@ def read_tiff_stack_with_metadata(path: str | os.PathLike, check_finite: bool = 
             axes = series.axes
             check_tiff_declared_size(tf, path, messages, check_memory=True)
             data = series.asarray()
-            if tf.is_imagej:
-                spacing, unit, source = *_imagej_spacing(tf), "imagej"
-            elif tf.is_ome and _ome_spacing(tf) is not None:
-                spacing, unit = _ome_spacing(tf)  # type: ignore[misc]
-                source = "ome"
-            else:
-                spacing, unit, source = (1.0, 1.0, 1.0), "pixel", "none"
+            spacing, unit, source = read_tiff_spacing(tf)
         broken = [m for m in messages if any(h in m.lower() for h in _CORRUPTION_HINTS)]
         if broken:
             raise TiffStackError(f"{path}: corrupt or truncated TIFF ({broken[0].strip()}).")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from monai.data import ImageReader, ImageWriter, register_writer
+from monai.data import ImageReader, ImageWriter, MetaTensor, register_writer
 from monai.data.image_reader import _copy_compatible_dict, _stack_images
 from monai.data.utils import is_supported_format
 from monai.utils import MetaKeys, SpaceKeys, convert_data_type
@@ -33,7 +33,7 @@ from monai.utils.type_conversion import get_equivalent_dtype
 
 from .tiff import TIFF_WRITE_DTYPES, TiffStackError, read_tiff_stack_with_metadata, write_tiff_stack
 
-__all__ = ["TiffStackReader", "TiffStackWriter", "register_tiff_stack_io", "spacing_from_affine"]
+__all__ = ["TiffStackReader", "TiffStackWriter", "metatensor_spacing", "register_tiff_stack_io", "spacing_from_affine"]
 
 _SUFFIXES = ("tif", "tiff")
 
@@ -47,6 +47,30 @@ def spacing_from_affine(affine: Any) -> tuple[float, float, float]:
     if (sp <= 0).any():
         raise ValueError(f"degenerate affine (a zero spacing): {aff!r}.")
     return float(sp[0]), float(sp[1]), float(sp[2])
+
+
+def metatensor_spacing(img: Any, where: str | None = None) -> tuple[float, float, float] | None:
+    """The voxel spacing ``(z, y, x)`` of a MONAI ``MetaTensor``, read from its affine: the ONE place the package
+    reads the spacing of a loaded volume.
+
+    Returns:
+        the spacing, or None when ``img`` carries no 3D affine (not a MetaTensor, or a non-4x4 affine); the caller
+        decides what that means (unit spacing, an error...).
+
+    Raises:
+        ValueError: a degenerate or non-finite affine (a zero spacing), the message starting with ``where`` (default:
+            the file the MetaTensor was loaded from).
+    """
+    if not isinstance(img, MetaTensor) or "affine" not in img.meta:
+        return None
+    affine = np.asarray(convert_data_type(img.affine, np.ndarray)[0], dtype=np.float64)
+    if affine.shape != (4, 4):
+        return None
+    try:
+        return spacing_from_affine(affine)
+    except ValueError as e:
+        name = where or img.meta.get("filename_or_obj") or "input"
+        raise ValueError(f"{name}: no voxel spacing in the affine: {e}") from e
 
 
 class _DeferredError:

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
+from ..utils import check_same_shape
 from .centreline import CentrelineGraph, build_centreline_graph
-from .validation import as_plain_tensor, check_binary_label, check_probabilities, check_same_shape
+from .validation import as_plain_tensor, check_binary_label, check_probabilities
 
 __all__ = ["MorphologyContinuityLoss"]
 

@@ -17,6 +17,7 @@ from torch.nn.modules.loss import _Loss
 
 from neurolink_monai.networks import DIRECTION_CHANNELS, DISTANCE_CHANNELS, split_outputs
 
+from ..utils import as_positive_int
 from .centreline import build_centreline_graph
 from .continuity import MorphologyContinuityLoss
 from .validation import as_plain_tensor, check_binary_label
@@ -101,8 +102,7 @@ class NeuroLinkLoss(_Loss):
                 raise ValueError(f"the weight of the {name} term must be a number >= 0, got {value!r}.")
         if not any(value > 0 for value in weights.values()):
             raise ValueError(f"at least one term weight must be > 0, got {weights}.")
-        if isinstance(distance_band, bool) or not isinstance(distance_band, int) or distance_band < 0:
-            raise ValueError(f"distance_band must be an int >= 0, got {distance_band!r}.")
+        as_positive_int(distance_band, "distance_band", allow_zero=True)
         if not distance_beta > 0:
             raise ValueError(f"distance_beta must be > 0, got {distance_beta!r}.")
         if not direction_eps > 0:

@@ -1,12 +1,13 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""Input checks shared by the losses: clear ``ValueError``/``TypeError`` messages instead of deep torch tracebacks."""
+"""Input checks shared by the losses: clear ``ValueError``/``TypeError`` messages instead of deep torch tracebacks
+(matching shapes: :func:`neurolink_monai.utils.check_same_shape`)."""
 
 from __future__ import annotations
 
 import torch
 from monai.data import MetaTensor
 
-__all__ = ["as_plain_tensor", "check_binary_label", "check_probabilities", "check_same_shape"]
+__all__ = ["as_plain_tensor", "check_binary_label", "check_probabilities"]
 
 
 def as_plain_tensor(x: object, name: str) -> torch.Tensor:
@@ -16,11 +17,6 @@ def as_plain_tensor(x: object, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
     return x
-
-
-def check_same_shape(input: torch.Tensor, target: torch.Tensor, what: str = "input and target") -> None:
-    if input.shape != target.shape:
-        raise ValueError(f"{what} must have the same shape, got {list(input.shape)} and {list(target.shape)}.")
 
 
 def check_binary_label(label: torch.Tensor, name: str = "label") -> None:

@@ -6,7 +6,7 @@
 ``bundle/models/model.pt`` by default, through :func:`neurolink_monai.inference.blockwise.load_model_spec`), the
 bundle's preprocessing chain (:func:`neurolink_monai.bundle_utils.inference_preprocessing` without its file
 loading), MONAI's ``SlidingWindowInferer`` with the config's settings, and the bundle's head post-processing
-(:func:`neurolink_monai.bundle_utils.postprocessing.neurolink_heads`). Switching to another inferer means editing
+(:func:`neurolink_monai.networks.interpret_outputs`). Switching to another inferer means editing
 :func:`_make_inferer` only.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.data import MetaTensor
 
 __all__ = ["InferenceCancelled", "SegmentationResult", "count_windows", "default_checkpoint", "segment_volume"]
 
@@ -154,8 +155,8 @@ def segment_volume(
         ValueError / TypeError: the image is not a single-channel 3D stack, or the checkpoint does not fit.
         InferenceCancelled: ``cancelled()`` returned True.
     """
-    from neurolink_monai.bundle_utils.postprocessing import neurolink_heads
     from neurolink_monai.inference.blockwise import bundle_inference_settings, load_model_spec
+    from neurolink_monai.networks import check_threshold, interpret_outputs
 
     arr = _check_image(image, name)
     ckpt = Path(checkpoint).expanduser() if checkpoint not in (None, "") else default_checkpoint()
@@ -165,9 +166,7 @@ def segment_volume(
     for key, value in (("roi_size", roi_size), ("overlap", overlap), ("threshold", threshold)):
         if value is not None:
             settings[key] = list(value) if key == "roi_size" else float(value)
-    thr = float(settings.get("threshold", 0.5))
-    if not 0.0 < thr <= 1.0:
-        raise ValueError(f"threshold must lie in (0, 1], got {thr!r}.")
+    thr = check_threshold(settings.get("threshold", 0.5))
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     spec = load_model_spec(ckpt, config)
     net = spec.load(dev)
@@ -177,11 +176,12 @@ def segment_volume(
     counting = _CountingNetwork(net, total, progress, cancelled)
     with torch.no_grad():
         pred = _make_inferer(settings, dev)(x, counting)
-    heads = neurolink_heads(pred[0], spec.seg_channels, thr)
+    plain = pred.as_tensor() if isinstance(pred, MetaTensor) else pred
+    heads = interpret_outputs(plain[0].float(), spec.seg_channels, thr)
     direction, distance = heads["direction"], heads["distance"]
     return SegmentationResult(
         prob=heads["prob"][0].numpy().astype(np.float32),
-        mask=heads["seg"][0].numpy().astype(np.uint8),
+        mask=heads["mask"][0].numpy().astype(np.uint8),
         direction=None if direction is None else direction.numpy().astype(np.float32),
         distance=None if distance is None else distance[0].numpy().astype(np.float32),
         threshold=thr,

@@ -3,15 +3,28 @@ from __future__ import annotations
 
 from .dsconv import DSConv3D, snake_accumulation_matrix
 from .neurolink_net import ConvNormAct, MultiViewBlock, NeuroLinkNet
-from .outputs import DIRECTION_CHANNELS, DISTANCE_CHANNELS, num_output_channels, split_outputs
+from .outputs import (
+    DIRECTION_CHANNELS,
+    DISTANCE_CHANNELS,
+    HEADS,
+    check_threshold,
+    head_channels,
+    interpret_outputs,
+    num_output_channels,
+    split_outputs,
+)
 
 __all__ = [
     "ConvNormAct",
     "DIRECTION_CHANNELS",
     "DISTANCE_CHANNELS",
     "DSConv3D",
+    "HEADS",
     "MultiViewBlock",
     "NeuroLinkNet",
+    "check_threshold",
+    "head_channels",
+    "interpret_outputs",
     "num_output_channels",
     "snake_accumulation_matrix",
     "split_outputs",

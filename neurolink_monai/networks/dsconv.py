@@ -17,6 +17,8 @@ from monai.networks.layers.factories import Act, Norm
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
+from ..utils import as_positive_int
+
 __all__ = ["DSConv3D", "check_snake_args", "snake_accumulation_matrix"]
 
 
@@ -24,8 +26,7 @@ def check_snake_args(kernel_size: int, extend_scope: float, **channels: int) -> 
     """Raise ``ValueError`` naming the argument unless ``kernel_size`` is an odd int >= 3, ``extend_scope`` a finite
     number and every keyword in ``channels`` a positive int."""
     for name, value in channels.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        as_positive_int(value, name)
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be an odd int >= 3, got {kernel_size!r}.")
     if isinstance(extend_scope, bool) or not isinstance(extend_scope, (int, float)) or not math.isfinite(extend_scope):

@@ -46,14 +46,26 @@ from .direction import (
 )
 from .direction_sign import canonicalize_direction
 from .distance import DistanceMap, DistanceMapd, boundary_background, mask_distance_transform, radius_from_distance
-from .intensity import MicroscopyNormalize, MicroscopyNormalized
+from .intensity import (
+    DEFAULT_MAX_SAMPLES,
+    DEFAULT_PERCENTILES,
+    MicroscopyNormalize,
+    MicroscopyNormalized,
+    check_percentiles,
+    intensity_window,
+    scale_intensity,
+    subsample_strides,
+)
 from .swc_raster import check_swc_inside, rasterize_swc
 from .swc_to_mask import LoadSWC, LoadSWCd, SWCToMask, SWCToMaskd
 
 __all__ = [
     "CheckVolume",
+    "DEFAULT_MAX_SAMPLES",
+    "DEFAULT_PERCENTILES",
     "CheckVolumed",
     "check_binary_label",
+    "check_percentiles",
     "check_contrast",
     "contrast_step",
     "DirectionMap",
@@ -85,11 +97,14 @@ __all__ = [
     "flip_components",
     "flip_direction_map",
     "gamma_contrast",
+    "intensity_window",
     "mask_distance_transform",
     "poisson_gaussian_noise",
     "radius_from_distance",
     "rasterize_swc",
     "rotate90_components",
     "rotate90_direction_map",
+    "scale_intensity",
     "signal_background_levels",
+    "subsample_strides",
 ]

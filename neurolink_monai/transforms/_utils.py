@@ -12,7 +12,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.utils import convert_data_type
 
-from ..io.tiff_monai import spacing_from_affine
+from ..io.tiff_monai import metatensor_spacing
 from ..utils import as_spacing, count_nonfinite, describe_source, to_numpy
 
 __all__ = [
@@ -42,21 +42,16 @@ def output_keys_for(keys: Sequence[Hashable], output_keys: KeysCollection | None
 
 
 def resolve_spacing(img: Any, spacing: Sequence[float] | None, where: str = "input") -> np.ndarray:
-    """Voxel spacing ``(z, y, x)``: ``spacing`` if given, else the MetaTensor affine's ``pixdim``, else ones.
+    """Voxel spacing ``(z, y, x)``: ``spacing`` if given, else the MetaTensor's
+    (:func:`~neurolink_monai.io.metatensor_spacing`), else ones.
 
     Raises:
         ValueError: a bad ``spacing`` or a degenerate affine, the message starting with ``where``.
     """
     if spacing is not None:
         return as_spacing(spacing, where=where)
-    if isinstance(img, MetaTensor) and "affine" in img.meta:
-        aff = np.asarray(convert_data_type(img.affine, np.ndarray)[0], dtype=np.float64)
-        if aff.shape == (4, 4):
-            try:
-                return np.asarray(spacing_from_affine(aff), dtype=np.float64)
-            except ValueError as e:
-                raise ValueError(f"{where}: no voxel spacing in the affine: {e}") from e
-    return np.ones(3)
+    from_affine = metatensor_spacing(img, where)
+    return np.ones(3) if from_affine is None else np.asarray(from_affine, dtype=np.float64)
 
 
 def normalised_spacing(spacing: np.ndarray) -> np.ndarray:

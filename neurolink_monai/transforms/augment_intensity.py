@@ -32,7 +32,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
 
-from ..utils import to_numpy
+from ..utils import as_positive_int, to_numpy
 
 __all__ = [
     "RandAttenuationField",
@@ -545,8 +545,7 @@ def degrade_to_weak(
     Returns:
         float32 array of ``image``'s shape in its intensity units (not clipped or rounded), or the dict above.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    as_positive_int(seed, "seed", allow_zero=True)
     arr = _float_image(image, "image").astype(np.float32, copy=False)
     if arr.ndim != 3:
         raise ValueError(f"image must be a (D, H, W) stack, got shape {arr.shape}.")

@@ -31,6 +31,7 @@ import numpy as np
 from ... import __version__
 from ...io import sort_swc, write_swc, write_tiff_stack
 from ...io.atomic import atomic_write_bytes
+from ...utils import as_positive_int
 from ..preview import save_mip_png
 from .config import SyntheticConfig
 from .morphology import check_shape, concatenate_swc, generate_crossing_fibres, generate_neuron
@@ -170,10 +171,8 @@ def split_counts(num_samples: int, splits: Sequence[float] = DEFAULT_SPLITS) -> 
 
 
 def _settings(num_samples: int, shape, seed: int, config: SyntheticConfig, splits) -> dict[str, Any]:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    as_positive_int(num_samples, "num_samples")
+    as_positive_int(seed, "seed", allow_zero=True)
     if not isinstance(config, SyntheticConfig):
         raise TypeError(f"config must be a SyntheticConfig or None, got {type(config).__name__}.")
     return {

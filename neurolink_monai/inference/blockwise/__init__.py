@@ -6,7 +6,7 @@ Run ``python -m neurolink_monai.inference.blockwise --help`` for the command lin
 
 from __future__ import annotations
 
-from .engine import postprocess_block, postprocess_heads, predict_block, read_padded_region
+from .engine import postprocess_block, predict_block, read_padded_region
 from .grid import BlockGrid, SlidingWindowGrid, overlap_from_halo
 from .model import ModelSpec, bundle_inference_settings, default_bundle_dir, load_model_spec, model_spec_from_module
 from .runner import (
@@ -41,7 +41,6 @@ __all__ = [
     "overlap_from_halo",
     "partial_path",
     "postprocess_block",
-    "postprocess_heads",
     "predict_block",
     "read_padded_region",
     "read_record",

@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="PATH", help="bundle config with network_def (default: bundle/configs/" "inference.json)"
     )
     g.add_argument("--bundle-dir", metavar="DIR", help="bundle folder (default: bundle/ of this checkout)")
-    g.add_argument("--lower", type=float, metavar="P", help="lower intensity percentile (default: bundle's or 1)")
-    g.add_argument("--upper", type=float, metavar="P", help="upper intensity percentile (default: bundle's or 99.9)")
+    g.add_argument("--lower", type=float, metavar="P", help="lower intensity percentile (default: bundle's or 0.5)")
+    g.add_argument("--upper", type=float, metavar="P", help="upper intensity percentile (default: bundle's or 99.95)")
     g.add_argument(
         "--max-samples",
         type=int,
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
 
-    from ..intensity import DEFAULT_MAX_SAMPLES
+    from ...transforms.intensity import DEFAULT_MAX_SAMPLES
     from .runner import BlockwiseRunError, run_blockwise
     from .sources import BlockwiseInputError
     from .store import BlockwiseOutputError

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...networks.outputs import split_outputs
-from ..intensity import scale_intensity
+from ...networks.outputs import interpret_outputs
+from ...transforms.intensity import scale_intensity
 from .grid import SlidingWindowGrid
 
-__all__ = ["predict_block", "postprocess_block", "postprocess_heads", "read_padded_region"]
+__all__ = ["predict_block", "postprocess_block", "read_padded_region"]
 
 
 def read_padded_region(
@@ -26,7 +26,7 @@ def read_padded_region(
 ) -> torch.Tensor:
     """The preprocessed input ``[start, stop)`` in padded coordinates as float32 ``(D', H', W')``.
 
-    Reads the part inside the volume, scales it with :func:`~neurolink_monai.inference.scale_intensity` and pads the
+    Reads the part inside the volume, scales it with :func:`~neurolink_monai.transforms.scale_intensity` and pads the
     rest like MONAI pads the whole (preprocessed) volume when it is smaller than the window. Along a padded axis the
     region spans the whole padded axis, so ``reflect``/``replicate``/``circular`` padding is reproduced too.
     """
@@ -36,7 +36,8 @@ def read_padded_region(
     lo_c = [max(v, 0) for v in lo]
     hi_c = [min(v, n) for v, n in zip(hi, grid.image_shape)]
     raw = volume[tuple(slice(a, b) for a, b in zip(lo_c, hi_c))]
-    region = scale_intensity(torch.from_numpy(np.require(raw, requirements=["C", "W"])), window)
+    region = torch.from_numpy(np.require(raw, requirements=["C", "W"]))
+    region = scale_intensity(region, window, name=getattr(volume, "path", None))
     amounts = []
     for a in (2, 1, 0):  # F.pad lists the last axis first
         amounts += [lo_c[a] - lo[a], hi[a] - hi_c[a]]
@@ -71,7 +72,7 @@ def predict_block(
         start: block start ``(z, y, x)``.
         stop: block stop ``(z, y, x)``.
         predictor: maps ``(B, 1, *roi_size)`` to ``(B, C, *roi_size)`` (the network in eval mode).
-        window: ``(low, high)`` intensity window (see :func:`~neurolink_monai.inference.intensity_window`).
+        window: ``(low, high)`` intensity window (see :func:`~neurolink_monai.transforms.intensity_window`).
         sw_batch_size: windows per forward pass.
         device: where the predictor runs; blending happens on the CPU.
         importance: ``grid.importance_map()`` when already computed.
@@ -120,58 +121,41 @@ def predict_block(
     return acc.div_(count)
 
 
-def postprocess_heads(
-    seg: torch.Tensor,
-    direction: torch.Tensor | None = None,
-    distance: torch.Tensor | None = None,
-    threshold: float = 0.5,
-    prob_dtype: str = "float16",
-    maps_dtype: str = "float16",
-    direction_eps: float = 1e-6,
-) -> dict[str, np.ndarray]:
-    """The stored arrays from blended heads, as the bundle's inference post-processes them.
-
-    Mirrors ``neurolink_monai.bundle_utils.neurolink_heads``: the neurite probability is the sigmoid of one
-    segmentation channel, or channel 1 of the softmax of two; the mask is ``prob >= threshold``; the direction is
-    normalised to unit vectors ``(z, y, x)`` (0 where its norm is below ``direction_eps``); the distance is the
-    network's non-negative regression.
-
-    Args:
-        seg: segmentation logits ``(1 or 2, d, h, w)``.
-        direction: ``(3, d, h, w)`` or None.
-        distance: ``(1, d, h, w)`` or None.
-
-    Returns:
-        ``{"prob": (d, h, w) float16 or uint8 (prob x 255, rounded), "mask": (d, h, w) uint8 0/1}`` plus
-        ``"direction"`` ``(3, d, h, w)`` and ``"distance"`` ``(d, h, w)`` in ``maps_dtype`` when given.
-    """
-    if seg.shape[0] not in (1, 2):
-        raise ValueError(f"seg must have 1 (sigmoid) or 2 (softmax) channels, got shape {list(seg.shape)}.")
-    prob = torch.sigmoid(seg[0]) if seg.shape[0] == 1 else torch.softmax(seg, dim=0)[1]
-    out = {"mask": (prob >= threshold).to(torch.uint8).numpy()}
-    if prob_dtype == "uint8":
-        out["prob"] = torch.round(prob.mul_(255.0)).to(torch.uint8).numpy()
-    else:
-        out["prob"] = prob.to(getattr(torch, prob_dtype)).numpy()
-    del prob
-    if direction is not None:
-        norm = direction.norm(dim=0, keepdim=True)
-        direction = torch.where(norm > direction_eps, direction / norm.clamp_min(direction_eps), 0.0)
-        out["direction"] = direction.to(getattr(torch, maps_dtype)).numpy()
-    if distance is not None:
-        out["distance"] = distance[0].to(getattr(torch, maps_dtype)).numpy()
-    return out
-
-
 def postprocess_block(
     output: torch.Tensor,
     seg_channels: int = 1,
     threshold: float = 0.5,
     prob_dtype: str = "float16",
     maps_dtype: str = "float16",
+    heads: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """:func:`postprocess_heads` of a whole blended NeuroLinkNet output ``(seg_channels [+ 4], d, h, w)``."""
-    if seg_channels not in (1, 2):
-        raise ValueError(f"seg_channels must be 1 (sigmoid) or 2 (softmax), got {seg_channels!r}.")
-    parts = split_outputs(output, out_channels=seg_channels)
-    return postprocess_heads(parts["seg"], parts["direction"], parts["distance"], threshold, prob_dtype, maps_dtype)
+    """The stored arrays of a blended block, read as the bundle reads the network output
+    (:func:`~neurolink_monai.networks.interpret_outputs`: sigmoid or softmax probability, ``prob >= threshold``,
+    unit directions, the distance as it is).
+
+    Args:
+        output: blended logits ``(C, d, h, w)``: the whole NeuroLinkNet output (``heads`` None) or the channels of
+            ``heads`` as :func:`~neurolink_monai.networks.head_channels` selects them.
+        seg_channels: segmentation channels of the network, 1 (sigmoid) or 2 (softmax).
+        threshold: probability threshold of the mask, in ``(0, 1]``.
+        prob_dtype: ``"float16"`` or ``"uint8"`` (prob x 255, rounded).
+        maps_dtype: dtype of the direction and distance maps.
+        heads: the heads ``output`` holds (``"seg"`` among them), or None.
+
+    Returns:
+        ``{"prob": (d, h, w), "mask": (d, h, w) uint8 0/1}`` plus ``"direction"`` ``(3, d, h, w)`` and
+        ``"distance"`` ``(d, h, w)`` in ``maps_dtype`` when ``output`` holds them.
+    """
+    parts = interpret_outputs(output, seg_channels, threshold, heads)
+    out = {"mask": parts["mask"][0].to(torch.uint8).numpy()}
+    prob = parts.pop("prob")[0]
+    if prob_dtype == "uint8":
+        out["prob"] = torch.round(prob.mul_(255.0)).to(torch.uint8).numpy()
+    else:
+        out["prob"] = prob.to(getattr(torch, prob_dtype)).numpy()
+    del prob
+    if parts["direction"] is not None:
+        out["direction"] = parts["direction"].to(getattr(torch, maps_dtype)).numpy()
+    if parts["distance"] is not None:
+        out["distance"] = parts["distance"][0].to(getattr(torch, maps_dtype)).numpy()
+    return out

@@ -21,15 +21,16 @@ import psutil
 import torch
 from torch import nn
 
-from ..intensity import (
-    DEFAULT_LOWER_PERCENTILE,
+from ...networks.outputs import check_threshold, head_channels
+from ...transforms.intensity import (
     DEFAULT_MAX_SAMPLES,
-    DEFAULT_UPPER_PERCENTILE,
+    DEFAULT_PERCENTILES,
+    check_percentiles,
     intensity_window,
     subsample_strides,
 )
 from ..sliding import fit_roi_size, network_divisor
-from .engine import postprocess_heads, predict_block
+from .engine import postprocess_block, predict_block
 from .grid import BlockGrid, SlidingWindowGrid, overlap_from_halo
 from .model import ModelSpec, bundle_inference_settings, load_model_spec, model_spec_from_module
 from .sources import BlockwiseInputError, VolumeSource, open_volume
@@ -117,11 +118,8 @@ def run_block(job: BlockJob, spec: ModelSpec, index: tuple[int, int, int]) -> tu
         imp = _IMPORTANCE.setdefault(job.grid, job.grid.importance_map("cpu"))
     start, stop = job.blocks.box(index)
     k = job.seg_channels
-    channels = list(range(k))  # blend only the heads that are stored: [seg..., (dir_z, dir_y, dir_x), (dist)]
-    if "direction" in job.arrays:
-        channels += [k, k + 1, k + 2]
-    if "distance" in job.arrays:
-        channels.append(k + 3)
+    heads = ("seg", *(name for name in ("direction", "distance") if name in job.arrays))
+    channels = head_channels(k, heads)  # blend only the heads that are stored
     with torch.autocast("cuda", enabled=job.amp):  # the bundle runs its inference with AMP on CUDA
         try:
             out = predict_block(
@@ -132,11 +130,8 @@ def run_block(job: BlockJob, spec: ModelSpec, index: tuple[int, int, int]) -> tu
                 f"the network output has no channels {channels[k:]} for the direction/distance heads: "
                 f"it is not a multi-task NeuroLinkNet ({e})."
             ) from e
-    seg, rest = out[:k], out[k:]
-    direction = rest[:3] if "direction" in job.arrays else None
-    distance = rest[-1:] if "distance" in job.arrays else None
-    data = postprocess_heads(seg, direction, distance, job.threshold, job.prob_dtype, job.maps_dtype)
-    del out, seg, rest, direction, distance
+    data = postprocess_block(out, k, job.threshold, job.prob_dtype, job.maps_dtype, heads)
+    del out
     write_block(Path(job.partial), index, start, stop, data, job.run_id)
     evaluations = math.prod(len(s) for s in job.grid.block_window_starts(start, stop))
     return index, math.prod(b - a for a, b in zip(start, stop)), evaluations
@@ -291,7 +286,7 @@ def run_blockwise(
     every output block (``chunks``) evaluates the windows that overlap it, reading their input lazily, and blends
     them with MONAI's importance map and weight sum (see :mod:`.grid`), so the result matches the whole-volume
     inferer (max abs difference ~1e-6 before casting) with no seams. Preprocessing is the bundle's: percentile
-    scaling to [0, 1] with the percentiles of the whole volume (:func:`~neurolink_monai.inference.intensity_window`).
+    scaling to [0, 1] with the percentiles of the whole volume (:func:`~neurolink_monai.transforms.intensity_window`).
 
     Args:
         input_path: Zarr array or OME-Zarr group (v2/v3), or a TIFF (memory-mapped or read through tifffile's Zarr
@@ -309,7 +304,7 @@ def run_blockwise(
         halo: alternative to ``overlap``: the overlap of neighbouring windows in voxels ``(z, y, x)``, which is the
             least margin each block reads beyond its borders.
         mode, sigma_scale, padding_mode, cval, sw_batch_size: as in ``SlidingWindowInferer``.
-        lower, upper: intensity percentiles (default the bundle's, else 1 and 99.9).
+        lower, upper: intensity percentiles (default the bundle's, else ``DEFAULT_PERCENTILES``, 0.5 and 99.95).
         max_samples: percentiles are exact up to this many voxels, else from a strided subsample this large.
         threshold: probability threshold of the mask (binary segmentation); default the bundle's, else 0.5.
         prob_dtype: ``"float16"`` or ``"uint8"`` (probability x 255, rounded).
@@ -397,12 +392,10 @@ def run_blockwise(
     swb = sw_batch_size if sw_batch_size is not None else int(bundle.get("sw_batch_size", 1))
     if isinstance(swb, bool) or not isinstance(swb, int) or swb < 1:
         raise ValueError(f"sw_batch_size must be a positive int, got {swb!r}.")
-    lo_p = lower if lower is not None else bundle.get("lower", DEFAULT_LOWER_PERCENTILE)
-    hi_p = upper if upper is not None else bundle.get("upper", DEFAULT_UPPER_PERCENTILE)
-    intensity_window(np.zeros((1, 1, 2), np.float32), lo_p, hi_p)  # validates the percentiles
-    thr = float(threshold if threshold is not None else bundle.get("threshold", DEFAULT_THRESHOLD))
-    if not 0.0 <= thr <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {thr!r}.")
+    lo_p = lower if lower is not None else bundle.get("lower", DEFAULT_PERCENTILES[0])
+    hi_p = upper if upper is not None else bundle.get("upper", DEFAULT_PERCENTILES[1])
+    check_percentiles(lo_p, hi_p)
+    thr = check_threshold(threshold if threshold is not None else bundle.get("threshold", DEFAULT_THRESHOLD))
     if chunks is None:
         chunks = tuple(BLOCKS_PER_AXIS_STEP * s for s in grid.scan_interval)
     blocks = BlockGrid.create(source.shape, chunks)

@@ -12,32 +12,15 @@ import json
 import math
 import os
 import threading
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BlockwiseInputError", "VolumeSource", "open_volume"]
+from ...utils import as_spacing
 
-_UNIT_TO_UM = {
-    "micrometer": 1.0,
-    "micrometre": 1.0,
-    "micron": 1.0,
-    "microns": 1.0,
-    "um": 1.0,
-    "\u00b5m": 1.0,
-    "\u03bcm": 1.0,
-    "nanometer": 1e-3,
-    "nm": 1e-3,
-    "millimeter": 1e3,
-    "mm": 1e3,
-    "centimeter": 1e4,
-    "cm": 1e4,
-    "meter": 1e6,
-    "m": 1e6,
-}
+__all__ = ["BlockwiseInputError", "VolumeSource", "open_volume"]
 
 
 class BlockwiseInputError(ValueError):
@@ -46,12 +29,6 @@ class BlockwiseInputError(ValueError):
 
 _OPEN: dict[tuple, Any] = {}
 _OPEN_LOCK = threading.Lock()
-
-
-def _unit_factor(unit: Any) -> float | None:
-    if unit is None:
-        return None
-    return _UNIT_TO_UM.get(str(unit).strip().lower(), _UNIT_TO_UM.get(str(unit).strip()))
 
 
 @dataclass(frozen=True)
@@ -278,7 +255,9 @@ def _open_zarr(path: Path, spacing: tuple[float, float, float] | None) -> Volume
     source = "none"
     sp = (1.0, 1.0, 1.0)
     if scale is not None:
-        factor = _unit_factor(unit) or 1.0
+        from neurolink_monai.io.tiff import unit_to_micrometres
+
+        factor = unit_to_micrometres(unit)[0]
         sp = tuple(float(scale[i]) * factor for i in spatial)  # type: ignore[assignment]
         source = "ome-zarr"
     chunks = tuple(int(arr.chunks[i]) for i in spatial) if getattr(arr, "chunks", None) else None
@@ -298,48 +277,6 @@ def _open_zarr(path: Path, spacing: tuple[float, float, float] | None) -> Volume
     )
 
 
-def _tiff_spacing(tf: Any) -> tuple[tuple[float, float, float], str]:
-    def resolution(tag: str) -> float | None:
-        t = tf.pages.first.tags.get(tag)
-        if t is None:
-            return None
-        v = t.value
-        try:
-            num, den = (float(v[0]), float(v[1])) if isinstance(v, tuple) else (float(v), 1.0)
-        except (TypeError, ValueError, IndexError):
-            return None
-        return den / num if num > 0 and den > 0 and math.isfinite(num / den) else None
-
-    if tf.is_imagej:
-        meta = tf.imagej_metadata or {}
-        sx = resolution("XResolution") or 1.0
-        sy = resolution("YResolution") or sx
-        try:
-            sz = float(meta.get("spacing", 1.0))
-        except (TypeError, ValueError):
-            sz = 1.0
-        sz = sz if math.isfinite(sz) and sz > 0 else 1.0
-        f = _unit_factor(meta.get("unit")) or 1.0
-        return (sz * f, sy * f, sx * f), "imagej"
-    if tf.is_ome and tf.ome_metadata:
-        try:
-            root = ET.fromstring(tf.ome_metadata)
-        except ET.ParseError:
-            root = None
-        pixels = next((el for el in root.iter() if el.tag.endswith("Pixels")), None) if root is not None else None
-        if pixels is not None:
-            out = []
-            for a in ("Z", "Y", "X"):
-                try:
-                    v = float(pixels.get(f"PhysicalSize{a}", "1"))
-                except ValueError:
-                    v = 1.0
-                f = _unit_factor(pixels.get(f"PhysicalSize{a}Unit", "\u00b5m")) or 1.0
-                out.append(v * f if math.isfinite(v) and v > 0 else 1.0)
-            return (out[0], out[1], out[2]), "ome-tiff"
-    return (1.0, 1.0, 1.0), "none"
-
-
 def _check_sample_type(path: str, dtype: np.dtype) -> None:
     if dtype.kind == "b":
         raise BlockwiseInputError(
@@ -352,7 +289,12 @@ def _check_sample_type(path: str, dtype: np.dtype) -> None:
 def _open_tiff(path: Path, spacing: tuple[float, float, float] | None) -> VolumeSource:
     import tifffile
 
-    from neurolink_monai.io.tiff import TiffStackError, check_tiff_declared_size, collect_tifffile_warnings
+    from neurolink_monai.io.tiff import (
+        TiffStackError,
+        check_tiff_declared_size,
+        collect_tifffile_warnings,
+        read_tiff_spacing,
+    )
 
     try:
         with collect_tifffile_warnings() as messages, tifffile.TiffFile(str(path)) as tf:
@@ -363,7 +305,8 @@ def _open_tiff(path: Path, spacing: tuple[float, float, float] | None) -> Volume
             shape = tuple(int(s) for s in series.shape)
             raw_axes = series.axes.upper()
             dtype = np.dtype(series.dtype)
-            sp, sp_source = _tiff_spacing(tf)
+            sp, _, sp_source = read_tiff_spacing(tf)
+            sp_source = "ome-tiff" if sp_source == "ome" else sp_source
             try:
                 mappable = series.dataoffset is not None
             except Exception:
@@ -432,11 +375,9 @@ def open_volume(path: str | os.PathLike, spacing: tuple[float, float, float] | N
         raise BlockwiseInputError(f"{p}: input not found.")
     if spacing is not None:
         try:
-            spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
-        except (TypeError, ValueError) as e:
-            raise BlockwiseInputError(f"{p}: spacing must be 3 numbers (z, y, x), got {spacing!r}.") from e
-        if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):  # type: ignore[arg-type]
-            raise BlockwiseInputError(f"{p}: spacing must be 3 positive numbers (z, y, x), got {spacing!r}.")
+            spacing = tuple(float(s) for s in as_spacing(spacing, where=str(p)))  # type: ignore[assignment]
+        except ValueError as e:
+            raise BlockwiseInputError(str(e)) from None
     p = p.resolve()
     if p.is_file() and p.suffix.lower() in (".tif", ".tiff", ".btf", ".tf8"):
         src = _open_tiff(p, spacing)
