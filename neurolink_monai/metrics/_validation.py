@@ -11,7 +11,7 @@ import numpy as np
 
 from neurolink_monai.utils import to_numpy
 
-__all__ = ["as_binary_mask", "check_same_shape"]
+__all__ = ["as_binary_mask"]
 
 
 def as_binary_mask(x: Any, name: str, ndims: Sequence[int] | None = None) -> np.ndarray:
@@ -47,9 +47,3 @@ def as_binary_mask(x: Any, name: str, ndims: Sequence[int] | None = None) -> np.
         allowed = " or ".join(str(n) for n in ndims)
         raise ValueError(f"{name} must have {allowed} dimensions, got shape {tuple(out.shape)}.")
     return out
-
-
-def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
-    """Raise ValueError unless ``a`` and ``b`` have the same shape."""
-    if a.shape != b.shape:
-        raise ValueError(f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}.")

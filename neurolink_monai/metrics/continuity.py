@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
-from neurolink_monai.metrics._validation import as_binary_mask, check_same_shape
+from neurolink_monai.metrics._validation import as_binary_mask
 from neurolink_monai.metrics.skeleton_graph import (
     SkeletonGraph,
     mask_skeleton,
@@ -21,7 +21,7 @@ from neurolink_monai.metrics.skeleton_graph import (
     subdivide_graph,
     swc_to_graph,
 )
-from neurolink_monai.utils import as_positive_float, as_spacing, to_numpy
+from neurolink_monai.utils import as_positive_float, as_spacing, check_same_shape, to_numpy
 
 __all__ = ["skeleton_continuity", "segment_labels", "centreline_recall"]
 

@@ -9,7 +9,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import euler_number
 
-from neurolink_monai.metrics._validation import as_binary_mask, check_same_shape
+from neurolink_monai.metrics._validation import as_binary_mask
+from neurolink_monai.utils import check_same_shape
 
 __all__ = ["betti_numbers", "betti_errors"]
 

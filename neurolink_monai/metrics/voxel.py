@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from neurolink_monai.metrics._validation import as_binary_mask, check_same_shape
+from neurolink_monai.metrics._validation import as_binary_mask
 from neurolink_monai.metrics.skeleton_graph import mask_skeleton
+from neurolink_monai.utils import check_same_shape
 
 __all__ = ["voxel_prf", "cldice", "topology_precision_sensitivity"]
 

@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import ensure_tuple
 
-from ..io import spacing_from_affine
+from ..io import metatensor_spacing
 from ..utils import describe_source
 from .trace import TraceConfig, check_spacing, trace_with_config
 
@@ -59,12 +58,10 @@ class TraceSWC(Transform):
     def _spacing(self, img: Any) -> tuple[float, float, float] | None:
         if self.spacing is not None:
             return self.spacing
-        if isinstance(img, MetaTensor) and "affine" in img.meta:
-            try:
-                return spacing_from_affine(img.affine)
-            except ValueError:
-                return None
-        return None
+        try:
+            return metatensor_spacing(img)
+        except ValueError:
+            return None
 
     def __call__(
         self,
