@@ -32,7 +32,15 @@ from .augment_intensity import (
     poisson_gaussian_noise,
     signal_background_levels,
 )
-from .checks import CheckVolume, CheckVolumed, check_binary_label, check_contrast, contrast_step
+from .checks import (
+    CheckStack,
+    CheckStackd,
+    CheckVolume,
+    CheckVolumed,
+    check_binary_label,
+    check_contrast,
+    contrast_step,
+)
 from .direction import (
     DirectionMap,
     DirectionMapd,
@@ -47,10 +55,13 @@ from .direction import (
 from .direction_sign import canonicalize_direction
 from .distance import DistanceMap, DistanceMapd, boundary_background, mask_distance_transform, radius_from_distance
 from .intensity import MicroscopyNormalize, MicroscopyNormalized
+from .orientation import ToZYX, ToZYXd
 from .swc_raster import check_swc_inside, rasterize_swc
 from .swc_to_mask import LoadSWC, LoadSWCd, SWCToMask, SWCToMaskd
 
 __all__ = [
+    "CheckStack",
+    "CheckStackd",
     "CheckVolume",
     "CheckVolumed",
     "check_binary_label",
@@ -74,6 +85,8 @@ __all__ = [
     "RandRotate90WithDirectiond",
     "SWCToMask",
     "SWCToMaskd",
+    "ToZYX",
+    "ToZYXd",
     "apply_component_map",
     "attenuation_field",
     "boundary_background",

@@ -14,7 +14,9 @@ from monai.transforms import MapTransform, ScaleIntensityRangePercentiles, Trans
 
 from ..utils import count_nonfinite, describe_source
 
-__all__ = ["MicroscopyNormalize", "MicroscopyNormalized"]
+__all__ = ["DEFAULT_PERCENTILES", "MicroscopyNormalize", "MicroscopyNormalized"]
+
+DEFAULT_PERCENTILES = (0.5, 99.95)  # the bundle's (low, high) intensity-scaling percentiles
 
 
 class MicroscopyNormalize(Transform):

@@ -6,16 +6,18 @@ Run ``python -m neurolink_monai.inference.blockwise --help`` for the command lin
 
 from __future__ import annotations
 
+from .claim import BlockwiseRunError
 from .engine import postprocess_block, postprocess_heads, predict_block, read_padded_region
 from .grid import BlockGrid, SlidingWindowGrid, overlap_from_halo
 from .model import ModelSpec, bundle_inference_settings, default_bundle_dir, load_model_spec, model_spec_from_module
-from .runner import (
+from .runner import BlockwiseResult, dask_client, run_block, run_blockwise, run_blockwise_with
+from .settings import (
     DEFAULT_ROI_SIZE,
-    BlockwiseResult,
-    BlockwiseRunError,
+    BlockwiseOptions,
+    BlockwiseSettings,
+    ClusterOptions,
     estimate_block_memory,
-    run_block,
-    run_blockwise,
+    resolve_settings,
 )
 from .sources import BlockwiseInputError, VolumeSource, open_volume
 from .store import BlockwiseOutputError, OutputSpec, completed_blocks, partial_path, read_record
@@ -23,9 +25,12 @@ from .store import BlockwiseOutputError, OutputSpec, completed_blocks, partial_p
 __all__ = [
     "BlockGrid",
     "BlockwiseInputError",
+    "BlockwiseOptions",
     "BlockwiseOutputError",
     "BlockwiseResult",
     "BlockwiseRunError",
+    "BlockwiseSettings",
+    "ClusterOptions",
     "DEFAULT_ROI_SIZE",
     "ModelSpec",
     "OutputSpec",
@@ -33,6 +38,7 @@ __all__ = [
     "VolumeSource",
     "bundle_inference_settings",
     "completed_blocks",
+    "dask_client",
     "default_bundle_dir",
     "estimate_block_memory",
     "load_model_spec",
@@ -45,6 +51,8 @@ __all__ = [
     "predict_block",
     "read_padded_region",
     "read_record",
+    "resolve_settings",
     "run_block",
     "run_blockwise",
+    "run_blockwise_with",
 ]
