@@ -322,7 +322,16 @@ def run_blockwise_with(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> BlockwiseResult:
-    """:func:`run_blockwise` with its options gathered in dataclasses (``cluster`` default: one local worker)."""
+    """:func:`run_blockwise` with its options gathered in dataclasses.
+
+    Args:
+        input_path, output_path, overwrite, progress, log: as in :func:`run_blockwise`.
+        options: the model, window, preprocessing and output options.
+        cluster: where the blocks run; default a new LocalCluster of one single-threaded worker.
+
+    Returns:
+        :class:`BlockwiseResult`; raises what :func:`run_blockwise` raises.
+    """
     say = log or (lambda msg: None)
     t_start = time.perf_counter()
     cluster = cluster if cluster is not None else ClusterOptions()
