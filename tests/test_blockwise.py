@@ -15,6 +15,8 @@ from monai.inferers import SlidingWindowInferer
 from neurolink_monai.inference import fit_roi_size, intensity_window, scale_intensity
 from neurolink_monai.inference.blockwise import (
     BlockGrid,
+    BlockwiseOptions,
+    ClusterOptions,
     SlidingWindowGrid,
     load_model_spec,
     model_spec_from_module,
@@ -22,7 +24,9 @@ from neurolink_monai.inference.blockwise import (
     postprocess_block,
     predict_block,
     read_record,
+    resolve_settings,
     run_blockwise,
+    run_blockwise_with,
 )
 from neurolink_monai.io import write_tiff_stack
 
@@ -388,3 +392,19 @@ def test_model_is_deserialised_once_per_process():
     first = spec.load("cpu")
     assert spec.load("cpu") is first
     assert model_spec_from_module(tiny_net(seed=9)).digest == spec.digest != model_spec_from_module(tiny_net()).digest
+
+
+def test_run_blockwise_with_option_dataclasses_is_run_blockwise(tmp_path):
+    src = to_zarr(tmp_path / "in.zarr", volume((8, 24, 24), seed=5), (8, 12, 12))
+    net = tiny_net()
+    by_keyword = run_blockwise_here(src, tmp_path / "a.zarr", model=net, roi_size=(8, 16, 16), chunks=(8, 12, 12))
+    options = BlockwiseOptions(model=net, bundle_dir=tmp_path / "no-bundle", roi_size=(8, 16, 16), chunks=(8, 12, 12))
+    settings = resolve_settings(src, options)
+    assert settings.blocks.num_blocks == by_keyword.blocks_total == 4 and settings.grid.roi_size == (8, 16, 16)
+    assert settings.identity() == {k: by_keyword.record[k] for k in ("format_version", "input", "model", "settings")}
+    cluster = ClusterOptions(scheduler="synchronous")
+    by_dataclass = run_blockwise_with(src, tmp_path / "b.zarr", options, cluster, progress=False)
+    assert by_dataclass.status == "complete" and by_dataclass.intensity_window == by_keyword.intensity_window
+    for name in ("prob", "mask"):
+        a = zarr.open_array(str(tmp_path / "a.zarr" / name / "0"), mode="r")[:]
+        np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "b.zarr" / name / "0"), mode="r")[:], a)

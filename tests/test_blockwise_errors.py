@@ -11,7 +11,10 @@ import zarr
 
 from neurolink_monai.inference.blockwise import (
     BlockwiseInputError,
+    BlockwiseOptions,
     BlockwiseOutputError,
+    ClusterOptions,
+    dask_client,
     open_volume,
     partial_path,
     read_record,
@@ -206,3 +209,24 @@ def test_chunks_too_big_for_memory_are_refused(net, tmp_path):
     with pytest.raises(ValueError, match=r"bad chunk sizes: blocks of \[2048, 4096, 4096\] need ~\d+\.\d GiB"):
         run(tmp_path / "huge.zarr", tmp_path / "o.zarr", net, chunks=(2048, 4096, 4096))
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_options_are_checked_when_built():
+    with pytest.raises(ValueError, match="prob_dtype must be 'float16' or 'uint8', got 'int8'"):
+        BlockwiseOptions(prob_dtype="int8")
+    with pytest.raises(ValueError, match="either overlap .* or halo"):
+        BlockwiseOptions(overlap=0.25, halo=4)
+    with pytest.raises(ValueError, match="workers must be a positive int, got 0"):
+        ClusterOptions(workers=0)
+    with pytest.raises(ValueError, match="threads_per_worker must be a positive int, got True"):
+        ClusterOptions(threads_per_worker=True)
+    with pytest.raises(ValueError, match="scheduler must be 'synchronous' or an address.*'local'"):
+        ClusterOptions(scheduler="local")
+    with pytest.raises(ValueError, match="bad device 'gpu0'"):
+        BlockwiseOptions(device="gpu0").resolve_device()
+    assert BlockwiseOptions(device="cpu", amp=True).resolve_device() == ("cpu", False)  # AMP only on CUDA
+
+
+def test_synchronous_runs_without_a_dask_client():
+    with dask_client(ClusterOptions(scheduler="synchronous", torch_threads=2)) as (client, threads):
+        assert client is None and threads == 2

@@ -2,6 +2,11 @@
 """Out-of-core blockwise NeuroLink inference on Dask: Zarr/TIFF in, OME-Zarr out, seam-free and resumable.
 
 Run ``python -m neurolink_monai.inference.blockwise --help`` for the command line, or call :func:`run_blockwise`.
+
+Modules: :mod:`.sources` (the input volume), :mod:`.model` (the model and the bundle's inference settings),
+:mod:`.grid` (MONAI's window grid and the output blocks), :mod:`.settings` (options resolved into the settings of a
+run), :mod:`.claim` (reuse, resume or start an output), :mod:`.engine` (the inference of one block), :mod:`.store`
+(the output group), :mod:`.runner` (:func:`run_blockwise`, the Dask client, the execution) and :mod:`.cli`.
 """
 
 from __future__ import annotations
