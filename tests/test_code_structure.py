@@ -1,5 +1,5 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""Code structure rules of the package: small functions and no import cycle between the modules of a subpackage."""
+"""Code structure rules of the package: small functions, and no import cycle between the modules of one (sub)package."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "neurolink_monai"
 MAX_FUNCTION_LINES = 120
-ACYCLIC_SUBPACKAGES = ("bundle_utils", "inference/blockwise")
+SUBPACKAGES = sorted(str(p.parent.relative_to(PACKAGE)) for p in PACKAGE.rglob("__init__.py"))
 
 
 def _functions(tree: ast.AST):
@@ -32,19 +32,31 @@ def long_functions(limit: int = MAX_FUNCTION_LINES) -> list[str]:
 
 
 def sibling_imports(folder: Path) -> dict[str, set[str]]:
-    """Module name -> the modules of the same folder it imports (``from .x import``, at any level of the file)."""
+    """Module name -> the modules of the same folder it imports (``from .x import``, ``from . import x`` or the
+    absolute ``neurolink_monai.<folder>.x``, at any level of the file)."""
     modules = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+    package = ".".join(folder.relative_to(PACKAGE.parent).parts)
     graph: dict[str, set[str]] = {}
     for name in modules:
         tree = ast.parse((folder / f"{name}.py").read_text())
         deps = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                if node.module is None:
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 1:
+                    module = node.module
+                elif node.level == 0 and node.module and node.module.startswith(package):
+                    module = node.module[len(package) + 1 :] or None
+                else:
+                    continue
+                if module is None:
                     deps |= {a.name for a in node.names if a.name in modules}
-                elif node.module.split(".")[0] in modules:
-                    deps.add(node.module.split(".")[0])
-        graph[name] = deps - {name}
+                elif module.split(".")[0] in modules:
+                    deps.add(module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                deps |= {
+                    a.name[len(package) + 1 :].split(".")[0] for a in node.names if a.name.startswith(package + ".")
+                }
+        graph[name] = (deps & modules) - {name}
     return graph
 
 
@@ -80,7 +92,7 @@ def test_no_function_longer_than_the_limit():
     assert not offenders, f"functions longer than {MAX_FUNCTION_LINES} lines:\n" + "\n".join(offenders)
 
 
-@pytest.mark.parametrize("subpackage", ACYCLIC_SUBPACKAGES)
+@pytest.mark.parametrize("subpackage", SUBPACKAGES)
 def test_no_import_cycle_inside_subpackage(subpackage):
     cycle = find_cycle(sibling_imports(PACKAGE / subpackage))
     assert cycle is None, f"import cycle in neurolink_monai/{subpackage}: {' -> '.join(cycle)}"
