@@ -6,13 +6,13 @@
 
 1. ``LoadImaged`` (3D TIFF stacks through :class:`neurolink_monai.io.TiffStackReader`, NIfTI through nibabel),
 2. ``EnsureChannelFirstd``,
-3. :class:`~neurolink_monai.transforms.ToZYXd`: NIfTI volumes, stored ``(x, y, z)``, are reordered to the ``(z, y, x)`` array order of the
-   project (TIFF stacks already are),
-4. :class:`~neurolink_monai.transforms.CheckStackd`: a 3D stack of at least two slices with exactly one channel, finite intensities and more
-   than one grey level of contrast between the scaling percentiles, else a ``ValueError`` naming the file,
+3. :class:`~neurolink_monai.transforms.ToZYXd`: NIfTI volumes, stored ``(x, y, z)``, are reordered to the
+   ``(z, y, x)`` array order of the project (TIFF stacks already are),
+4. :class:`~neurolink_monai.transforms.CheckStackd`: a 3D stack of at least two slices with exactly one channel,
+   finite intensities and more than one grey level of contrast between the scaling percentiles, else a
+   ``ValueError`` naming the file,
 5. :func:`intensity_scaling`: percentile scaling (``MicroscopyNormalized``), ``DEFAULT_PERCENTILES`` (0.5, 99.95,
-   :mod:`neurolink_monai.transforms.intensity`)
-   of the whole stack mapped to ``[0, 1]`` and clipped.
+   in :mod:`neurolink_monai.transforms.intensity`) of the whole stack mapped to ``[0, 1]`` and clipped.
 
 Out-of-core inference (``neurolink_monai.inference``) must apply the same mapping: the percentiles of the whole
 stack, not of one block.
