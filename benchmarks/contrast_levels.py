@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from neurolink_monai.bundle_utils import DEFAULT_PERCENTILES
 from neurolink_monai.data.synthetic import SyntheticConfig, generate_dataset
 from neurolink_monai.data.synthetic.config import DIFFICULTY_PRESETS
 from neurolink_monai.io import read_tiff_stack
 from neurolink_monai.transforms import contrast_step
+from neurolink_monai.transforms.intensity import DEFAULT_PERCENTILES
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NEUROLINK_SHARED", REPO.parent / "shared"))

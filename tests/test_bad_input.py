@@ -37,24 +37,16 @@ from neurolink_monai.bundle_utils import (
     InferenceInputError,
     MissingFileError,
     OutputDirError,
-    check_output_dir,
     list_inference_inputs,
     load_datalist,
 )
 from neurolink_monai.data.synthetic import SyntheticConfig, generate_dataset, read_manifest
-from neurolink_monai.inference.blockwise import BlockwiseInputError, open_volume, run_blockwise
+from neurolink_monai.inference.blockwise import BlockwiseInputError, open_volume
 from neurolink_monai.io import TiffStackError, read_swc, read_tiff_stack, write_tiff_stack
-from neurolink_monai.networks import NeuroLinkNet
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "bundle" / "configs"
-META = str(CONFIGS / "metadata.json")
+from helpers import CONFIGS, META, REPO, TINY, bundle_workflow, run_blockwise_here, tiny_net
+
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def _tiny_net(features=(4, 8)) -> NeuroLinkNet:
-    torch.manual_seed(0)
-    return NeuroLinkNet(spatial_dims=3, in_channels=1, out_channels=1, features=features, kernel_size=3)
 
 
 def _stack(shape=(12, 40, 40), seed=0) -> np.ndarray:
@@ -107,11 +99,11 @@ class Case:
 
 
 def _load(name: str, features=(4, 8)) -> Callable[[Path, Path], Any]:
-    return lambda inp, out: CheckedCheckpointLoader(str(inp / name), {"model": _tiny_net(features)})
+    return lambda inp, out: CheckedCheckpointLoader(str(inp / name), {"model": tiny_net(features, dsconv=True)})
 
 
 def _ddp_state() -> dict:
-    return {"model": {f"module.{k}": v for k, v in _tiny_net().state_dict().items()}}
+    return {"model": {f"module.{k}": v for k, v in tiny_net(dsconv=True).state_dict().items()}}
 
 
 def _torchscript(inp: Path) -> None:
@@ -227,11 +219,8 @@ def _zarr(name: str, value: Any, dtype: str) -> Callable[[Path], None]:
 
 
 def _blockwise(inp: Path, out: Path) -> Any:
-    net = NeuroLinkNet(features=(4, 8), kernel_size=3, dsconv=False).eval()
     out.mkdir()
-    return run_blockwise(
-        inp / "flat.zarr", out / "seg.zarr", model=net, roi_size=(8, 16, 16), scheduler="synchronous", progress=False
-    )
+    return run_blockwise_here(inp / "flat.zarr", out / "seg.zarr", model=tiny_net(seed=None), roi_size=(8, 16, 16))
 
 
 CASES: dict[str, Case] = {
@@ -248,7 +237,7 @@ CASES: dict[str, Case] = {
         _write("notes.pt", b"these are my notes\n"), _load("notes.pt"), CheckpointError, ("notes.pt", "text file")
     ),
     "ckpt_other_architecture": Case(
-        _save("big.pt", lambda: {"model": _tiny_net((8, 16)).state_dict()}),
+        _save("big.pt", lambda: {"model": tiny_net((8, 16), dsconv=True).state_dict()}),
         _load("big.pt"),
         CheckpointError,
         ("big.pt", "another shape", "network_def"),
@@ -264,7 +253,7 @@ CASES: dict[str, Case] = {
         _save("obj.pt", {"model": _NotWeights()}), _load("obj.pt"), CheckpointError, ("obj.pt", "not unpickled")
     ),
     "ckpt_folder": Case(lambda i: (i / "ck").mkdir(), _load("ck"), CheckpointError, ("ck", "is a folder")),
-    "ckpt_good_bare_state_dict": Case(_save("model.pt", lambda: _tiny_net().state_dict()), _load("model.pt")),
+    "ckpt_good_bare_state_dict": Case(_save("model.pt", lambda: tiny_net(dsconv=True).state_dict()), _load("model.pt")),
     "ckpt_good_ddp_prefix": Case(_save("ddp.pt", _ddp_state), _load("ddp.pt")),
     # output folders, checked before any model runs, never created by the check
     "outdir_is_file": Case(
@@ -540,14 +529,6 @@ def test_bad_cli_input(name, tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------- bundle workflows
 
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> Path:
-    """Six synthetic stacks of 24x48x48 voxels: 2 training, 2 validation, 2 test."""
-    folder = tmp_path_factory.mktemp("tiny_dataset")
-    generate_dataset(folder, num_samples=6, shape=(24, 48, 48), seed=3, splits=(0.34, 0.33, 0.33), progress=False)
-    return folder
-
-
 def _bundle(workflow: str, configs: list[str], args: dict[str, Any], cwd: Path) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "monai.bundle", "run", workflow, "--meta_file", META, "--config_file"]
     cmd.append(str(CONFIGS / configs[0]) if len(configs) == 1 else json.dumps([str(CONFIGS / c) for c in configs]))
@@ -588,7 +569,7 @@ BUNDLE_CASES: dict[str, tuple[str, list[str], Callable[[Path, Path], dict], tupl
         "evaluating",
         ["inference.json"],
         lambda i, t: (
-            torch.save(_tiny_net((4, 8)).state_dict(), i / "small.pt"),
+            torch.save(tiny_net((4, 8), dsconv=True).state_dict(), i / "small.pt"),
             {"input_path": _test_image(t), "ckpt_path": str(i / "small.pt")},
         )[1],
         ("small.pt", "does not fit the network"),
@@ -640,14 +621,6 @@ def test_bundle_failure_ends_with_one_clear_line(name, tmp_path, tiny_dataset):
 
 # ----------------------------------------------------------------------------------------------- exact resume
 
-TINY_TRAIN = {
-    "network_def#features": [4, 8],
-    "patch_size": [16, 32, 32],
-    "num_samples": 1,
-    "val_roi_size": [24, 48, 48],
-    "val_interval": 1,
-}
-
 
 class _Killed(Exception):
     """Stands for the process being killed in the middle of an epoch."""
@@ -655,20 +628,15 @@ class _Killed(Exception):
 
 def _train(root: Path, data: Path, max_epochs: int, resume: bool = False, kill_at: tuple[int, int] | None = None):
     from ignite.engine import Events
-    from monai.bundle import ConfigWorkflow
 
-    wf = ConfigWorkflow(
-        config_file=[str(CONFIGS / "train.json")],
-        meta_file=META,
-        logging_file=False,
-        workflow_type="train",
+    wf = bundle_workflow(
+        ["train.json"],
         bundle_root=str(root),
         dataset_dir=str(data),
         max_epochs=max_epochs,
         resume=str(resume).lower(),
-        **TINY_TRAIN,
+        **TINY,
     )
-    wf.initialize()
     trainer = wf.parser.get_parsed_content("train#trainer")
     if kill_at is not None:
 

@@ -15,6 +15,8 @@ from monai.inferers import SlidingWindowInferer
 from neurolink_monai.inference import fit_roi_size
 from neurolink_monai.inference.blockwise import (
     BlockGrid,
+    BlockwiseOptions,
+    ClusterOptions,
     SlidingWindowGrid,
     load_model_spec,
     model_spec_from_module,
@@ -22,18 +24,16 @@ from neurolink_monai.inference.blockwise import (
     postprocess_block,
     predict_block,
     read_record,
+    resolve_settings,
     run_blockwise,
+    run_blockwise_with,
 )
 from neurolink_monai.io import write_tiff_stack
-from neurolink_monai.networks import NeuroLinkNet
 from neurolink_monai.transforms import DEFAULT_PERCENTILES, intensity_window, scale_intensity
 
+from helpers import run_blockwise_here, tiny_net
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def tiny_net(dsconv: bool = False, features=(4, 8), seed: int = 0) -> NeuroLinkNet:
-    torch.manual_seed(seed)
-    return NeuroLinkNet(features=features, kernel_size=3, dsconv=dsconv).eval()
 
 
 def volume(shape, seed: int = 0) -> np.ndarray:
@@ -62,12 +62,6 @@ def reference(
         return SlidingWindowInferer(roi, sw_batch_size=4, overlap=overlap, mode=mode)(x, net)[0]
 
 
-def run(src, out, tmp_path, **kwargs):
-    """run_blockwise in this process, with no bundle defaults (the settings under test are all explicit)."""
-    kwargs = {"scheduler": "synchronous", "progress": False, "bundle_dir": tmp_path / "no-bundle", **kwargs}
-    return run_blockwise(src, out, **kwargs)
-
-
 def check_against_reference(out_path, ref: torch.Tensor, tol: float = 1e-3) -> dict[str, float]:
     """Max abs difference of the stored heads vs the reference, post-processed like the bundle."""
     g = zarr.open_group(str(out_path), mode="r")
@@ -93,10 +87,9 @@ def test_no_seams_small_dsconv(tmp_path):
     ref = reference(vol, net, roi, mode="gaussian")
     grid = SlidingWindowGrid.create(vol.shape, roi, 0.25, "gaussian")
     blocks = BlockGrid.create(vol.shape, (8, 20, 24))
-    res = run(
+    res = run_blockwise_here(
         src,
         tmp_path / "out.zarr",
-        tmp_path,
         model=net,
         roi_size=roi,
         overlap=0.25,
@@ -122,10 +115,9 @@ def test_no_seams_128x256x256_local_cluster(tmp_path):
     net = tiny_net(dsconv=True, features=(4, 8, 16))
     roi = (32, 64, 64)
     src = to_zarr(tmp_path / "in.zarr", vol, (64, 128, 128))
-    res = run(
+    res = run_blockwise_here(
         src,
         tmp_path / "out.zarr",
-        tmp_path,
         model=net,
         roi_size=roi,
         overlap=0.25,
@@ -150,7 +142,9 @@ def test_volume_smaller_than_window_and_zarr_v2(tmp_path):
     src = to_zarr(tmp_path / "in.zarr", vol, (3, 16, 16), zarr_format=2)
     roi = (8, 16, 48)  # z and x larger than the volume
     ref = reference(vol, net, fit_roi_size(vol.shape, roi, net.divisor), overlap=0.5)
-    run(src, tmp_path / "out.zarr", tmp_path, model=net, roi_size=roi, overlap=0.5, chunks=(4, 12, 40), zarr_format=2)
+    run_blockwise_here(
+        src, tmp_path / "out.zarr", model=net, roi_size=roi, overlap=0.5, chunks=(4, 12, 40), zarr_format=2
+    )
     check_against_reference(tmp_path / "out.zarr", ref)
     # padding_mode replicate: compare the float32 blend directly
     source = open_volume(src)
@@ -183,8 +177,8 @@ def test_output_layout_ome_metadata_and_record(tmp_path):
     }
     net = tiny_net()
     out = tmp_path / "seg.zarr"
-    res = run(
-        src, out, tmp_path, model=net, roi_size=(8, 16, 16), chunks=(5, 12, 24), threshold=0.45, prob_dtype="uint8"
+    res = run_blockwise_here(
+        src, out, model=net, roi_size=(8, 16, 16), chunks=(5, 12, 24), threshold=0.45, prob_dtype="uint8"
     )
     root = zarr.open_group(str(out), mode="r")
     assert sorted(root.keys()) == ["mask", "prob"]  # no progress array left, no maps unless asked
@@ -207,8 +201,8 @@ def test_output_layout_ome_metadata_and_record(tmp_path):
     assert rec["settings"]["roi_size"] == [8, 16, 16] and rec["settings"]["threshold"] == 0.45
     assert rec["intensity_window"] == list(res.intensity_window)
     # the same call again: nothing to do
-    again = run(
-        src, out, tmp_path, model=net, roi_size=(8, 16, 16), chunks=(5, 12, 24), threshold=0.45, prob_dtype="uint8"
+    again = run_blockwise_here(
+        src, out, model=net, roi_size=(8, 16, 16), chunks=(5, 12, 24), threshold=0.45, prob_dtype="uint8"
     )
     assert again.status == "already complete" and again.blocks_computed == 0
 
@@ -217,10 +211,9 @@ def test_zarr_v2_output_is_ngff_04(tmp_path):
     vol = volume((8, 16, 16), seed=4)
     src = to_zarr(tmp_path / "in.zarr", vol, (8, 16, 16))
     out = tmp_path / "out.zarr"
-    run(
+    run_blockwise_here(
         src,
         out,
-        tmp_path,
         model=tiny_net(),
         roi_size=(8, 16, 16),
         spacing=(2.0, 0.5, 0.5),
@@ -247,7 +240,7 @@ def test_tiff_inputs_memmap_and_compressed(tmp_path):
     outs = []
     for name in ("a", "b"):
         out = tmp_path / f"{name}.zarr"
-        run(tmp_path / f"{name}.tif", out, tmp_path, model=net, roi_size=(8, 16, 16), chunks=(5, 10, 14))
+        run_blockwise_here(tmp_path / f"{name}.tif", out, model=net, roi_size=(8, 16, 16), chunks=(5, 10, 14))
         outs.append(zarr.open_array(str(out / "prob" / "0"), mode="r")[:])
     np.testing.assert_array_equal(outs[0], outs[1])
     scale = zarr.open_group(str(tmp_path / "a.zarr"), mode="r")["prob"].attrs["ome"]["multiscales"][0]["datasets"][0]
@@ -354,7 +347,7 @@ def test_model_files_torchscript_and_checkpoint_dict(tmp_path):
         load_model_spec(tmp_path / "ckpt.pt", bdir / "configs" / "inference.json").digest
         != load_model_spec(tmp_path / "net.ts").digest
     )
-    torch.save(NeuroLinkNet(features=(4, 8, 16), kernel_size=3, dsconv=False).state_dict(), tmp_path / "bad.pt")
+    torch.save(tiny_net(features=(4, 8, 16), seed=None).state_dict(), tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="do not match 'network_def'"):
         load_model_spec(tmp_path / "bad.pt", bdir / "configs" / "inference.json")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -385,16 +378,18 @@ def test_halo_is_the_window_overlap_in_voxels(tmp_path):
     vol = volume((12, 40, 40), seed=8)
     net = tiny_net()
     src = to_zarr(tmp_path / "in.zarr", vol, (6, 20, 20))
-    res = run(src, tmp_path / "h.zarr", tmp_path, model=net, roi_size=(8, 16, 16), halo=(3, 5, 6), chunks=(6, 20, 20))
+    res = run_blockwise_here(
+        src, tmp_path / "h.zarr", model=net, roi_size=(8, 16, 16), halo=(3, 5, 6), chunks=(6, 20, 20)
+    )
     settings = read_record(tmp_path / "h.zarr")["settings"]
     assert settings["scan_interval"] == [5, 11, 10]
     ref = reference(vol, net, (8, 16, 16), overlap=tuple(settings["overlap"]))
     check_against_reference(tmp_path / "h.zarr", ref)
     assert res.num_windows == SlidingWindowGrid.create(vol.shape, (8, 16, 16), settings["overlap"]).num_windows
     with pytest.raises(ValueError, match="either overlap .* or halo"):
-        run(src, tmp_path / "x.zarr", tmp_path, model=net, roi_size=(8, 16, 16), halo=2, overlap=0.25)
+        run_blockwise_here(src, tmp_path / "x.zarr", model=net, roi_size=(8, 16, 16), halo=2, overlap=0.25)
     with pytest.raises(ValueError, match="halo must satisfy"):
-        run(src, tmp_path / "x.zarr", tmp_path, model=net, roi_size=(8, 16, 16), halo=(8, 2, 2))
+        run_blockwise_here(src, tmp_path / "x.zarr", model=net, roi_size=(8, 16, 16), halo=(8, 2, 2))
 
 
 def test_model_is_deserialised_once_per_process():
@@ -402,3 +397,19 @@ def test_model_is_deserialised_once_per_process():
     first = spec.load("cpu")
     assert spec.load("cpu") is first
     assert model_spec_from_module(tiny_net(seed=9)).digest == spec.digest != model_spec_from_module(tiny_net()).digest
+
+
+def test_run_blockwise_with_option_dataclasses_is_run_blockwise(tmp_path):
+    src = to_zarr(tmp_path / "in.zarr", volume((8, 24, 24), seed=5), (8, 12, 12))
+    net = tiny_net()
+    by_keyword = run_blockwise_here(src, tmp_path / "a.zarr", model=net, roi_size=(8, 16, 16), chunks=(8, 12, 12))
+    options = BlockwiseOptions(model=net, bundle_dir=tmp_path / "no-bundle", roi_size=(8, 16, 16), chunks=(8, 12, 12))
+    settings = resolve_settings(src, options)
+    assert settings.blocks.num_blocks == by_keyword.blocks_total == 4 and settings.grid.roi_size == (8, 16, 16)
+    assert settings.identity() == {k: by_keyword.record[k] for k in ("format_version", "input", "model", "settings")}
+    cluster = ClusterOptions(scheduler="synchronous")
+    by_dataclass = run_blockwise_with(src, tmp_path / "b.zarr", options, cluster, progress=False)
+    assert by_dataclass.status == "complete" and by_dataclass.intensity_window == by_keyword.intensity_window
+    for name in ("prob", "mask"):
+        a = zarr.open_array(str(tmp_path / "a.zarr" / name / "0"), mode="r")[:]
+        np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "b.zarr" / name / "0"), mode="r")[:], a)

@@ -1,5 +1,5 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""The blockwise command: a LocalCluster run with a progress bar, and a killed run that resumes."""
+"""The blockwise command: a LocalCluster run with a progress bar, and a run killed after a known block that resumes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,9 @@ import zarr
 from monai.inferers import SlidingWindowInferer
 
 from neurolink_monai.inference.blockwise import partial_path, read_record
-from neurolink_monai.networks import NeuroLinkNet
 from neurolink_monai.transforms import intensity_window, scale_intensity
+
+from helpers import tiny_net
 
 REPO = Path(__file__).resolve().parents[1]
 NETWORK_DEF = {
@@ -41,8 +41,7 @@ def case(tmp_path):
     vol[:, 30:34, :] += 2000
     z = zarr.create_array(str(tmp_path / "in.zarr"), shape=vol.shape, chunks=(8, 32, 32), dtype="uint16")
     z[:] = vol
-    torch.manual_seed(0)
-    net = NeuroLinkNet(**{k: v for k, v in NETWORK_DEF.items() if k != "_target_"}).eval()
+    net = tiny_net(NETWORK_DEF["features"], dsconv=NETWORK_DEF["dsconv"])
     torch.save(net.state_dict(), tmp_path / "tiny.pt")
     (tmp_path / "tiny.json").write_text(json.dumps({"network_def": NETWORK_DEF}))
     return {"vol": vol, "net": net, "src": tmp_path / "in.zarr", "dir": tmp_path}
@@ -96,6 +95,31 @@ def done_blocks(partial: Path) -> int:
     return sum(1 for p in progress.rglob("*") if p.is_file() and not p.name.endswith(".partial"))
 
 
+# Runs the command in a child process that SIGKILLs itself right after its KILL_AFTER-th block is written and
+# marked: a crash (or a cluster pre-emption) at a known point, with no clean-up at all.
+KILL_AFTER = 3
+CRASH_AFTER_BLOCKS = """
+import os, signal, sys
+from neurolink_monai.inference.blockwise import cli, runner
+
+written = 0
+write_block = runner.write_block
+
+
+def write_then_crash(*args, **kwargs):
+    global written
+    write_block(*args, **kwargs)
+    written += 1
+    if written == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+runner.write_block = write_then_crash
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.timeout(300)
 def test_local_cluster_run_with_progress_bar(case, tmp_path):
     out = tmp_path / "out.zarr"
     cmd = command(
@@ -110,30 +134,20 @@ def test_local_cluster_run_with_progress_bar(case, tmp_path):
     assert read_record(out)["model_source"] == str((case["dir"] / "tiny.pt").resolve())
 
 
+@pytest.mark.timeout(300)
 def test_killed_run_resumes_and_matches(case, tmp_path):
     out = tmp_path / "out.zarr"
     cmd = command(case, out, "--scheduler", "synchronous", "--no-progress")
-    proc = subprocess.Popen(
-        cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        deadline = time.time() + 240
-        while done_blocks(partial_path(out)) < 3 and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be interrupted: " + proc.communicate()[1]
-        os.killpg(proc.pid, signal.SIGKILL)  # like a crash or a cluster pre-emption: no clean-up at all
-    finally:
-        proc.wait(timeout=60)
-        proc.stdout.close()
-        proc.stderr.close()
-    killed_at = done_blocks(partial_path(out))
-    assert 3 <= killed_at < 48 and not out.exists()
+    crash = [sys.executable, "-c", CRASH_AFTER_BLOCKS, str(KILL_AFTER), *cmd[3:]]
+    r = subprocess.run(crash, env=env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert done_blocks(partial_path(out)) == KILL_AFTER and not out.exists()
     assert read_record(partial_path(out))["status"] == "incomplete"
 
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert f"resuming {partial_path(out)}: {killed_at} of 48 blocks already written" in r.stderr
-    assert f"{48 - killed_at} blocks computed, {killed_at} skipped" in r.stderr
+    assert f"resuming {partial_path(out)}: {KILL_AFTER} of 48 blocks already written" in r.stderr
+    assert f"{48 - KILL_AFTER} blocks computed, {KILL_AFTER} skipped" in r.stderr
     assert not partial_path(out).exists() and read_record(out)["status"] == "complete"
     assert not [p for p in out.rglob("*") if p.name.endswith(".partial")]
     prob = zarr.open_array(str(out / "prob" / "0"), mode="r")[:].astype(np.float32)

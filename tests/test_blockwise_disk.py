@@ -68,7 +68,7 @@ cp -r '{out}' '{tmp_path}/copied.zarr'
         env=env(),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     first_err = (tmp_path / "first.err").read_text()

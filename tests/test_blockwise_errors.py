@@ -7,27 +7,28 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import zarr
 
 from neurolink_monai.inference.blockwise import (
     BlockwiseInputError,
+    BlockwiseOptions,
     BlockwiseOutputError,
+    ClusterOptions,
+    dask_client,
     open_volume,
     partial_path,
     read_record,
-    run_blockwise,
 )
 from neurolink_monai.inference.blockwise.cli import main as cli_main
-from neurolink_monai.networks import NeuroLinkNet
+
+from helpers import run_blockwise_here, tiny_net
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
 def net():
-    torch.manual_seed(0)
-    return NeuroLinkNet(features=(4, 8), kernel_size=3, dsconv=False).eval()
+    return tiny_net()
 
 
 @pytest.fixture
@@ -38,17 +39,8 @@ def src(tmp_path):
     return tmp_path / "in.zarr"
 
 
-def run(src, out, net, tmp_path, **kwargs):
-    args = {
-        "model": net,
-        "roi_size": (8, 16, 16),
-        "chunks": (4, 12, 12),
-        "scheduler": "synchronous",
-        "progress": False,
-        "bundle_dir": tmp_path / "no-bundle",
-        **kwargs,
-    }
-    return run_blockwise(src, out, **args)
+def run(src, out, net, **kwargs):
+    return run_blockwise_here(src, out, **{"model": net, "roi_size": (8, 16, 16), "chunks": (4, 12, 12), **kwargs})
 
 
 def test_missing_and_corrupt_inputs(tmp_path):
@@ -93,7 +85,7 @@ def test_wrong_shapes(tmp_path):
 def test_bad_chunk_sizes_write_nothing(src, net, tmp_path, chunks):
     out = tmp_path / "out.zarr"
     with pytest.raises(ValueError, match="bad chunk sizes"):
-        run(src, out, net, tmp_path, chunks=chunks)
+        run(src, out, net, chunks=chunks)
     assert not out.exists() and not partial_path(out).exists()
 
 
@@ -117,43 +109,43 @@ def test_output_that_is_not_ours_is_refused(src, net, tmp_path):
     f = tmp_path / "file.zarr"
     f.write_text("precious")
     with pytest.raises(BlockwiseOutputError, match="not a NeuroLink blockwise output.*--overwrite"):
-        run(src, f, net, tmp_path)
+        run(src, f, net)
     assert f.read_text() == "precious"
     d = tmp_path / "other.zarr"
     zarr.open_group(str(d), mode="w").create_array("x", shape=(2,), dtype="uint8")
     with pytest.raises(BlockwiseOutputError, match="not a NeuroLink blockwise output"):
-        run(src, d, net, tmp_path)
+        run(src, d, net)
     assert (d / "x").exists()
-    res = run(src, d, net, tmp_path, overwrite=True)
+    res = run(src, d, net, overwrite=True)
     assert res.status == "complete" and not (d / "x").exists() and read_record(d)["status"] == "complete"
 
 
 def test_output_with_other_settings_is_refused_then_overwritten(src, net, tmp_path):
     out = tmp_path / "out.zarr"
-    run(src, out, net, tmp_path)
+    run(src, out, net)
     before = zarr.open_array(str(out / "prob" / "0"), mode="r")[:]
     with pytest.raises(BlockwiseOutputError, match=r"other settings: settings\.roi_size: recorded \[8, 16, 16\]"):
-        run(src, out, net, tmp_path, roi_size=(8, 12, 12))
+        run(src, out, net, roi_size=(8, 12, 12))
     np.testing.assert_array_equal(zarr.open_array(str(out / "prob" / "0"), mode="r")[:], before)
-    other = NeuroLinkNet(features=(4, 8), kernel_size=3, dsconv=False).eval()
+    other = tiny_net(seed=None)
     with pytest.raises(BlockwiseOutputError, match="model.digest"):
-        run(src, out, other, tmp_path)
+        run(src, out, other)
     rng = np.random.default_rng(1)
     z2 = zarr.create_array(str(tmp_path / "in2.zarr"), shape=(8, 24, 24), chunks=(4, 12, 12), dtype="uint16")
     z2[:] = rng.integers(0, 1000, size=(8, 24, 24), dtype=np.uint16)
     with pytest.raises(BlockwiseOutputError, match="input.path"):
-        run(tmp_path / "in2.zarr", out, net, tmp_path)
-    res = run(src, out, net, tmp_path, roi_size=(8, 12, 12), overwrite=True)
+        run(tmp_path / "in2.zarr", out, net)
+    res = run(src, out, net, roi_size=(8, 12, 12), overwrite=True)
     assert res.status == "complete" and read_record(out)["settings"]["roi_size"] == [8, 12, 12]
 
 
 def test_output_must_not_be_the_input(src, net, tmp_path):
     with pytest.raises(BlockwiseOutputError, match="must not be the input"):
-        run(src, src, net, tmp_path, overwrite=True)
+        run(src, src, net, overwrite=True)
     with pytest.raises(BlockwiseOutputError, match="must not be the input"):
-        run(src, src / "seg.zarr", net, tmp_path, overwrite=True)
+        run(src, src / "seg.zarr", net, overwrite=True)
     with pytest.raises(BlockwiseOutputError, match="does not exist"):
-        run(src, tmp_path / "no" / "such" / "out.zarr", net, tmp_path)
+        run(src, tmp_path / "no" / "such" / "out.zarr", net)
     assert read_record(src) is None and (src / "zarr.json").is_file()
 
 
@@ -167,7 +159,7 @@ def test_corrupt_input_chunk_fails_cleanly_and_resumes_after_repair(net, tmp_pat
     saved = chunk.read_bytes()
     chunk.write_bytes(b"\x00garbage")
     with pytest.raises(BlockwiseInputError, match=r"wide.zarr: cannot read block"):
-        run(src, out, net, tmp_path, chunks=(8, 24, 12))  # fails while reading for the percentiles
+        run(src, out, net, chunks=(8, 24, 12))  # fails while reading for the percentiles
     assert not out.exists() and not partial_path(out).exists()
     chunk.write_bytes(saved)
 
@@ -176,14 +168,14 @@ def test_corrupt_input_chunk_fails_cleanly_and_resumes_after_repair(net, tmp_pat
             chunk.write_bytes(b"\x00garbage")
 
     with pytest.raises(BlockwiseInputError, match=r"wide.zarr: cannot read block"):
-        run(src, out, net, tmp_path, chunks=(8, 24, 12), log=corrupt_once_started)
+        run(src, out, net, chunks=(8, 24, 12), log=corrupt_once_started)
     assert not out.exists()  # the final output only ever appears complete
     assert read_record(partial_path(out))["status"] == "incomplete"
     chunk.write_bytes(saved)
-    res = run(src, out, net, tmp_path, chunks=(8, 24, 12))
+    res = run(src, out, net, chunks=(8, 24, 12))
     assert res.status == "complete" and res.blocks_skipped >= 1 and res.blocks_computed < res.blocks_total
     assert not partial_path(out).exists()
-    ref = run(src, tmp_path / "ref.zarr", net, tmp_path, chunks=(8, 24, 12))
+    ref = run(src, tmp_path / "ref.zarr", net, chunks=(8, 24, 12))
     assert ref.blocks_computed == ref.blocks_total
     np.testing.assert_array_equal(
         zarr.open_array(str(out / "prob" / "0"))[:], zarr.open_array(str(tmp_path / "ref.zarr" / "prob" / "0"))[:]
@@ -197,17 +189,17 @@ def test_partial_output_of_other_settings_needs_overwrite(src, net, tmp_path):
     part.mkdir()
     (part / "notes.txt").write_text("someone else's")
     with pytest.raises(BlockwiseOutputError, match="unfinished run's output.*--overwrite"):
-        run(src, out, net, tmp_path)
+        run(src, out, net)
     assert (part / "notes.txt").exists()
-    assert run(src, out, net, tmp_path, overwrite=True).status == "complete"
+    assert run(src, out, net, overwrite=True).status == "complete"
     assert json.loads((out / "zarr.json").read_text())["attributes"]["neurolink_blockwise"]["status"] == "complete"
 
 
 def test_multitask_maps_need_a_multitask_network(src, tmp_path):
-    single = NeuroLinkNet(features=(4, 8), kernel_size=3, dsconv=False, multitask=False).eval()
+    single = tiny_net(seed=None, multitask=False)
     with pytest.raises(ValueError, match="multi-task network"):
-        run(src, tmp_path / "o.zarr", single, tmp_path, save_direction=True)
-    res = run(src, tmp_path / "o.zarr", single, tmp_path)
+        run(src, tmp_path / "o.zarr", single, save_direction=True)
+    res = run(src, tmp_path / "o.zarr", single)
     assert res.status == "complete"
 
 
@@ -215,5 +207,26 @@ def test_chunks_too_big_for_memory_are_refused(net, tmp_path):
     huge = zarr.create_array(str(tmp_path / "huge.zarr"), shape=(2048, 4096, 4096), chunks=(64, 512, 512), dtype="u2")
     assert huge.nchunks_initialized == 0  # 64 GiB declared, nothing written
     with pytest.raises(ValueError, match=r"bad chunk sizes: blocks of \[2048, 4096, 4096\] need ~\d+\.\d GiB"):
-        run(tmp_path / "huge.zarr", tmp_path / "o.zarr", net, tmp_path, chunks=(2048, 4096, 4096))
+        run(tmp_path / "huge.zarr", tmp_path / "o.zarr", net, chunks=(2048, 4096, 4096))
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_options_are_checked_when_built():
+    with pytest.raises(ValueError, match="prob_dtype must be 'float16' or 'uint8', got 'int8'"):
+        BlockwiseOptions(prob_dtype="int8")
+    with pytest.raises(ValueError, match="either overlap .* or halo"):
+        BlockwiseOptions(overlap=0.25, halo=4)
+    with pytest.raises(ValueError, match="workers must be a positive int, got 0"):
+        ClusterOptions(workers=0)
+    with pytest.raises(ValueError, match="threads_per_worker must be a positive int, got True"):
+        ClusterOptions(threads_per_worker=True)
+    with pytest.raises(ValueError, match="scheduler must be 'synchronous' or an address.*'local'"):
+        ClusterOptions(scheduler="local")
+    with pytest.raises(ValueError, match="bad device 'gpu0'"):
+        BlockwiseOptions(device="gpu0").resolve_device()
+    assert BlockwiseOptions(device="cpu", amp=True).resolve_device() == ("cpu", False)  # AMP only on CUDA
+
+
+def test_synchronous_runs_without_a_dask_client():
+    with dask_client(ClusterOptions(scheduler="synchronous", torch_threads=2)) as (client, threads):
+        assert client is None and threads == 2

@@ -29,19 +29,14 @@ from neurolink_monai.io import write_swc, write_tiff_stack
 from neurolink_monai.metrics import diadem_score, find_diadem_jar
 from neurolink_monai.networks import NeuroLinkNet
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "bundle" / "configs"
+from helpers import CONFIGS, REPO, straight_swc
+
 JAR = Path(os.environ.get("NEUROLINK_SHARED", REPO.parent / "shared")) / "reference" / "diadem" / "DiademMetric.jar"
 
 
 def _chain(n: int = 30, y: float = 10.0, z: float = 4.0) -> np.ndarray:
-    swc = np.zeros((n, 7))
-    swc[:, 0] = np.arange(1, n + 1)
-    swc[:, 1] = 3
-    swc[:, 2], swc[:, 3], swc[:, 4], swc[:, 5] = np.arange(n) + 2.0, y, z, 1.0
-    swc[:, 6] = np.arange(0, n)
-    swc[0, 6] = -1
-    return swc
+    """A straight trace of ``n`` nodes along x from x = 2."""
+    return straight_swc(2, n + 1, y, z)
 
 
 @pytest.fixture

@@ -186,11 +186,17 @@ def test_any_spatial_size(shape, axis):
     assert torch.isfinite(y).all()
 
 
-def test_deterministic_in_eval_mode():
-    layer = DSConv3D(2, 3, kernel_size=5).eval()
+def test_eval_mode_is_per_sample_and_ignores_batch_statistics():
+    torch.manual_seed(0)
+    layer = DSConv3D(2, 3, kernel_size=5)
+    layer.train()(torch.randn(4, 2, 5, 6, 7) * 3 + 1)  # one training step moves the running statistics off 0 / 1
+    layer.eval()
     x = torch.randn(2, 2, 5, 6, 7)
     with torch.no_grad():
-        torch.testing.assert_close(layer(x), layer(x), rtol=0, atol=0)
+        both = layer(x)
+        # eval mode: each sample's output depends on that sample only (running, not batch, statistics)
+        torch.testing.assert_close(both[1:], layer(x[1:]), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(both, layer.train()(x), atol=1e-3)  # train mode does use the batch statistics
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -234,4 +234,4 @@ def test_fuzz_mutations_of_real_file(tmp_path, diadem_dir):
         except SWCError as e:
             assert str(p) in str(e)
             outcomes["error"] += 1
-    assert outcomes["ok"] + outcomes["error"] == 60
+    assert outcomes["error"] > 0, outcomes  # the mutations do break the file, and every break is a clear SWCError

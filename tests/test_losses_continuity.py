@@ -14,13 +14,15 @@ from scipy import ndimage as ndi
 
 from neurolink_monai.losses import MorphologyContinuityLoss, build_centreline_graph, label_centreline
 
+from helpers import tube
+
 SHAPE = (12, 32, 12)  # (D, H, W); the straight neurite runs along H
 
 
 def straight_tube(shape=SHAPE, radius: float = 2.0, y0: int = 2, y1: int = 30) -> np.ndarray:
-    zz, yy, xx = np.indices(shape)
+    """A neurite along H through the centre of the (z, x) plane, rows ``y0 .. y1 - 1``."""
     cz, cx = (shape[0] - 1) / 2, (shape[2] - 1) / 2
-    return ((zz - cz) ** 2 + (xx - cx) ** 2 <= radius**2) & (yy >= y0) & (yy < y1)
+    return tube(shape, (cz, y0, cx), (cz, y1 - 1, cx), radius)
 
 
 def segment_tube(shape, a, b, radius) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -13,14 +15,15 @@ from scipy import ndimage as ndi
 
 from neurolink_monai.losses import STACKED_TARGET_CHANNELS, MorphologyContinuityLoss, NeuroLinkLoss
 
+from helpers import tube
+
 SHAPE = (10, 24, 10)  # (D, H, W); a straight neurite along H
 TERMS = ("seg", "continuity", "direction", "distance")
 NO_HEADS = dict(lambda_dir=0.0, lambda_dist=0.0)
 
 
 def tube_label(shape=SHAPE) -> np.ndarray:
-    zz, yy, xx = np.indices(shape)
-    return ((zz - 5) ** 2 + (xx - 5) ** 2 <= 2) & (yy >= 2) & (yy < 22)
+    return tube(shape, (5, 2, 5), (5, 21, 5), math.sqrt(2))
 
 
 def targets(batch: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

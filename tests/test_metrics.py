@@ -31,25 +31,7 @@ from neurolink_monai.metrics import (
     voxel_prf,
 )
 
-
-def chain_swc(points_xyz, parents=None) -> np.ndarray:
-    """SWC array with ids 1..N; by default each node's parent is the previous one."""
-    pts = np.asarray(points_xyz, dtype=float)
-    n = len(pts)
-    if parents is None:
-        parents = [-1] + list(range(1, n))
-    swc = np.zeros((n, 7))
-    swc[:, 0] = np.arange(1, n + 1)
-    swc[:, 1] = 3
-    swc[:, 2:5] = pts
-    swc[:, 5] = 1.0
-    swc[:, 6] = parents
-    return swc
-
-
-def line_x(x0: int, x1: int, y: float = 0.0, z: float = 0.0) -> np.ndarray:
-    return chain_swc([(x, y, z) for x in range(x0, x1 + 1)])
-
+from helpers import chain_swc, straight_swc
 
 # ---------------------------------------------------------------- voxel metrics
 
@@ -278,7 +260,7 @@ def test_continuity_perfect_t():
 
 
 def test_continuity_straight_line_with_gap():
-    gold = line_x(0, 19, y=2, z=2)
+    gold = straight_swc(0, 19, y=2, z=2)
     pred = np.zeros((5, 5, 20), bool)
     pred[2, 2, :] = True
     pred[2, 2, 10] = False  # runs x 0..9 (length 9) and x 11..19 (length 8)
@@ -309,7 +291,7 @@ def test_continuity_detached_branch():
 
 
 def test_continuity_merge_counts_zero():
-    two = np.concatenate([line_x(0, 10, y=5, z=3), line_x(0, 10, y=15, z=3)])
+    two = np.concatenate([straight_swc(0, 10, y=5, z=3), straight_swc(0, 10, y=15, z=3)])
     two[11:, 0] += 11
     two[12:, 6] += 11  # second tree: ids 12..22, root 12
     pred = np.zeros((7, 24, 24), bool)
@@ -328,7 +310,7 @@ def test_continuity_gold_mask_input_spacing_and_outside_nodes():
     assert (r["breaks"], r["splits"], r["merges"]) == (0, 0, 0) and r["erl_fraction"] == 1.0
     r = skeleton_continuity(mask, gold, spacing=(1.0, 2.0, 2.0))
     assert r["total_length"] == pytest.approx(60.0)
-    outside = line_x(15, 30, y=10, z=3)  # the mask ends at x = 21, the image at x = 23
+    outside = straight_swc(15, 30, y=10, z=3)  # the mask ends at x = 21, the image at x = 23
     r = skeleton_continuity(mask, outside)
     assert r["omitted_fraction"] == pytest.approx(9 / 15) and r["erl"] == pytest.approx(6**2 / 15)
     with pytest.raises(ValueError, match="same shape"):
@@ -338,7 +320,7 @@ def test_continuity_gold_mask_input_spacing_and_outside_nodes():
 
 
 def test_continuity_instance_labels():
-    gold = line_x(0, 19, y=2, z=2)
+    gold = straight_swc(0, 19, y=2, z=2)
     labels = np.zeros((5, 5, 20), np.int32)
     labels[2, 2, :10] = 7
     labels[2, 2, 10:] = 9  # touching, but two different segments: one split edge
@@ -359,21 +341,21 @@ def test_vaa3d_edge_samples_counts():
 
 
 def test_neuron_distance_identical_and_parallel():
-    a = line_x(0, 10)
+    a = straight_swc(0, 10)
     r = neuron_distance(a, a)
     assert (r["ESA"], r["DSA"], r["PDS"]) == (0.0, 0.0, 0.0)
-    b = line_x(0, 10, y=3)
+    b = straight_swc(0, 10, y=3)
     r = neuron_distance(a, b)
     assert r["ESA"] == pytest.approx(3) and r["DSA"] == pytest.approx(3) and r["PDS"] == 1.0
     assert r["n_samples_a"] == 20  # 10 edges of length 1, two points each
     r = neuron_distance(a, b, threshold=4.0)
     assert r["ESA"] == pytest.approx(3) and (r["DSA"], r["PDS"]) == (0.0, 0.0)
-    r = neuron_distance(a, line_x(0, 10, y=2))  # distance exactly at the threshold counts (>=, as Vaa3D)
+    r = neuron_distance(a, straight_swc(0, 10, y=2))  # distance exactly at the threshold counts (>=, as Vaa3D)
     assert r["PDS"] == 1.0
 
 
 def test_neuron_distance_longer_tree_hand_computed():
-    a, b = line_x(0, 10), line_x(0, 20)
+    a, b = straight_swc(0, 10), straight_swc(0, 20)
     r = neuron_distance(a, b)
     # B's edges x -> x + 1 for x >= 10 give sample distances k and k + 1, k = 0..9: sum 100 over 40 samples
     assert r["ESA_ab"] == 0.0 and r["ESA_ba"] == pytest.approx(100 / 40)
@@ -396,14 +378,14 @@ def test_neuron_distance_segment_not_node_distance():
 def test_neuron_distance_single_nodes_and_spacing():
     r = neuron_distance(chain_swc([(0, 0, 0)]), chain_swc([(3, 4, 0)]))
     assert r["ESA"] == pytest.approx(5.0) and r["PDS"] == 1.0
-    r = neuron_distance(line_x(0, 10), line_x(0, 10, z=1), spacing=(2.0, 0.5, 0.5))
+    r = neuron_distance(straight_swc(0, 10), straight_swc(0, 10, z=1), spacing=(2.0, 0.5, 0.5))
     assert r["ESA"] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="threshold"):
-        neuron_distance(line_x(0, 3), line_x(0, 3), threshold=-1)
+        neuron_distance(straight_swc(0, 3), straight_swc(0, 3), threshold=-1)
     with pytest.raises(ValueError, match="spacing"):
-        neuron_distance(line_x(0, 3), line_x(0, 3), spacing=(1, 1))
+        neuron_distance(straight_swc(0, 3), straight_swc(0, 3), spacing=(1, 1))
     with pytest.raises(ValueError, match="swc_b"):
-        neuron_distance(line_x(0, 3), np.zeros((2, 5)))
+        neuron_distance(straight_swc(0, 3), np.zeros((2, 5)))
 
 
 def random_tree(rng: np.random.Generator, n: int, step: float = 1.5) -> np.ndarray:
@@ -460,7 +442,7 @@ def test_node_prf_y_shape_trunk_only():
 
 
 def test_node_prf_shift_tolerance_and_spacing():
-    a, b = line_x(0, 10), line_x(0, 10, y=3)
+    a, b = straight_swc(0, 10), straight_swc(0, 10, y=3)
     assert node_prf(a, b, tolerance=4.0)["f1"] == 1.0
     assert node_prf(a, b, tolerance=3.0)["f1"] == 1.0  # exactly at the tolerance matches
     r = node_prf(a, b, tolerance=2.0)

@@ -18,18 +18,7 @@ from neurolink_monai.metrics import (
     segmentation_scores,
 )
 
-
-def straight_swc(x0: int, x1: int, y: float = 4.0, z: float = 2.0) -> np.ndarray:
-    n = x1 - x0 + 1
-    swc = np.zeros((n, 7))
-    swc[:, 0] = np.arange(1, n + 1)
-    swc[:, 1] = 3
-    swc[:, 2] = np.arange(x0, x1 + 1)
-    swc[:, 3] = y
-    swc[:, 4] = z
-    swc[:, 5] = 1.0
-    swc[:, 6] = [-1] + list(range(1, n))
-    return swc
+from helpers import straight_swc
 
 
 def rod(shape=(5, 9, 30), x0=2, x1=27) -> np.ndarray:
@@ -40,7 +29,7 @@ def rod(shape=(5, 9, 30), x0=2, x1=27) -> np.ndarray:
 
 def test_segmentation_scores_perfect_and_cut():
     gold = rod()
-    perfect = segmentation_scores(gold, gold, straight_swc(2, 27))
+    perfect = segmentation_scores(gold, gold, straight_swc(2, 27, y=4.0, z=2.0))
     assert tuple(perfect) == SEGMENTATION_SCORES
     assert perfect["precision"] == perfect["recall"] == perfect["f1"] == perfect["cldice"] == 1.0
     assert perfect["betti0_error"] == 0.0 and perfect["breaks"] == 0.0
@@ -48,7 +37,7 @@ def test_segmentation_scores_perfect_and_cut():
 
     cut = gold.copy()
     cut[2, 4, 14] = False  # one voxel missing: two pieces, one break
-    scores = segmentation_scores(cut, gold, straight_swc(2, 27))
+    scores = segmentation_scores(cut, gold, straight_swc(2, 27, y=4.0, z=2.0))
     assert scores["precision"] == 1.0
     assert scores["recall"] == pytest.approx(25 / 26)
     assert scores["betti0_error"] == 1.0
@@ -64,7 +53,7 @@ def test_segmentation_scores_skeletonises_gold_without_swc():
 
 
 def test_reconstruction_scores_identity_shift_and_empty(tmp_path):
-    gold = straight_swc(0, 20)
+    gold = straight_swc(0, 20, y=4.0, z=2.0)
     same = reconstruction_scores(gold, gold)
     assert tuple(same) == RECONSTRUCTION_SCORES
     assert same["ESA"] == 0.0 and same["PDS"] == 0.0 and same["node_f1"] == 1.0 and same["trees"] == 1.0
@@ -77,7 +66,7 @@ def test_reconstruction_scores_identity_shift_and_empty(tmp_path):
     assert scores["node_f1"] == 1.0
     assert reconstruction_scores(shifted, gold, tolerance=2.0)["node_f1"] == 0.0
 
-    half = straight_swc(0, 10)
+    half = straight_swc(0, 10, y=4.0, z=2.0)
     path = write_swc(tmp_path / "half.swc", half)
     from_file = reconstruction_scores(path, gold)
     assert from_file["node_precision"] == 1.0 and from_file["node_recall"] == pytest.approx(
@@ -90,7 +79,7 @@ def test_reconstruction_scores_identity_shift_and_empty(tmp_path):
 
 def test_centreline_recall_counts_covered_nodes_and_selections():
     gold = rod()
-    swc = straight_swc(2, 27)  # 26 nodes along x at y = 4, z = 2
+    swc = straight_swc(2, 27, y=4.0, z=2.0)  # 26 nodes along x at y = 4, z = 2
     pred = gold.copy()
     pred[2, 4, 2:8] = False  # the first 6 nodes are missed
     assert centreline_recall(pred, swc) == pytest.approx(20 / 26)

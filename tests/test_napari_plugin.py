@@ -26,6 +26,8 @@ from neurolink_monai.napari.segment import InferenceCancelled, count_windows, se
 from neurolink_monai.napari.writers import write_swc_points
 from neurolink_monai.networks import NeuroLinkNet
 
+from helpers import run_blockwise_here, tiny_net
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -167,18 +169,14 @@ def test_readers_decline_other_paths(tmp_path):
 
 def test_blockwise_zarr_reader_is_lazy(tmp_path):
     da = pytest.importorskip("dask.array")
-    from neurolink_monai.inference.blockwise import run_blockwise
-
     src = tmp_path / "in.tif"
     rng = np.random.default_rng(0)
     write_tiff_stack(src, rng.integers(0, 1000, (8, 16, 16)).astype(np.uint16), spacing=(2.0, 1.0, 1.0))
-    torch.manual_seed(0)
-    net = NeuroLinkNet(features=(4, 4), kernel_size=3).eval()
+    net = tiny_net((4, 4), dsconv=True)
     out = tmp_path / "out.zarr"
-    run_blockwise(
-        src, out, model=net, roi_size=(8, 16, 16), chunks=(8, 16, 16), scheduler="synchronous", progress=False,
-        save_direction=True, save_distance=True, bundle_dir=tmp_path / "no-bundle",
-    )  # fmt: skip
+    run_blockwise_here(
+        src, out, model=net, roi_size=(8, 16, 16), chunks=(8, 16, 16), save_direction=True, save_distance=True
+    )
     reader = get_zarr_reader(str(out))
     assert reader is not None
     layers = reader(str(out))

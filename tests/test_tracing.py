@@ -23,17 +23,7 @@ from neurolink_monai.tracing import (
 )
 from neurolink_monai.tracing.skeleton_graph import decompose_segments
 
-
-def tube(shape, p0, p1, radius, out=None):
-    """Flat-ended cylinder from p0 to p1 (z, y, x voxel coordinates) of the given radius, OR-ed into ``out``."""
-    out = np.zeros(shape, dtype=bool) if out is None else out
-    grid = np.stack(np.indices(shape), axis=-1).astype(np.float64)
-    a, b = np.asarray(p0, float), np.asarray(p1, float)
-    axis = (b - a) / np.linalg.norm(b - a)
-    t = (grid - a) @ axis
-    perp = np.linalg.norm(grid - a - t[..., None] * axis, axis=-1)
-    out |= (t >= 0) & (t <= np.linalg.norm(b - a)) & (perp <= radius)
-    return out
+from helpers import tube
 
 
 def n_trees(swc):

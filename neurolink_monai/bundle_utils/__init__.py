@@ -28,9 +28,11 @@ from .handlers import (
     latest_checkpoint,
 )
 from .init import init_foreground_prior, load_pretrained
-from .inputs import INPUT_SUFFIXES, InferenceInputError, check_inference_input, input_stem, list_inference_inputs
+from .inputs import InferenceInputError, check_inference_input, list_inference_inputs
+from .naming import INPUT_SUFFIXES, OUTPUT_SUFFIXES, input_stem, output_paths
 from .paths import (
     BUNDLE_ROOT_ENV,
+    check_output_dir,
     default_bundle_root,
     default_inference_input,
     load_datalist,
@@ -39,19 +41,14 @@ from .paths import (
 )
 from .postprocessing import NeuroLinkOutputsd
 from .preprocessing import (
-    DEFAULT_PERCENTILES,
     BinaryLabel,
     BinaryLabeld,
-    CheckStack,
-    CheckStackd,
     LoadLabeld,
-    ToZYX,
-    ToZYXd,
     inference_preprocessing,
     intensity_scaling,
     load_image_transforms,
 )
-from .writers import OUTPUT_SUFFIXES, OutputWriteError, SaveNeuroLinkOutputsd, check_output_dir, output_paths
+from .writers import OutputWriteError, SaveNeuroLinkOutputsd
 
 __all__ = [
     "BUNDLE_ROOT_ENV",
@@ -69,9 +66,6 @@ __all__ = [
     "check_state_dict",
     "install_error_hook",
     "read_checkpoint",
-    "CheckStack",
-    "CheckStackd",
-    "DEFAULT_PERCENTILES",
     "EvaluationReport",
     "INPUT_SUFFIXES",
     "InferenceInputError",
@@ -81,10 +75,8 @@ __all__ = [
     "OUTPUT_SUFFIXES",
     "OutputWriteError",
     "SaveNeuroLinkOutputsd",
-    "ToZYX",
     "TrainingCheckpoint",
     "as_bool",
-    "ToZYXd",
     "ValidationState",
     "check_inference_input",
     "default_bundle_root",

@@ -27,8 +27,8 @@ from ..errors import MissingFileError
 from ..utils import as_positive_int, describe_source
 from .checkpoint import CheckedCheckpointLoader
 from .flags import as_bool
-from .inputs import input_stem
-from .writers import check_output_dir
+from .naming import input_stem
+from .paths import check_output_dir
 
 if TYPE_CHECKING:
     from ignite.engine import Engine

@@ -9,37 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NeuroLinkUserError
+from ..transforms.intensity import DEFAULT_PERCENTILES
 from .flags import as_bool
-from .preprocessing import DEFAULT_PERCENTILES, NIFTI_SUFFIXES, TIFF_SUFFIXES, load_image_transforms
+from .naming import INPUT_SUFFIXES, input_stem, input_suffix, output_paths
+from .paths import check_output_dir
+from .preprocessing import load_image_transforms
 
-__all__ = ["INPUT_SUFFIXES", "InferenceInputError", "check_inference_input", "input_stem", "list_inference_inputs"]
-
-INPUT_SUFFIXES = TIFF_SUFFIXES + NIFTI_SUFFIXES
+__all__ = ["InferenceInputError", "check_inference_input", "list_inference_inputs"]
 
 
 class InferenceInputError(NeuroLinkUserError, ValueError):
     """A bad inference input: missing, unreadable, not a 3D single-channel stack, NaN only, empty folder..."""
-
-
-def _suffix_of(path: Path) -> str | None:
-    name = path.name.lower()
-    for suffix in sorted(INPUT_SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            return suffix
-    return None
-
-
-def input_stem(path: str | os.PathLike) -> str:
-    """Output name stem of an input: the file name without ``.tif``/``.tiff``/``.nii``/``.nii.gz`` (and ``.ome``).
-
-    ``stack.ome.tif`` -> ``stack``, ``brain.nii.gz`` -> ``brain``, ``OP_1.tif`` -> ``OP_1``.
-    """
-    p = Path(path)
-    suffix = _suffix_of(p)
-    name = p.name[: -len(suffix)] if suffix else p.stem
-    if name.lower().endswith(".ome"):
-        name = name[:-4]
-    return name
 
 
 def _expand(input_path: Any) -> list[Path]:
@@ -59,7 +39,7 @@ def _expand(input_path: Any) -> list[Path]:
             raise InferenceInputError(f"input_path entries must be file or folder paths, got {item!r}.")
         p = Path(item).expanduser().absolute()
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".") and _suffix_of(f))
+            found = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".") and input_suffix(f))
             if not found:
                 raise InferenceInputError(
                     f"{p}: the input folder holds no image stack (looked for {', '.join(INPUT_SUFFIXES)})."
@@ -68,7 +48,7 @@ def _expand(input_path: Any) -> list[Path]:
         elif p.exists():
             if not p.is_file():
                 raise InferenceInputError(f"{p}: not a regular file.")
-            if _suffix_of(p) is None:
+            if input_suffix(p) is None:
                 raise InferenceInputError(f"{p}: unsupported file type; expected one of {', '.join(INPUT_SUFFIXES)}.")
             files.append(p)
         else:
@@ -134,7 +114,7 @@ def list_inference_inputs(
         num_channels: channels the network takes.
         output_dir: the inference output folder; when given, an input that an output would overwrite (e.g.
             ``a_seg.tif`` next to ``a.tif`` with the outputs written into the same folder) is refused, and the
-            folder must be writable (:func:`~neurolink_monai.bundle_utils.writers.check_output_dir`): all checked
+            folder must be writable (:func:`~neurolink_monai.bundle_utils.paths.check_output_dir`): all checked
             before any model runs.
         percentiles: intensity-scaling percentiles of the contrast rule (see :func:`check_inference_input`).
 
@@ -158,10 +138,7 @@ def list_inference_inputs(
         seen[stem] = f
         unique.append(f)
     if output_dir is not None:
-        from .writers import check_output_dir, output_paths  # writers imports this module
-
         check_output_dir(output_dir)
-
         inputs = {f.resolve() for f in unique}
         for f in unique:
             for out in output_paths(Path(output_dir).expanduser().absolute(), f).values():

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import DatasetError, MissingFileError
+from ..errors import DatasetError, MissingFileError, OutputDirError
+from .naming import input_suffix
 
 __all__ = [
     "BUNDLE_ROOT_ENV",
     "DATASET_SPLITS",
     "PATH_KEYS",
+    "check_output_dir",
     "default_bundle_root",
     "default_inference_input",
     "load_datalist",
@@ -26,7 +29,6 @@ BUNDLE_ROOT_ENV = "NEUROLINK_BUNDLE_ROOT"
 DATASET_SPLITS = ("training", "validation", "test")
 PATH_KEYS = ("image", "label", "swc")  # data-list fields that hold file paths
 _MARKER = Path("configs") / "metadata.json"
-_PAIR_IMAGE_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz")
 
 
 def _is_bundle(folder: Path) -> bool:
@@ -122,8 +124,7 @@ def paired_datalist(folder: str | os.PathLike) -> list[dict]:
     folder = Path(folder).expanduser().absolute()
     out = []
     for image in sorted(folder.iterdir()) if folder.is_dir() else []:
-        name = image.name.lower()
-        suffix = next((s for s in _PAIR_IMAGE_SUFFIXES if name.endswith(s)), None)
+        suffix = input_suffix(image)
         if suffix is None or not image.is_file():
             continue
         swc = image.with_name(image.name[: -len(suffix)] + ".swc")
@@ -198,3 +199,39 @@ def default_inference_input(dataset_dir: str | os.PathLike | None, bundle_root: 
     when no ``--input_path`` is given."""
     folder = resolve_dataset_dir(dataset_dir, bundle_root)
     return [item["image"] for item in load_datalist(folder, "test")]
+
+
+def check_output_dir(output_dir: Any, option: str = "output_dir") -> Path:
+    """Check, without creating anything, that ``output_dir`` is (or can be created as) a writable folder.
+
+    Called while the bundle config is parsed, so that a bad ``--output_dir`` fails before the model runs. An
+    existing folder is probed by creating and removing a hidden file in it (catches read-only file systems).
+
+    Returns:
+        the absolute folder path.
+
+    Raises:
+        OutputDirError: unset, a file, under a file, or not writable (naming ``--<option>`` and the path).
+    """
+    if output_dir in (None, ""):
+        raise OutputDirError(f"--{option} is not set: give the folder the outputs go to.")
+    folder = Path(str(output_dir)).expanduser().absolute()
+    where = f"--{option} {folder}"
+    if folder.exists():
+        if not folder.is_dir():
+            raise OutputDirError(f"{where}: is a file, not a folder.")
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".neurolink-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise OutputDirError(f"{where}: the folder is not writable ({e.strerror}).") from None
+        return folder
+    parent = folder.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputDirError(f"{where}: cannot create the folder, {parent} is a file.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputDirError(f"{where}: cannot create the folder, {parent} is not writable.")
+    return folder

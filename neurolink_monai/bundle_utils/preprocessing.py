@@ -6,12 +6,14 @@
 
 1. ``LoadImaged`` (3D TIFF stacks through :class:`neurolink_monai.io.TiffStackReader`, NIfTI through nibabel),
 2. ``EnsureChannelFirstd``,
-3. :class:`ToZYXd`: NIfTI volumes, stored ``(x, y, z)``, are reordered to the ``(z, y, x)`` array order of the
-   project (TIFF stacks already are),
-4. :class:`CheckStackd`: a 3D stack of at least two slices with exactly one channel, finite intensities and more
-   than one grey level of contrast between the scaling percentiles, else a ``ValueError`` naming the file,
-5. :func:`intensity_scaling`: percentile scaling (``MicroscopyNormalized``), ``DEFAULT_PERCENTILES`` (0.5, 99.95)
-   of the whole stack mapped to ``[0, 1]`` and clipped (a degenerate window too, with a warning).
+3. :class:`~neurolink_monai.transforms.ToZYXd`: NIfTI volumes, stored ``(x, y, z)``, are reordered to the
+   ``(z, y, x)`` array order of the project (TIFF stacks already are),
+4. :class:`~neurolink_monai.transforms.CheckStackd`: a 3D stack of at least two slices with exactly one channel,
+   finite intensities and more than one grey level of contrast between the scaling percentiles, else a
+   ``ValueError`` naming the file,
+5. :func:`intensity_scaling`: percentile scaling (``MicroscopyNormalized``), ``DEFAULT_PERCENTILES`` (0.5, 99.95,
+   in :mod:`neurolink_monai.transforms.intensity`) of the whole stack mapped to ``[0, 1]`` and clipped (a
+   degenerate window too, with a warning).
 
 Out-of-core inference (``neurolink_monai.inference.blockwise``) applies the same mapping from the same module
 (:mod:`neurolink_monai.transforms.intensity`): the percentiles of the whole stack, not of one block.
@@ -22,166 +24,32 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, MapTransform, Transform
 
 import neurolink_monai.io  # noqa: F401  (registers the TIFF stack reader/writer with MONAI)
-from neurolink_monai.errors import StackContentError
 from neurolink_monai.transforms import (
     DEFAULT_PERCENTILES,
-    CheckVolume,
+    CheckStackd,
     LoadSWCd,
     MicroscopyNormalized,
     SWCToMaskd,
+    ToZYXd,
     check_binary_label,
-    check_contrast,
 )
 from neurolink_monai.utils import describe_source
 
+from .naming import SWC_SUFFIX
+
 __all__ = [
-    "DEFAULT_PERCENTILES",
-    "NIFTI_SUFFIXES",
-    "TIFF_SUFFIXES",
     "BinaryLabel",
     "BinaryLabeld",
-    "CheckStack",
-    "CheckStackd",
     "LoadLabeld",
-    "SWC_SUFFIX",
-    "ToZYX",
-    "ToZYXd",
     "inference_preprocessing",
     "intensity_scaling",
     "load_image_transforms",
 ]
-
-TIFF_SUFFIXES = (".tif", ".tiff")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-SWC_SUFFIX = ".swc"
-
-
-def _is_nifti(name: str) -> bool:
-    return str(name).lower().endswith(NIFTI_SUFFIXES)
-
-
-class ToZYX(Transform):
-    """Reorder a channel-first NIfTI volume ``(C, x, y, z)`` to the project's ``(C, z, y, x)``; others pass.
-
-    NIfTI stores the first array axis as x; TIFF stacks (and the whole project) use ``(z, y, x)``. The affine
-    columns are permuted with the axes, so the spacing read from it stays right (``(sz, sy, sx)`` afterwards).
-    Whether the input is NIfTI is decided from the MetaTensor's ``filename_or_obj`` suffix (``.nii``, ``.nii.gz``).
-    """
-
-    def __call__(self, img: Any) -> Any:
-        if not (isinstance(img, MetaTensor) and _is_nifti(describe_source(img, ""))):
-            return img
-        if img.ndim != 4:
-            return img  # CheckStack reports the wrong dimensionality with the file name
-        out = img.permute(0, 3, 2, 1).contiguous()
-        meta = dict(img.meta)
-        affine = torch.as_tensor(img.affine, dtype=torch.float64)
-        meta["affine"] = affine[:, [2, 1, 0, 3]]
-        meta["spatial_shape"] = np.asarray(out.shape[1:])
-        return MetaTensor(out.as_tensor(), meta=meta)
-
-
-class ToZYXd(MapTransform):
-    """Dictionary version of :class:`ToZYX`."""
-
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.transform = ToZYX()
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key])
-        return d
-
-
-class CheckStack(Transform):
-    """Check that a channel-first image is a stack the network can segment; return it unchanged.
-
-    :class:`neurolink_monai.transforms.CheckVolume` rejects 2D images, other ranks, empty and non-finite stacks;
-    this adds:
-
-    - the channel count the network takes;
-    - at least two slices: a single slice ``(C, 1, H, W)`` is a 2D image, which the 3D network and the tracer do
-      not handle (its outputs would be 2D files that the tracing CLI refuses);
-    - the contrast rule of :func:`neurolink_monai.transforms.check_contrast`: the intensities between the scaling
-      ``percentiles`` must span more than one grey level. A constant (all-zero, all-equal) or near-constant stack
-      is refused instead of being segmented into neurites made of noise.
-
-    Every error names the file (MetaTensor metadata).
-
-    Args:
-        num_channels: expected channels (1 for NeuroLinkNet's default input).
-        percentiles: the (low, high) intensity-scaling percentiles the contrast is measured between; None skips
-            the contrast rule (label masks).
-    """
-
-    def __init__(self, num_channels: int = 1, percentiles: Sequence[float] | None = DEFAULT_PERCENTILES) -> None:
-        if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
-            raise ValueError(f"num_channels must be a positive int, got {num_channels!r}.")
-        self.num_channels = num_channels
-        self.percentiles = None if percentiles is None else tuple(float(p) for p in percentiles)
-        self.volume_check = CheckVolume(require_finite=True)
-
-    def __call__(self, img: Any) -> Any:
-        src = describe_source(img)
-        self.volume_check(img, name=src)
-        shape = tuple(int(s) for s in img.shape)
-        if shape[0] != self.num_channels:
-            raise StackContentError(
-                f"{src}: the image has {shape[0]} channels (channel-first shape {shape}) but the model takes "
-                f"{self.num_channels}; extract the neurite channel first (e.g. Fiji: Image > Color > Split Channels)."
-            )
-        if shape[1] < 2:
-            raise StackContentError(
-                f"{src}: a single slice (channel-first shape {shape}); NeuroLink segments 3D stacks of at least 2 "
-                "slices."
-            )
-        if self.percentiles is not None:
-            arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-            dtype = _stored_dtype(img, arr.dtype)
-            low, high = np.percentile(arr, self.percentiles)
-            check_contrast(low, high, dtype, src, self.percentiles, (float(arr.min()), float(arr.max())))
-        return img
-
-
-def _stored_dtype(img: Any, fallback: Any) -> np.dtype:
-    """The sample type of the file an image was loaded from (MONAI loads TIFFs as float32), else ``fallback``."""
-    meta = img.meta if isinstance(img, MetaTensor) else {}
-    for key in ("dtype", "stored_dtype"):
-        if key in meta:
-            try:
-                return np.dtype(str(meta[key]))
-            except TypeError:
-                pass
-    return np.dtype(fallback)
-
-
-class CheckStackd(MapTransform):
-    """Dictionary version of :class:`CheckStack`."""
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        num_channels: int = 1,
-        percentiles: Sequence[float] | None = DEFAULT_PERCENTILES,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.transform = CheckStack(num_channels, percentiles)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            self.transform(d[key])
-        return d
 
 
 class BinaryLabel(Transform):
@@ -230,8 +98,8 @@ def load_image_transforms(
     num_channels: int | None = 1,
     percentiles: Sequence[float] | None = DEFAULT_PERCENTILES,
 ) -> list[Transform]:
-    """Load, channel-first, ``(z, y, x)`` order and (when ``num_channels`` is given) :class:`CheckStackd` with the
-    contrast rule measured between ``percentiles``."""
+    """Load, channel-first, ``(z, y, x)`` order and (when ``num_channels`` is given)
+    :class:`~neurolink_monai.transforms.CheckStackd` with the contrast rule measured between ``percentiles``."""
     out: list[Transform] = [
         LoadImaged(keys, image_only=True),
         EnsureChannelFirstd(keys),

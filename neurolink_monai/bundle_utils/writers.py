@@ -19,69 +19,17 @@ from monai.transforms import MapTransform
 from neurolink_monai.data.preview import save_mip_png
 from neurolink_monai.io import metatensor_spacing, write_swc, write_tiff_stack
 
-from ..errors import NeuroLinkUserError, OutputDirError
+from ..errors import NeuroLinkUserError
 from ..utils import describe_source
 from .flags import as_bool
-from .inputs import input_stem
+from .naming import output_paths
+from .paths import check_output_dir
 
-__all__ = ["OUTPUT_SUFFIXES", "OutputWriteError", "SaveNeuroLinkOutputsd", "check_output_dir", "output_paths"]
-
-OUTPUT_SUFFIXES = {
-    "prob": "_prob.tif",
-    "seg": "_seg.tif",
-    "swc": ".swc",
-    "mip": "_mip.png",
-    "direction": "_dir.tif",
-    "distance": "_dist.tif",
-}
+__all__ = ["OutputWriteError", "SaveNeuroLinkOutputsd"]
 
 
 class OutputWriteError(NeuroLinkUserError, RuntimeError):
     """Writing the outputs of one input failed; nothing of that input was left in the output folder."""
-
-
-def check_output_dir(output_dir: Any, option: str = "output_dir") -> Path:
-    """Check, without creating anything, that ``output_dir`` is (or can be created as) a writable folder.
-
-    Called while the bundle config is parsed, so that a bad ``--output_dir`` fails before the model runs. An
-    existing folder is probed by creating and removing a hidden file in it (catches read-only file systems).
-
-    Returns:
-        the absolute folder path.
-
-    Raises:
-        OutputDirError: unset, a file, under a file, or not writable (naming ``--<option>`` and the path).
-    """
-    if output_dir in (None, ""):
-        raise OutputDirError(f"--{option} is not set: give the folder the outputs go to.")
-    folder = Path(str(output_dir)).expanduser().absolute()
-    where = f"--{option} {folder}"
-    if folder.exists():
-        if not folder.is_dir():
-            raise OutputDirError(f"{where}: is a file, not a folder.")
-        try:
-            fd, probe = tempfile.mkstemp(prefix=".neurolink-probe-", dir=folder)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise OutputDirError(f"{where}: the folder is not writable ({e.strerror}).") from None
-        return folder
-    parent = folder.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OutputDirError(f"{where}: cannot create the folder, {parent} is a file.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputDirError(f"{where}: cannot create the folder, {parent} is not writable.")
-    return folder
-
-
-def output_paths(output_dir: str | os.PathLike, input_path: str | os.PathLike) -> dict[str, Path]:
-    """Output files of one input: ``<output_dir>/<stem>_prob.tif``, ``_seg.tif``, ``.swc``, ``_mip.png``,
-    ``_dir.tif``, ``_dist.tif`` (the stem is the input name without ``.tif``/``.tiff``/``.nii(.gz)``)."""
-    stem = input_stem(input_path)
-    folder = Path(output_dir)
-    return {name: folder / f"{stem}{suffix}" for name, suffix in OUTPUT_SUFFIXES.items()}
 
 
 def _numpy(x: Any) -> np.ndarray:

@@ -99,7 +99,8 @@ def _preprocess(image: np.ndarray, lower: float, upper: float, num_channels: int
     """The bundle's preprocessing chain without its file loading: ``(D, H, W)`` -> ``(1, 1, D, H, W)`` float32."""
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
-    from neurolink_monai.bundle_utils.preprocessing import ToZYXd, inference_preprocessing
+    from neurolink_monai.bundle_utils.preprocessing import inference_preprocessing
+    from neurolink_monai.transforms import ToZYXd
 
     loading = (LoadImaged, EnsureChannelFirstd, ToZYXd)
     chain = [t for t in inference_preprocessing("image", (lower, upper), num_channels) if not isinstance(t, loading)]

@@ -32,7 +32,15 @@ from .augment_intensity import (
     poisson_gaussian_noise,
     signal_background_levels,
 )
-from .checks import CheckVolume, CheckVolumed, check_binary_label, check_contrast, contrast_step
+from .checks import (
+    CheckStack,
+    CheckStackd,
+    CheckVolume,
+    CheckVolumed,
+    check_binary_label,
+    check_contrast,
+    contrast_step,
+)
 from .direction import (
     DirectionMap,
     DirectionMapd,
@@ -56,10 +64,13 @@ from .intensity import (
     scale_intensity,
     subsample_strides,
 )
+from .orientation import ToZYX, ToZYXd
 from .swc_raster import check_swc_inside, rasterize_swc
 from .swc_to_mask import LoadSWC, LoadSWCd, SWCToMask, SWCToMaskd
 
 __all__ = [
+    "CheckStack",
+    "CheckStackd",
     "CheckVolume",
     "DEFAULT_MAX_SAMPLES",
     "DEFAULT_PERCENTILES",
@@ -86,6 +97,8 @@ __all__ = [
     "RandRotate90WithDirectiond",
     "SWCToMask",
     "SWCToMaskd",
+    "ToZYX",
+    "ToZYXd",
     "apply_component_map",
     "attenuation_field",
     "boundary_background",

@@ -3,17 +3,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from monai.config import KeysCollection
+from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from ..errors import DatasetError, StackContentError
 from ..utils import count_nonfinite, describe_source
+from .intensity import DEFAULT_PERCENTILES
 
-__all__ = ["CheckVolume", "CheckVolumed", "check_binary_label", "check_contrast", "contrast_step"]
+__all__ = [
+    "CheckStack",
+    "CheckStackd",
+    "CheckVolume",
+    "CheckVolumed",
+    "check_binary_label",
+    "check_contrast",
+    "contrast_step",
+]
 
 
 class CheckVolume(Transform):
@@ -178,3 +189,85 @@ def _values_text(values: Any) -> str:
     vals = [float(v) for v in values.reshape(-1)[:8].tolist()]
     text = ", ".join(f"{v:g}" for v in vals)
     return f"[{text}{', ...' if values.numel() > 8 else ''}] ({values.numel()} distinct)"
+
+
+class CheckStack(Transform):
+    """Check that a channel-first image is a stack the network can segment; return it unchanged.
+
+    :class:`CheckVolume` rejects 2D images, other ranks, empty and non-finite stacks;
+    this adds:
+
+    - the channel count the network takes;
+    - at least two slices: a single slice ``(C, 1, H, W)`` is a 2D image, which the 3D network and the tracer do
+      not handle (its outputs would be 2D files that the tracing CLI refuses);
+    - the contrast rule of :func:`check_contrast`: the intensities between the scaling
+      ``percentiles`` must span more than one grey level. A constant (all-zero, all-equal) or near-constant stack
+      is refused instead of being segmented into neurites made of noise.
+
+    Every error names the file (MetaTensor metadata).
+
+    Args:
+        num_channels: expected channels (1 for NeuroLinkNet's default input).
+        percentiles: the (low, high) intensity-scaling percentiles the contrast is measured between; None skips
+            the contrast rule (label masks).
+    """
+
+    def __init__(self, num_channels: int = 1, percentiles: Sequence[float] | None = DEFAULT_PERCENTILES) -> None:
+        if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
+            raise ValueError(f"num_channels must be a positive int, got {num_channels!r}.")
+        self.num_channels = num_channels
+        self.percentiles = None if percentiles is None else tuple(float(p) for p in percentiles)
+        self.volume_check = CheckVolume(require_finite=True)
+
+    def __call__(self, img: Any) -> Any:
+        src = describe_source(img)
+        self.volume_check(img, name=src)
+        shape = tuple(int(s) for s in img.shape)
+        if shape[0] != self.num_channels:
+            raise StackContentError(
+                f"{src}: the image has {shape[0]} channels (channel-first shape {shape}) but the model takes "
+                f"{self.num_channels}; extract the neurite channel first (e.g. Fiji: Image > Color > Split Channels)."
+            )
+        if shape[1] < 2:
+            raise StackContentError(
+                f"{src}: a single slice (channel-first shape {shape}); NeuroLink segments 3D stacks of at least 2 "
+                "slices."
+            )
+        if self.percentiles is not None:
+            arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+            dtype = _stored_dtype(img, arr.dtype)
+            low, high = np.percentile(arr, self.percentiles)
+            check_contrast(low, high, dtype, src, self.percentiles, (float(arr.min()), float(arr.max())))
+        return img
+
+
+def _stored_dtype(img: Any, fallback: Any) -> np.dtype:
+    """The sample type of the file an image was loaded from (MONAI loads TIFFs as float32), else ``fallback``."""
+    meta = img.meta if isinstance(img, MetaTensor) else {}
+    for key in ("dtype", "stored_dtype"):
+        if key in meta:
+            try:
+                return np.dtype(str(meta[key]))
+            except TypeError:
+                pass
+    return np.dtype(fallback)
+
+
+class CheckStackd(MapTransform):
+    """Dictionary version of :class:`CheckStack`."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        num_channels: int = 1,
+        percentiles: Sequence[float] | None = DEFAULT_PERCENTILES,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = CheckStack(num_channels, percentiles)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            self.transform(d[key])
+        return d

@@ -1,69 +1,48 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""``run_blockwise``: out-of-core NeuroLink inference of a Zarr/TIFF volume into an OME-Zarr group, on Dask."""
+"""``run_blockwise``: out-of-core NeuroLink inference of a Zarr/TIFF volume into an OME-Zarr group, on Dask.
+
+A run has four steps: the options are resolved into settings (:mod:`.settings`), the output is claimed (reused,
+resumed or created: :mod:`.claim`), the Dask client is opened (:func:`dask_client`), and the blocks are computed
+(:func:`run_block` on each worker) and the output finalised.
+"""
 
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import math
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import psutil
 import torch
 from torch import nn
 
-from ...networks.outputs import check_threshold, head_channels
-from ...transforms.intensity import (
-    DEFAULT_MAX_SAMPLES,
-    DEFAULT_PERCENTILES,
-    check_percentiles,
-    intensity_window,
-    subsample_strides,
-)
-from ..sliding import fit_roi_size, network_divisor
+from ...networks.outputs import head_channels
+from ...transforms.intensity import DEFAULT_MAX_SAMPLES
+from .claim import BlockwiseRunError, OutputClaim, RunState, check_output_path, claim_output, open_run
 from .engine import postprocess_block, predict_block
-from .grid import BlockGrid, SlidingWindowGrid, overlap_from_halo
-from .model import ModelSpec, bundle_inference_settings, load_model_spec, model_spec_from_module
-from .sources import BlockwiseInputError, VolumeSource, open_volume
-from .store import (
-    OUTPUT_FORMAT_VERSION,
-    BlockwiseOutputError,
-    OutputSpec,
-    completed_blocks,
-    create_output,
-    finalize_output,
-    output_lock,
-    partial_path,
-    read_record,
-    write_block,
-)
+from .grid import BlockGrid, SlidingWindowGrid
+from .model import ModelSpec
+from .settings import BlockwiseOptions, BlockwiseSettings, ClusterOptions, check_memory, resolve_settings
+from .sources import BlockwiseInputError, VolumeSource
+from .store import completed_blocks, finalize_output, output_lock, partial_path, read_record, write_block
 
 __all__ = [
+    "BlockJob",
     "BlockwiseResult",
     "BlockwiseRunError",
-    "DEFAULT_ROI_SIZE",
-    "estimate_block_memory",
+    "dask_client",
     "run_block",
     "run_blockwise",
+    "run_blockwise_with",
 ]
-
-DEFAULT_ROI_SIZE = (64, 128, 128)
-DEFAULT_OVERLAP = 0.25
-DEFAULT_THRESHOLD = 0.5
-BLOCKS_PER_AXIS_STEP = 4  # default block = 4 window steps per axis: each window is evaluated ~(5/4)^3 ~ 2x
-
-
-class BlockwiseRunError(RuntimeError):
-    """A block failed while the volume was processed (unreadable input block, full disk, dead worker...)."""
 
 
 @dataclass(frozen=True)
@@ -144,79 +123,53 @@ def _load_model(spec: ModelSpec, device: str, torch_threads: int | None) -> int:
     return os.getpid()
 
 
-def _sample_slab(source: VolumeSource, z0: int, z1: int, strides: tuple[int, int, int]) -> np.ndarray:
-    return source[(slice(z0, z1, strides[0]), slice(None, None, strides[1]), slice(None, None, strides[2]))]
+@contextmanager
+def dask_client(cluster: ClusterOptions) -> Iterator[tuple[Any, int | None]]:
+    """The Dask client of a run and the torch threads per worker; ``(None, torch_threads)`` when synchronous.
 
+    A new ``LocalCluster(workers, threads_per_worker)`` (``scheduler=None``) or a client of the scheduler address
+    is closed on exit; a ``distributed.Client`` passed in is left open. On a new LocalCluster the torch threads
+    default to cores / (workers x threads).
 
-def _parallel_window(client: Any, source: VolumeSource, lower: float, upper: float, max_samples: int) -> tuple:
-    """:func:`intensity_window` with the subsample read by the cluster, slab by slab."""
-    strides = subsample_strides(source.shape, max_samples)
-    rows = source.chunks[0] if source.chunks else 16
-    slab = max(strides[0], -(-max(rows, 16) // strides[0]) * strides[0])
-    futures = [
-        client.submit(_sample_slab, source, z, min(z + slab, source.shape[0]), strides, pure=False)
-        for z in range(0, source.shape[0], slab)
-    ]
-    return intensity_window(np.concatenate(client.gather(futures), axis=0), lower, upper, max_samples=2**62)
-
-
-def estimate_block_memory(
-    grid: SlidingWindowGrid, blocks: BlockGrid, itemsize: int, channels: int, sw_batch: int, net_channels: int = 5
-) -> int:
-    """Upper estimate of the bytes one block task holds besides the network's activations.
-
-    This is the bound behind "peak memory ~ block size x workers x threads": the input region (raw and float32;
-    at most the block plus ``roi - 1`` on each side), the float32 accumulator of the ``channels`` blended heads and
-    the weight sum, the post-processed arrays (float32 probability, stored probability and mask, and the maps), and
-    one batch of windows in and out (``net_channels`` output channels).
+    Raises:
+        BlockwiseRunError: the scheduler address cannot be reached.
     """
-    region = math.prod(min(c + 2 * (r - 1), p) for c, r, p in zip(blocks.chunks, grid.roi_size, grid.padded_shape))
-    block = math.prod(blocks.chunks)
-    roi = math.prod(grid.roi_size)
-    return int(
-        region * (itemsize + 4)
-        + block * 4 * (channels + 1)
-        + block * (4 + 2 + 1 + 2 * 4 * (channels - 1))
-        + sw_batch * roi * 4 * (1 + net_channels)
-    )
-
-
-def _jsonable(x: Any) -> Any:
-    return json.loads(json.dumps(x, default=str))
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [f"{prefix.rstrip('.')}: recorded {a!r}, now {b!r}"]
-
-
-def _identity(record: dict) -> dict:
-    return {k: record.get(k) for k in ("format_version", "input", "model", "settings")}
-
-
-def _make_client(scheduler: Any, workers: int, threads: int) -> tuple[Any, Any, bool]:
-    """(client, cluster or None, whether we own the client)."""
+    if cluster.synchronous:
+        yield None, cluster.torch_threads
+        return
     from distributed import Client, LocalCluster
 
-    if isinstance(scheduler, Client):
-        return scheduler, None, False
-    if scheduler:
+    if isinstance(cluster.scheduler, Client):
+        yield cluster.scheduler, cluster.torch_threads
+        return
+    if cluster.scheduler:
         try:
-            return Client(scheduler, timeout="30s"), None, True
+            client = Client(cluster.scheduler, timeout="30s")
         except Exception as e:
-            raise BlockwiseRunError(f"cannot connect to the Dask scheduler at {scheduler!r}: {e}") from e
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=threads,
+            raise BlockwiseRunError(f"cannot connect to the Dask scheduler at {cluster.scheduler!r}: {e}") from e
+        try:
+            yield client, cluster.torch_threads
+        finally:
+            client.close()
+        return
+    local = LocalCluster(
+        n_workers=cluster.workers,
+        threads_per_worker=cluster.threads_per_worker,
         processes=True,
         dashboard_address=None,
         silence_logs=logging.ERROR,
     )
-    return Client(cluster), cluster, True
+    torch_threads = cluster.torch_threads
+    if torch_threads is None:
+        torch_threads = max(1, (os.cpu_count() or 1) // (cluster.workers * cluster.threads_per_worker))
+    try:
+        client = Client(local)
+        try:
+            yield client, torch_threads
+        finally:
+            client.close()
+    finally:
+        local.close()
 
 
 def _failure_message(e: BaseException, index: Any, output: Path, done: int, total: int) -> str:
@@ -230,18 +183,6 @@ def _failure_message(e: BaseException, index: Any, output: Path, done: int, tota
             f"--threads-per-worker): {e}. {resume}"
         )
     return f"{where} failed: {type(e).__name__}: {e}. {resume}"
-
-
-def _check_window_contrast(source: VolumeSource, window: Sequence[float], percentiles: tuple[float, float]) -> None:
-    """The bundle's contrast rule (:func:`neurolink_monai.transforms.check_contrast`) on the whole-volume window:
-    a constant or near-constant volume is refused before any output is created."""
-    from neurolink_monai.errors import StackContentError
-    from neurolink_monai.transforms.checks import check_contrast
-
-    try:
-        check_contrast(window[0], window[1], source.dtype, source.path, percentiles, option="--lower/--upper")
-    except StackContentError as e:
-        raise BlockwiseInputError(str(e)) from None
 
 
 def run_blockwise(
@@ -288,11 +229,12 @@ def run_blockwise(
     inferer (max abs difference ~1e-6 before casting) with no seams. Preprocessing is the bundle's: percentile
     scaling to [0, 1] with the percentiles of the whole volume (:func:`~neurolink_monai.transforms.intensity_window`).
 
+    The arguments go by keyword into :class:`~.settings.BlockwiseOptions` and :class:`~.settings.ClusterOptions`.
+
     Args:
         input_path: Zarr array or OME-Zarr group (v2/v3), or a TIFF (memory-mapped or read through tifffile's Zarr
             store); a single-channel ``(D, H, W)`` volume (singleton t/c axes are dropped).
-        output_path: the output Zarr group (see :mod:`.store` for its layout); written as
-            ``<output>.partial`` and renamed when complete.
+        output_path: the output Zarr group (layout: :mod:`.store`), written as ``<output>.partial``, then renamed.
         model: ``None`` for the bundle's ``models/model.pt`` with ``configs/inference.json``'s ``network_def``; a
             checkpoint path (TorchScript, or state dict with ``config``); an ``nn.Module``; or a :class:`ModelSpec`.
         config: bundle config with ``network_def``; its sliding-window, percentile and threshold settings become
@@ -307,23 +249,18 @@ def run_blockwise(
         lower, upper: intensity percentiles (default the bundle's, else ``DEFAULT_PERCENTILES``, 0.5 and 99.95).
         max_samples: percentiles are exact up to this many voxels, else from a strided subsample this large.
         threshold: probability threshold of the mask (binary segmentation); default the bundle's, else 0.5.
-        prob_dtype: ``"float16"`` or ``"uint8"`` (probability x 255, rounded).
-        maps_dtype: ``"float16"`` or ``"float32"`` for the direction and distance maps.
+        prob_dtype, maps_dtype: ``"float16"`` or ``"uint8"`` (probability x 255, rounded); ``"float16"`` or
+            ``"float32"`` for the direction and distance maps.
         save_direction, save_distance: also store these heads (multi-task networks only).
         spacing: ``(z, y, x)`` voxel size overriding the input's metadata.
         zarr_format: 3 (OME-NGFF 0.5) or 2 (OME-NGFF 0.4).
         overwrite: replace an output (complete or partial) that belongs to another input or other settings, or
             that is not ours at all. The old output is only removed once the new one is complete.
-        scheduler: ``None`` for a new ``LocalCluster(workers, threads_per_worker)``; a scheduler address
-            ``"tcp://host:8786"`` or a ``distributed.Client`` for an existing cluster; ``"synchronous"`` to run in
-            this process without Dask.
-        workers, threads_per_worker: LocalCluster size; each thread processes one block at a time.
-        torch_threads: torch intra-op threads per worker process; default: cores / (workers x threads) for a
-            LocalCluster, torch's default otherwise.
-        device: ``"cuda"``/``"cpu"``; default CUDA when available.
-        amp: mixed precision on CUDA; default on for CUDA, as in the bundle's inference config.
-        progress: show a tqdm progress bar.
-        log: called with one-line status messages.
+        scheduler, workers, threads_per_worker, torch_threads: where the blocks run, see
+            :class:`~.settings.ClusterOptions` (default: a new LocalCluster of one single-threaded worker).
+        device, amp: ``"cuda"``/``"cpu"``, default CUDA when available; mixed precision on CUDA, default on (as in
+            the bundle's inference config).
+        progress, log: show a tqdm progress bar; a callable taking one-line status messages.
 
     Returns:
         :class:`BlockwiseResult`.
@@ -336,284 +273,176 @@ def run_blockwise(
         BlockwiseRunError: a block failed (unreadable block, full disk, dead worker); the partial output is kept and
             the same call resumes it.
     """
+    cluster = ClusterOptions(
+        scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker, torch_threads=torch_threads
+    )
+    options = BlockwiseOptions(
+        model=model,
+        config=config,
+        bundle_dir=bundle_dir,
+        chunks=chunks,
+        roi_size=roi_size,
+        overlap=overlap,
+        halo=halo,
+        mode=mode,
+        sigma_scale=sigma_scale,
+        padding_mode=padding_mode,
+        cval=cval,
+        sw_batch_size=sw_batch_size,
+        lower=lower,
+        upper=upper,
+        max_samples=max_samples,
+        threshold=threshold,
+        prob_dtype=prob_dtype,
+        maps_dtype=maps_dtype,
+        save_direction=save_direction,
+        save_distance=save_distance,
+        spacing=spacing,
+        zarr_format=zarr_format,
+        device=device,
+        amp=amp,
+    )
+    return run_blockwise_with(
+        input_path, output_path, options, cluster, overwrite=overwrite, progress=progress, log=log
+    )
+
+
+def run_blockwise_with(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    options: BlockwiseOptions,
+    cluster: ClusterOptions | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> BlockwiseResult:
+    """:func:`run_blockwise` with its options gathered in dataclasses.
+
+    Args:
+        input_path, output_path, overwrite, progress, log: as in :func:`run_blockwise`.
+        options: the model, window, preprocessing and output options.
+        cluster: where the blocks run; default a new LocalCluster of one single-threaded worker.
+
+    Returns:
+        :class:`BlockwiseResult`; raises what :func:`run_blockwise` raises.
+    """
     say = log or (lambda msg: None)
     t_start = time.perf_counter()
-    # ---- arguments
-    for name, value in (("workers", workers), ("threads_per_worker", threads_per_worker)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    if torch_threads is not None and (
-        isinstance(torch_threads, bool) or not isinstance(torch_threads, int) or torch_threads < 1
-    ):
-        raise ValueError(f"torch_threads must be a positive int, got {torch_threads!r}.")
-    if prob_dtype not in ("float16", "uint8"):
-        raise ValueError(f"prob_dtype must be 'float16' or 'uint8', got {prob_dtype!r}.")
-    if maps_dtype not in ("float16", "float32"):
-        raise ValueError(f"maps_dtype must be 'float16' or 'float32', got {maps_dtype!r}.")
-    if zarr_format not in (2, 3):
-        raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}.")
-    if overlap is not None and halo is not None:
-        raise ValueError("give either overlap (a fraction of the window) or halo (voxels), not both.")
-    if isinstance(scheduler, str) and scheduler not in ("synchronous",) and "://" not in scheduler:
-        raise ValueError(f"scheduler must be 'synchronous' or an address like tcp://host:8786, got {scheduler!r}.")
-    dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev_type = torch.device(dev).type
-    except RuntimeError as e:
-        raise ValueError(f"bad device {device!r}: {e}") from e
-    use_amp = (dev_type == "cuda") if amp is None else (bool(amp) and dev_type == "cuda")
-
-    # ---- input, model, settings
-    source = open_volume(input_path, spacing=tuple(spacing) if spacing is not None else None)
-    if isinstance(model, ModelSpec):
-        spec = model
-    elif isinstance(model, nn.Module):
-        spec = model_spec_from_module(model)
-    else:
-        spec = load_model_spec(model, config, bundle_dir)
-    bundle = bundle_inference_settings(config, bundle_dir)
-    roi = roi_size if roi_size is not None else bundle.get("roi_size", DEFAULT_ROI_SIZE)
-    roi_t = SlidingWindowGrid.create(source.shape, roi).roi_size  # validates and resolves roi entries <= 0
-    # Windows never larger than the stack (the bundle's NeuroLinkInferer rule): shrink to a multiple of the divisor.
-    roi_t = fit_roi_size(source.shape, roi_t, network_divisor(spec.load("cpu")))
-    if halo is not None:
-        ov = overlap_from_halo(roi_t, halo)
-    else:
-        ov = overlap if overlap is not None else bundle.get("overlap", DEFAULT_OVERLAP)
-    grid = SlidingWindowGrid.create(
-        source.shape,
-        roi_t,
-        ov,
-        mode if mode is not None else bundle.get("mode", "constant"),
-        sigma_scale if sigma_scale is not None else bundle.get("sigma_scale", 0.125),
-        padding_mode if padding_mode is not None else bundle.get("padding_mode", "constant"),
-        cval if cval is not None else bundle.get("cval", 0.0),
-    )
-    swb = sw_batch_size if sw_batch_size is not None else int(bundle.get("sw_batch_size", 1))
-    if isinstance(swb, bool) or not isinstance(swb, int) or swb < 1:
-        raise ValueError(f"sw_batch_size must be a positive int, got {swb!r}.")
-    lo_p = lower if lower is not None else bundle.get("lower", DEFAULT_PERCENTILES[0])
-    hi_p = upper if upper is not None else bundle.get("upper", DEFAULT_PERCENTILES[1])
-    check_percentiles(lo_p, hi_p)
-    thr = check_threshold(threshold if threshold is not None else bundle.get("threshold", DEFAULT_THRESHOLD))
-    if chunks is None:
-        chunks = tuple(BLOCKS_PER_AXIS_STEP * s for s in grid.scan_interval)
-    blocks = BlockGrid.create(source.shape, chunks)
-    if spec.seg_channels not in (1, 2):
-        raise ValueError(
-            f"the network has {spec.seg_channels} segmentation channels; blockwise inference, like the "
-            "bundle, takes 1 (sigmoid) or 2 (softmax, channel 1 = neurite)."
-        )
-    if (save_direction or save_distance) and spec.out_channels is not None and spec.out_channels == spec.seg_channels:
-        raise ValueError("save_direction/save_distance need a multi-task network (direction and distance heads).")
-    out_spec = OutputSpec(
-        source.shape,
-        blocks.chunks,
-        source.spacing,
-        spec.seg_channels,
-        prob_dtype,
-        maps_dtype,
-        save_direction,
-        save_distance,
-        zarr_format,
-    )
-
-    # ---- output path
-    out = Path(output_path).expanduser().absolute()
-    inp = Path(source.path)
-    if out.resolve() == inp or inp in out.resolve().parents or out.resolve() in inp.parents:
-        raise BlockwiseOutputError(f"{out}: the output must not be the input {inp} or contain it or lie inside it.")
-    if not out.parent.is_dir():
-        raise BlockwiseOutputError(f"{out}: the output folder {out.parent} does not exist.")
-    partial = partial_path(out)
-    identity = _jsonable(
-        {
-            "format_version": OUTPUT_FORMAT_VERSION,
-            "input": source.describe(),
-            "model": spec.describe(),
-            "settings": {
-                **grid.describe(),
-                "chunks": list(blocks.chunks),
-                "sw_batch_size": swb,
-                "percentiles": [float(lo_p), float(hi_p)],
-                "max_samples": int(max_samples),
-                "threshold": thr,
-                "output": out_spec.describe(),
-            },
-        }
-    )
-    evaluations = grid.evaluations(blocks)
-    total = blocks.num_blocks
-    blended = spec.seg_channels + 3 * bool(save_direction) + bool(save_distance)
-    mem = estimate_block_memory(
-        grid, blocks, np.dtype(source.dtype).itemsize, blended, swb, spec.out_channels or spec.seg_channels + 4
-    )
-    if scheduler is None or scheduler == "synchronous":
-        ram = psutil.virtual_memory().total
-        per_process = mem * (threads_per_worker if scheduler is None else 1)
-        if per_process > ram:
-            raise ValueError(
-                f"bad chunk sizes: blocks of {list(blocks.chunks)} need ~{per_process / 2**30:.1f} GiB per worker "
-                f"process ({threads_per_worker} thread(s)) but this machine has {ram / 2**30:.1f} GiB; use smaller "
-                "--chunks."
-            )
-    say(f"input {inp} {list(source.shape)} {source.dtype}, spacing {list(source.spacing)} ({source.spacing_source})")
+    cluster = cluster if cluster is not None else ClusterOptions()
+    settings = resolve_settings(input_path, options)
+    output = Path(output_path).expanduser().absolute()
+    check_output_path(output, settings.source)
+    check_memory(settings, cluster)
+    for line in settings.summary():
+        say(line)
+    with output_lock(output):
+        claim = claim_output(output, settings.identity(), overwrite, say, settings.blocks.num_blocks)
+        if claim.complete_record is not None:
+            return _already_complete(claim, settings, time.perf_counter() - t_start)
+        _warn_free_space(output, settings, say)
+        with dask_client(cluster) as (client, threads):
+            state = open_run(claim, settings, client, say)
+            result = _compute_blocks(claim, settings, state, client, threads, progress, say)
+        _finish(claim)
     say(
-        f"windows {list(grid.roi_size)} overlap {[round(o, 4) for o in grid.overlap]} (halo {list(grid.halo)} voxels), "
-        f"{grid.num_windows} windows; {total} blocks of {list(blocks.chunks)}; {evaluations} window evaluations "
-        f"({evaluations / grid.num_windows:.2f} per window); ~{mem / 2**20:.0f} MiB per block task + network"
+        f"wrote {output}: {result.blocks_computed} blocks computed, {result.blocks_skipped} skipped, "
+        f"{result.voxels_computed / max(result.seconds, 1e-9):.3g} voxels/s"
     )
+    result.record = read_record(output) or {}
+    return result
 
-    with output_lock(out):
-        if out.exists() or out.is_symlink():
-            rec = read_record(out)
-            if rec is not None and _identity(rec) == identity and rec.get("status") == "complete":
-                say(f"{out} is complete for this input and these settings: all {total} blocks already written.")
-                return BlockwiseResult(
-                    out,
-                    "already complete",
-                    total,
-                    total,
-                    0,
-                    0,
-                    time.perf_counter() - t_start,
-                    0.0,
-                    0,
-                    grid.num_windows,
-                    tuple(rec.get("intensity_window", (0.0, 0.0))),
-                    rec,
-                )
-            if not overwrite:
-                why = (
-                    "it is not a NeuroLink blockwise output"
-                    if rec is None
-                    else "it was made from another input or with other settings: "
-                    + "; ".join(_differences(_identity(rec), identity)[:4])
-                )
-                raise BlockwiseOutputError(
-                    f"{out} already exists and {why}. Refusing to touch it; pass --overwrite "
-                    "(overwrite=True) to replace it, or choose another output path."
-                )
-        resume = False
-        if partial.exists() or partial.is_symlink():
-            prec = read_record(partial)
-            if prec is not None and _identity(prec) == identity and (partial / "_progress").exists():
-                resume = True
-            elif overwrite:
-                say(f"removing the unfinished output {partial} (other input or settings)")
-                if partial.is_dir() and not partial.is_symlink():
-                    shutil.rmtree(partial)
-                else:
-                    partial.unlink()
-            else:
-                why = (
-                    "is not a NeuroLink blockwise output"
-                    if prec is None
-                    else "belongs to another input or other settings: "
-                    + "; ".join(_differences(_identity(prec), identity)[:4])
-                )
-                raise BlockwiseOutputError(
-                    f"{partial} (an unfinished run's output) {why}. Pass --overwrite to discard " "it and start again."
-                )
-        free = shutil.disk_usage(out.parent).free
-        if free < out_spec.nbytes():
-            say(
-                f"warning: {free / 2**30:.1f} GiB free on the output disk; the output holds up to "
-                f"{out_spec.nbytes() / 2**30:.1f} GiB before compression"
-            )
 
-        client = cluster = None
-        own = False
-        try:
-            if scheduler != "synchronous":
-                client, cluster, own = _make_client(scheduler, workers, threads_per_worker)
-                if torch_threads is None and cluster is not None:
-                    torch_threads = max(1, (os.cpu_count() or 1) // (workers * threads_per_worker))
-            if resume:
-                rec = read_record(partial) or {}
-                window = tuple(float(v) for v in rec["intensity_window"])
-                run_id = str(rec.get("run_id", ""))
-                done = completed_blocks(partial)
-            else:
-                t0 = time.perf_counter()
-                if client is not None and source.size > max_samples:
-                    window = _parallel_window(client, source, lo_p, hi_p, max_samples)
-                else:
-                    window = intensity_window(source, lo_p, hi_p, max_samples)
-                _check_window_contrast(source, window, (lo_p, hi_p))
-                say(
-                    f"intensity window {window[0]:.6g} .. {window[1]:.6g} (percentiles {lo_p}, {hi_p}; "
-                    f"{'exact' if source.size <= max_samples else 'subsampled'}; {time.perf_counter() - t0:.1f} s)"
-                )
-                record = {
-                    **identity,
-                    "status": "incomplete",
-                    "intensity_window": list(window),
-                    "run_id": uuid.uuid4().hex,
-                    "model_source": spec.description,
-                    "created_by": "neurolink_monai.inference.blockwise",
-                }
-                run_id = record["run_id"]
-                try:
-                    create_output(partial, out_spec, record, blocks.grid_shape)
-                except OSError as e:
-                    raise BlockwiseRunError(
-                        f"cannot create the output {partial}: {e}"
-                        + (" (disk full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
-                    ) from e
-                done = np.zeros(blocks.grid_shape, bool)
-            todo = [idx for idx in blocks.indices() if not done[idx]]
-            skipped = total - len(todo)
-            if resume:
-                say(f"resuming {partial}: {skipped} of {total} blocks already written, {len(todo)} to go")
-            job = BlockJob(
-                source,
-                grid,
-                blocks,
-                (float(window[0]), float(window[1])),
-                str(partial),
-                tuple(out_spec.arrays),
-                spec.seg_channels,
-                thr,
-                prob_dtype,
-                maps_dtype,
-                swb,
-                dev,
-                torch_threads,
-                bool(use_amp),
-                run_id,
-            )
-            voxels, evals, seconds = _execute(job, spec, todo, client, progress, out, skipped, total)
-        finally:
-            if own and client is not None:
-                client.close()
-            if cluster is not None:
-                cluster.close()
-        if not completed_blocks(partial).all():
-            raise BlockwiseRunError(f"{partial}: not every block is marked written after the run; rerun to resume.")
-        try:
-            finalize_output(partial, out)
-        except OSError as e:
-            raise BlockwiseRunError(
-                f"all blocks are written in {partial} but moving it to {out} failed: {e}; "
-                "rerun the same command to finish."
-            ) from e
-    rate = voxels / seconds if seconds > 0 else 0.0
-    say(f"wrote {out}: {len(todo)} blocks computed, {skipped} skipped, {voxels / max(seconds, 1e-9):.3g} voxels/s")
+def _already_complete(claim: OutputClaim, settings: BlockwiseSettings, seconds: float) -> BlockwiseResult:
+    total = settings.blocks.num_blocks
+    rec = claim.complete_record or {}
     return BlockwiseResult(
-        out,
-        "complete",
-        total,
-        skipped,
-        len(todo),
-        voxels,
-        seconds,
-        rate,
-        evals,
-        grid.num_windows,
-        (float(window[0]), float(window[1])),
-        read_record(out) or {},
+        output=claim.final,
+        status="already complete",
+        blocks_total=total,
+        blocks_skipped=total,
+        blocks_computed=0,
+        voxels_computed=0,
+        seconds=seconds,
+        voxels_per_second=0.0,
+        window_evaluations=0,
+        num_windows=settings.grid.num_windows,
+        intensity_window=tuple(rec.get("intensity_window", (0.0, 0.0))),
+        record=rec,
     )
+
+
+def _warn_free_space(output: Path, settings: BlockwiseSettings, say: Callable[[str], None]) -> None:
+    free = shutil.disk_usage(output.parent).free
+    needed = settings.output.nbytes()
+    if free < needed:
+        say(
+            f"warning: {free / 2**30:.1f} GiB free on the output disk; the output holds up to "
+            f"{needed / 2**30:.1f} GiB before compression"
+        )
+
+
+def _compute_blocks(
+    claim: OutputClaim,
+    settings: BlockwiseSettings,
+    state: RunState,
+    client: Any,
+    torch_threads: int | None,
+    progress: bool,
+    say: Callable[[str], None],
+) -> BlockwiseResult:
+    """Compute the blocks not yet written; the result's ``record`` is filled in once the output is final."""
+    blocks = settings.blocks
+    total = blocks.num_blocks
+    todo = [idx for idx in blocks.indices() if not state.done[idx]]
+    skipped = total - len(todo)
+    if claim.resume:
+        say(f"resuming {claim.partial}: {skipped} of {total} blocks already written, {len(todo)} to go")
+    job = BlockJob(
+        source=settings.source,
+        grid=settings.grid,
+        blocks=blocks,
+        window=state.window,
+        partial=str(claim.partial),
+        arrays=tuple(settings.output.arrays),
+        seg_channels=settings.spec.seg_channels,
+        threshold=settings.threshold,
+        prob_dtype=settings.output.prob_dtype,
+        maps_dtype=settings.output.maps_dtype,
+        sw_batch_size=settings.sw_batch_size,
+        device=settings.device,
+        torch_threads=torch_threads,
+        amp=settings.amp,
+        run_id=state.run_id,
+    )
+    voxels, evals, seconds = _execute(job, settings.spec, todo, client, progress, claim.final, skipped, total)
+    return BlockwiseResult(
+        output=claim.final,
+        status="complete",
+        blocks_total=total,
+        blocks_skipped=skipped,
+        blocks_computed=len(todo),
+        voxels_computed=voxels,
+        seconds=seconds,
+        voxels_per_second=voxels / seconds if seconds > 0 else 0.0,
+        window_evaluations=evals,
+        num_windows=settings.grid.num_windows,
+        intensity_window=state.window,
+    )
+
+
+def _finish(claim: OutputClaim) -> None:
+    """Check that every block is marked written and move the partial output to its final path."""
+    partial, final = claim.partial, claim.final
+    if not completed_blocks(partial).all():
+        raise BlockwiseRunError(f"{partial}: not every block is marked written after the run; rerun to resume.")
+    try:
+        finalize_output(partial, final)
+    except OSError as e:
+        raise BlockwiseRunError(
+            f"all blocks are written in {partial} but moving it to {final} failed: {e}; "
+            "rerun the same command to finish."
+        ) from e
 
 
 def _execute(

@@ -78,6 +78,7 @@ class OutputSpec:
         self.chunks = tuple(chunks)
         self.spacing = tuple(float(s) for s in spacing)
         self.seg_channels = seg_channels
+        self.prob_dtype, self.maps_dtype = prob_dtype, maps_dtype
         self.zarr_format = zarr_format
         self.arrays: dict[str, tuple[tuple[int, ...], str, int]] = {}  # name -> (shape, dtype, channels or 0)
         self.arrays["prob"] = (self.shape, prob_dtype, 0)
