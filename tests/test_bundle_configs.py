@@ -142,10 +142,11 @@ def test_as_bool():
         as_bool("maybe", "resume")
 
 
-def test_shipped_model_loads_into_the_inference_network():
-    path = BUNDLE / "models" / "model.pt"
+@pytest.mark.parametrize("name", ["model.pt", "synthetic_only.pt"])
+def test_shipped_model_loads_into_the_inference_network(name):
+    path = BUNDLE / "models" / name
     if not path.is_file():
-        pytest.skip("bundle/models/model.pt not shipped yet")
+        pytest.skip(f"bundle/models/{name} not shipped yet")
     assert path.stat().st_size < 25 * 2**20
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "inference.json"))
