@@ -175,22 +175,35 @@ def run_model(image_path: Path, gold: Path, ckpt: Path, out_dir: Path, jar: Path
     return {**score(swc, mask > 0, gold, spacing, jar), "seconds": seconds}
 
 
-def bundle_tracer() -> tuple[Any, Any]:
-    """The inference workflow's preprocessing and its tracing transform, as ``inference.json`` configures them."""
+def bundle_tracer(overrides: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """The inference workflow's preprocessing and its tracing transform, as ``inference.json`` configures them.
+
+    ``overrides`` (``{"trace_min_contrast": 3.0}``) change top-level entries of ``inference.json`` as a bundle
+    command-line override would.
+    """
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundle" / "configs" / "inference.json"))
+    parser.update(dict(overrides or {}))
     steps = parser.get("postprocessing#transforms")
     index = next(i for i, t in enumerate(steps) if str(t.get("_target_", "")).endswith("TraceSWCd"))
     return parser.get_parsed_content("preprocessing"), parser.get_parsed_content(f"postprocessing#transforms#{index}")
 
 
-def retrace(record: dict[str, Any], image_path: Path, gold: Path, out_dir: Path, jar: Path | None) -> dict[str, Any]:
+def retrace(
+    record: dict[str, Any],
+    image_path: Path,
+    gold: Path,
+    out_dir: Path,
+    jar: Path | None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Trace a model row's stored maps again with the current tracer and ``inference.json`` settings; rescore.
 
-    ``seconds`` becomes the stored network time plus the new tracing time.
+    ``overrides`` go to ``inference.json`` (:func:`bundle_tracer`). ``seconds`` becomes the stored network time plus
+    the new tracing time.
     """
     paths = output_paths(out_dir, image_path)
-    preprocessing, tracer = bundle_tracer()
+    preprocessing, tracer = bundle_tracer(overrides)
     data = preprocessing({"image": str(image_path)})
     affine = data["image"].affine
     maps = {"prob": paths["prob"], "pred_direction": paths["direction"], "pred_distance": paths["distance"]}
@@ -286,7 +299,9 @@ def retrace_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         if not output_paths(out_dir, image)["direction"].is_file():
             print(f"{method} {condition} {stack}: no stored maps in {out_dir}, run it again without --retrace")
             continue
-        records[i] = retrace(rec, image, args.data / f"{stack}.swc", out_dir, jar)
+        records[i] = retrace(rec, image, args.data / f"{stack}.swc", out_dir, jar, dict(args.trace_override))
+        if args.trace_override:
+            records[i]["trace_overrides"] = dict(args.trace_override)
         print(f"{method:9s} {condition:6s} {stack}: " + ", ".join(f"{m} {_fmt(records[i][m], m)}" for m in METRICS))
         atomic_write_text(args.results, json.dumps(records, indent=1))
     return records
@@ -307,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="KEY=VALUE override of the fine-tuning workflow (JSON values), repeatable")  # fmt: skip
     p.add_argument("--retrace", action="store_true",
                    help="trace the model rows' stored maps again with the current tracer and rescore (no network)")  # fmt: skip
+    p.add_argument("--trace-override", type=_override, action="append", default=[],
+                   help="with --retrace: KEY=VALUE override of inference.json (JSON values), repeatable")  # fmt: skip
     p.add_argument("--table", action="store_true", help="print the tables of --results and exit")
     return p
 
