@@ -1,6 +1,7 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
 from __future__ import annotations
 
+from .conv import Conv3d
 from .dsconv import DSConv3D, snake_accumulation_matrix
 from .neurolink_net import ConvNormAct, MultiViewBlock, NeuroLinkNet
 from .outputs import (
@@ -15,6 +16,7 @@ from .outputs import (
 )
 
 __all__ = [
+    "Conv3d",
     "ConvNormAct",
     "DIRECTION_CHANNELS",
     "DISTANCE_CHANNELS",

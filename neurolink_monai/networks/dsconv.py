@@ -18,6 +18,7 @@ from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
 from ..utils import as_positive_int
+from .conv import Conv3d
 
 __all__ = ["DSConv3D", "check_snake_args", "snake_accumulation_matrix"]
 
@@ -121,7 +122,7 @@ class DSConv3D(nn.Module):
         self.to_axis_first = [0, 1, 2 + axis, 2 + perp[0], 2 + perp[1]]
         self.from_axis_first = [self.to_axis_first.index(i) for i in range(5)]
 
-        self.offset_conv = nn.Conv3d(in_channels, 2 * (kernel_size - 1), kernel_size=3, padding=1)
+        self.offset_conv = Conv3d(in_channels, 2 * (kernel_size - 1), kernel_size=3, padding=1)
         self.offset_norm = (
             get_norm_layer(offset_norm, spatial_dims=3, channels=2 * (kernel_size - 1))
             if offset_norm is not None

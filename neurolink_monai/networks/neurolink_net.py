@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
+from .conv import Conv3d
 from .dsconv import DSConv3D, check_snake_args
 from .outputs import DIRECTION_CHANNELS, DISTANCE_CHANNELS
 
@@ -30,7 +31,7 @@ class ConvNormAct(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, norm, act, kernel_size: int = 3) -> None:
         super().__init__(
-            nn.Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+            Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
             get_norm_layer(norm, spatial_dims=3, channels=out_channels),
             get_act_layer(act),
         )
@@ -153,9 +154,9 @@ class NeuroLinkNet(nn.Module):
         for cdeep, cskip in zip(features[:0:-1], features[-2::-1]):
             self.ups.append(nn.ConvTranspose3d(cdeep, cskip, kernel_size=2, stride=2))
             self.decoders.append(block(2 * cskip, cskip))
-        self.seg_head = nn.Conv3d(features[0], out_channels, kernel_size=1)
+        self.seg_head = Conv3d(features[0], out_channels, kernel_size=1)
         heads = DIRECTION_CHANNELS + DISTANCE_CHANNELS if multitask else 0
-        self.morph_head = nn.Conv3d(features[0], heads, kernel_size=1) if multitask else nn.Identity()
+        self.morph_head = Conv3d(features[0], heads, kernel_size=1) if multitask else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, D, H, W)`` -> ``(B, out_channels [+ 4], D, H, W)``; see the class docstring."""
