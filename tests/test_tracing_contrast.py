@@ -67,3 +67,32 @@ def test_image_of_another_shape_is_refused_with_its_shapes():
     image, prob = _scene(0.0, 200.0)
     with pytest.raises(ValueError, match=r"image \(12, 56, 95\)"):
         trace_swc(prob, image=image[..., :95], min_contrast=2.0)
+
+
+def test_contrast_map_gives_each_kept_voxel_its_piece_contrast():
+    image, prob = _scene(4.0, 12.0)
+    labels, contrast = component_contrast(image, prob >= 0.5)
+    gated, dropped, evidence = gate_by_contrast(prob, image, 0.5, 2.0, return_contrast=True)
+    neurite = labels[6, 12, 40]
+    assert evidence.shape == prob.shape and evidence.dtype == np.float32
+    assert np.allclose(evidence[labels == neurite], contrast[neurite])
+    assert np.all(evidence[labels != neurite] == 0)  # the dropped piece and the background carry no evidence
+
+
+def test_main_tree_is_the_piece_the_image_shows_best_not_the_longest():
+    """A long faint piece (a web of background texture) and a shorter bright neurite: with the image, the neurite
+    comes first (the DIADEM metric scores only the first tree); without it, the longest piece does."""
+    rng = np.random.default_rng(1)
+    shape = (12, 56, 120)
+    image = rng.poisson(4.0, size=shape).astype(np.float32)
+    prob = np.zeros(shape, dtype=np.float32)
+    prob[5:7, 11:14, 10:70] = 0.9  # the neurite, 60 voxels, bright
+    image[5:7, 11:14, 10:70] += 40.0
+    prob[5:7, 39:42, 5:115] = 0.9  # 110 voxels, faint: contrast about 3 sigmas, above the gate
+    image[5:7, 39:42, 5:115] += 6.0
+    kwargs = dict(max_gap=0.0, link_cost=30.0, max_trees=2, keep_length=20.0)
+    without = trace_swc(prob, **kwargs)
+    assert np.all(np.abs(without[without[:, 6] == -1][0, 3] - 40) <= 2)  # longest first
+    swc = trace_swc(prob, image=image, min_contrast=2.0, **kwargs)
+    first_tree = swc[: np.flatnonzero(swc[:, 6] == -1)[1]]
+    assert np.count_nonzero(swc[:, 6] == -1) == 2 and np.all(np.abs(first_tree[:, 3] - 12) <= 2)

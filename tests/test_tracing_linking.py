@@ -104,3 +104,13 @@ def test_a_chain_of_specks_joined_through_background_is_not_a_further_tree():
     swc = trace_swc(prob, max_gap=0.0, min_component_length=6.0, link_cost=30.0, max_trees=3, keep_length=40.0)
     (tree,) = _trees(swc)
     assert np.all(np.abs(tree[:, 3] - 30) <= 2)
+
+
+def test_piece_weights_are_length_times_mean_evidence_and_check_their_input():
+    from neurolink_monai.tracing.linking import piece_weights
+
+    labels, length = np.array([0, 0, 1, 1, 1]), np.array([2.0, 3.0])
+    assert np.array_equal(piece_weights(labels, length, None), length)
+    assert np.allclose(piece_weights(labels, length, np.array([1.0, 3.0, 0.0, 0.0, 3.0])), [4.0, 3.0])
+    with pytest.raises(ValueError, match=r"node_evidence must be \(5,\)"):
+        piece_weights(labels, length, np.ones(4))

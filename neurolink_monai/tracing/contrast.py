@@ -112,7 +112,8 @@ def gate_by_contrast(
     threshold: float,
     min_contrast: float,
     scale: Sequence[float] | None = None,
-) -> tuple[np.ndarray, int]:
+    return_contrast: bool = False,
+) -> tuple[np.ndarray, int] | tuple[np.ndarray, int, np.ndarray]:
     """``prob`` with the pieces of ``prob >= threshold`` whose contrast is below ``min_contrast`` set to 0.
 
     Args:
@@ -121,10 +122,13 @@ def gate_by_contrast(
         threshold: the foreground threshold of ``prob``.
         min_contrast: smallest contrast (background noise sigmas, see :func:`component_contrast`) of a kept piece.
         scale: voxel size ``(z, y, x)``, for the background window.
+        return_contrast: also return the ``(D, H, W)`` float32 contrast of the kept piece each voxel belongs to (0
+            outside the kept pieces), the image evidence that :func:`~neurolink_monai.tracing.linking.link_pieces`
+            ranks trees by.
 
     Returns:
         ``(gated, n_dropped)``: a float32 copy of ``prob`` with the rejected pieces at 0 (their surroundings below the
-        threshold are kept), and the number of pieces dropped.
+        threshold are kept), and the number of pieces dropped; with ``return_contrast``, the contrast map third.
 
     Raises:
         ValueError: an image whose shape is not the probability's.
@@ -142,4 +146,7 @@ def gate_by_contrast(
         # with their halo below the threshold, which would otherwise make cheap stepping stones for joining paths
         kept = (labels > 0) & ~rejected[labels]
         gated[ndi.binary_dilation(rejected[labels], iterations=_FOREGROUND_MARGIN) & ~kept] = 0.0
-    return gated, int(rejected.sum())
+    if not return_contrast:
+        return gated, int(rejected.sum())
+    kept_contrast = np.where(rejected, 0.0, np.maximum(contrast, 0.0)).astype(np.float32)
+    return gated, int(rejected.sum()), kept_contrast[labels]

@@ -21,7 +21,7 @@ from skimage.graph import MCP_Geometric
 
 from .skeleton_graph import VoxelGraph, add_paths
 
-__all__ = ["LinkParams", "LinkResult", "link_pieces", "piece_lengths", "link_cost_volume"]
+__all__ = ["LinkParams", "LinkResult", "link_pieces", "piece_lengths", "piece_weights", "link_cost_volume"]
 
 # cost of one step at or above the threshold: nearly free, so paths run along the neurite they follow
 _FOREGROUND_COST = 0.02
@@ -161,6 +161,7 @@ def link_pieces(
     threshold: float,
     params: LinkParams | None = None,
     root_node: int | None = None,
+    node_evidence: np.ndarray | None = None,
 ) -> LinkResult:
     """Grow the main tree through weak stretches and keep at most ``max_trees`` trees.
 
@@ -172,6 +173,13 @@ def link_pieces(
     smallest). Rounds repeat until nothing joins. The main tree is the user's, else the longest grown tree; it and
     the longest other pieces of at least ``keep_length`` are kept, at most ``max_trees`` in all.
 
+    With ``node_evidence`` (how clearly the image shows each node, e.g. the contrast of its mask piece from
+    :func:`~neurolink_monai.tracing.contrast.gate_by_contrast`), "longest" becomes "most evidence": a piece weighs
+    its length times the mean evidence of its nodes, for the order of the seeds, the main tree and the further
+    trees. On a noisy stack a web of faint background pieces can be linked into a tree longer than the neuron;
+    it does not outweigh the neuron, whose pieces are several times brighter (DIADEM OP_3 made weak: the main
+    piece has contrast 12.7, the background pieces 2-4). Length alone still decides which pieces are kept.
+
     Args:
         graph: skeleton graph after pruning and bridging; ``coords`` (N, 3) ``(z, y, x)`` voxels.
         radius: (N,) node radii.
@@ -179,6 +187,7 @@ def link_pieces(
         threshold: the mask's threshold, in (0, 1].
         params: :class:`LinkParams` (defaults when None).
         root_node: node index of the user's root, if any.
+        node_evidence: optional (N,) non-negative evidence per node; None ranks by length alone.
 
     Returns:
         a :class:`LinkResult`; ``main_node`` indexes a node of the main tree in the returned graph (-1 when empty).
@@ -190,12 +199,13 @@ def link_pieces(
     labels, length = piece_lengths(graph)
     # a further tree must hold one piece that is long on its own, not a chain of specks joined through background
     own_length = length[labels]
+    weight = piece_weights(labels, length, node_evidence)
     user = root_node is not None and root_node >= 0
-    order = [int(labels[root_node])] if user else [int(c) for c in np.argsort(-length, kind="stable")]
+    order = [int(labels[root_node])] if user else [int(c) for c in np.argsort(-weight, kind="stable")]
     eligible = length >= params.min_piece_length
     joins: list[tuple[int, np.ndarray]] = []
     grouped = np.zeros(len(length), dtype=bool)
-    best_seed, best_length = order[0], -1.0
+    best_seed, best_weight = order[0], -1.0
     if params.max_link_cost > 0:
         cost = link_cost_volume(prob, threshold, float(params.max_link_cost), graph.scale)
         for seed in [c for c in order if eligible[c] or user][:_MAX_SEEDS]:
@@ -204,8 +214,8 @@ def link_pieces(
             group, group_joins = _grow(graph, labels, eligible & ~grouped, seed, cost, float(params.max_link_cost))
             grouped[group] = True
             joins += group_joins
-            if float(length[group].sum()) > best_length:
-                best_seed, best_length = seed, float(length[group].sum())
+            if float(weight[group].sum()) > best_weight:
+                best_seed, best_weight = seed, float(weight[group].sum())
     main_node = int(np.flatnonzero(labels == best_seed)[0])
     if joins:
         n_before = graph.n_nodes
@@ -215,31 +225,47 @@ def link_pieces(
             fresh = pid >= n_before
             fresh_radius[pid[fresh] - n_before] = radius[labels == piece].min()
         radius = np.concatenate([radius, fresh_radius])
+        if node_evidence is not None:  # joining paths run where the image showed too little: no evidence
+            node_evidence = np.concatenate([node_evidence, np.zeros(graph.n_nodes - n_before)])
         labels, length = piece_lengths(graph)
     longest_piece = np.zeros(len(length), dtype=np.float64)
     np.maximum.at(longest_piece, labels[: len(own_length)], own_length)
-    return _keep_trees(graph, radius, labels, length, longest_piece, main_node, params, [path for _, path in joins])
+    weight = piece_weights(labels, length, node_evidence)
+    return _keep_trees(graph, radius, labels, weight, longest_piece, main_node, params, [path for _, path in joins])
+
+
+def piece_weights(labels: np.ndarray, length: np.ndarray, node_evidence: np.ndarray | None) -> np.ndarray:
+    """Per piece: its length, times the mean of ``node_evidence`` over its nodes when given (see
+    :func:`link_pieces`). ``labels`` (N,) piece per node, ``length`` (P,) piece lengths."""
+    if node_evidence is None:
+        return length
+    evidence = np.asarray(node_evidence, dtype=np.float64)
+    if evidence.shape != labels.shape or not np.all(evidence >= 0):
+        raise ValueError(f"node_evidence must be ({len(labels)},) non-negative values, got shape {evidence.shape}.")
+    count = np.bincount(labels, minlength=len(length))
+    total = np.bincount(labels, weights=evidence, minlength=len(length))
+    return length * total / np.maximum(count, 1)
 
 
 def _keep_trees(
     graph: VoxelGraph,
     radius: np.ndarray,
     labels: np.ndarray,
-    length: np.ndarray,
+    weight: np.ndarray,
     longest_piece: np.ndarray,
     main_node: int,
     params: LinkParams,
     links: list[np.ndarray],
 ) -> LinkResult:
-    """The main piece plus the longest others whose longest piece before joining is at least ``keep_length``,
-    ``max_trees`` in all."""
+    """The main piece plus the heaviest others (:func:`piece_weights`) whose longest piece before joining is at
+    least ``keep_length``, ``max_trees`` in all."""
     main = labels[main_node]
     others = [
-        int(c) for c in np.argsort(-length, kind="stable") if c != main and longest_piece[c] >= params.keep_length
+        int(c) for c in np.argsort(-weight, kind="stable") if c != main and longest_piece[c] >= params.keep_length
     ]
     if params.max_trees:
         others = others[: params.max_trees - 1]
-    keep_piece = np.zeros(len(length), dtype=bool)
+    keep_piece = np.zeros(len(weight), dtype=bool)
     keep_piece[[main, *others]] = True
     keep = keep_piece[labels]
     new_main = int(np.cumsum(keep)[main_node] - 1)

@@ -350,9 +350,10 @@ def trace_with_config(
     if physical_units and sp is None:
         raise ValueError("physical_units=True needs the voxel spacing (z, y, x); pass spacing=(sz, sy, sx).")
     scale = None if sp is None else np.asarray(sp, dtype=np.float64) / sp[2]
+    evidence = None
     if image is not None and cfg.min_contrast > 0:
-        p = _gate(p, image, cfg, scale, p_name)
-    swc = _trace(p, dirs, dist, root_zyx, cfg, scale)
+        p, evidence = _gate(p, image, cfg, scale, p_name)
+    swc = _trace(p, dirs, dist, root_zyx, cfg, scale, evidence)
     if physical_units and len(swc):
         swc = swc_to_physical(swc, sp)
     return swc
@@ -365,8 +366,10 @@ def _trace(
     root_zyx: np.ndarray | None,
     cfg: TraceConfig,
     scale: np.ndarray | None = None,
+    evidence: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The tracing pipeline on validated inputs; voxel units out, lengths measured with ``scale``."""
+    """The tracing pipeline on validated inputs; voxel units out, lengths measured with ``scale``; ``evidence``
+    (D, H, W), the image contrast of the mask's pieces, ranks the trees (:func:`link_pieces`)."""
     mask = prob >= cfg.threshold
     coords = skeleton_voxels(mask)
     if len(coords) == 0:
@@ -392,7 +395,8 @@ def _trace(
     main_node = None
     if cfg.link_cost > 0 or cfg.max_trees > 0:
         root_node = None if root_zyx is None else _nearest_node(graph, root_zyx)
-        linked = link_pieces(graph, radius, prob, cfg.threshold, _link_params(cfg), root_node)
+        node_evidence = None if evidence is None else evidence[tuple(graph.coords.T)]
+        linked = link_pieces(graph, radius, prob, cfg.threshold, _link_params(cfg), root_node, node_evidence)
         graph, radius, main_node = linked.graph, linked.radius, linked.main_node
     swc = forest_to_swc(
         graph,
@@ -410,14 +414,17 @@ def _trace(
     return swc
 
 
-def _gate(prob: np.ndarray, image: Any, cfg: TraceConfig, scale: np.ndarray | None, name: str) -> np.ndarray:
+def _gate(
+    prob: np.ndarray, image: Any, cfg: TraceConfig, scale: np.ndarray | None, name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``prob`` without the pieces the image does not show, and the contrast map of the kept pieces."""
     img = _to_numpy(image, "image").astype(np.float32, copy=False)
     if img.shape[-3:] != prob.shape or img.ndim not in (3, 4):
         raise ValueError(f"{name}: the image {tuple(img.shape)} does not match the probability map {prob.shape}.")
     _check_finite(img, "image")
-    gated, dropped = gate_by_contrast(prob, img, cfg.threshold, cfg.min_contrast, scale)
+    gated, dropped, contrast = gate_by_contrast(prob, img, cfg.threshold, cfg.min_contrast, scale, return_contrast=True)
     logger.debug("%d pieces below contrast %s dropped", dropped, cfg.min_contrast)
-    return gated
+    return gated, contrast
 
 
 def _link_params(cfg: TraceConfig) -> LinkParams:
