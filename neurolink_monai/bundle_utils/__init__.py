@@ -17,6 +17,7 @@ from ..errors import (
     StackContentError,
     install_error_hook,
 )
+from .batch import PrepareKeyedBatch
 from .checkpoint import CheckedCheckpointLoader, check_state_dict, read_checkpoint
 from .flags import as_bool
 from .handlers import (
@@ -74,6 +75,7 @@ __all__ = [
     "NeuroLinkOutputsd",
     "OUTPUT_SUFFIXES",
     "OutputWriteError",
+    "PrepareKeyedBatch",
     "SaveNeuroLinkOutputsd",
     "TrainingCheckpoint",
     "as_bool",
