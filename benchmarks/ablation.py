@@ -296,8 +296,9 @@ def seed_minutes(records: list[dict[str, Any]]) -> dict[int, float]:
     return minutes
 
 
-def format_tables(records: list[dict[str, Any]], preset: str | None = None) -> str:
-    """Markdown tables, one per preset and dataset: mean ± sample standard deviation over seeds."""
+def format_tables(records: list[dict[str, Any]], preset: str | None = None, totals: bool = True) -> str:
+    """Markdown tables, one per preset and dataset: mean ± sample standard deviation over seeds; with ``totals``,
+    each preset's wall minutes per seed after its tables (``benchmarks/tables.py`` leaves them to the prose)."""
     lines = []
     presets = dict.fromkeys(r.get("preset", "cpu") for r in records)
     for p in presets:
@@ -319,8 +320,9 @@ def format_tables(records: list[dict[str, Any]], preset: str | None = None) -> s
                 cells = [_fmt([r["metrics"][c] for r in vr], 1 if c in ("breaks", "betti0_error") else 3) for c in cols]
                 cells.append(_fmt([r["train_seconds"] / 60 for r in vr], 1))
                 lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-        totals = ", ".join(f"seed {seed}: {minutes:.1f} min" for seed, minutes in seed_minutes(sel).items())
-        lines.append(f"\nAll variants, training and testing (preset `{p}`): {totals}.")
+        if totals:
+            minutes = ", ".join(f"seed {seed}: {m:.1f} min" for seed, m in seed_minutes(sel).items())
+            lines.append(f"\nAll variants, training and testing (preset `{p}`): {minutes}.")
     return "\n".join(lines)
 
 

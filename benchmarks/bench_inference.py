@@ -30,7 +30,7 @@ from monai.networks.nets import BasicUNet
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from neurolink_monai.bundle_utils import inference_preprocessing  # noqa: E402
+from neurolink_monai.bundle_utils import image_preprocessing_from_config  # noqa: E402
 from neurolink_monai.inference import NeuroLinkInferer  # noqa: E402
 from neurolink_monai.networks import NeuroLinkNet  # noqa: E402
 
@@ -101,7 +101,8 @@ def main() -> None:
         stack = args.input if args.input is not None else make_stack(args.shape, Path(tmp))
         from monai.transforms import Compose
 
-        image = Compose(inference_preprocessing("image", config["intensity_percentiles"]))({"image": str(stack)})
+        chain = image_preprocessing_from_config(REPO / "bundle" / "configs" / "inference.json")
+        image = Compose(chain)({"image": str(stack)})
         image = image["image"].as_tensor()[None].float()
         voxels = int(np.prod(image.shape[2:]))
         print(f"stack {stack.name} shape {tuple(image.shape[2:])} threads={torch.get_num_threads()} roi={roi}")

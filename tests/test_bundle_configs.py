@@ -16,11 +16,13 @@ from neurolink_monai.bundle_utils import (
     BUNDLE_ROOT_ENV,
     as_bool,
     default_bundle_root,
+    image_preprocessing_from_config,
     init_foreground_prior,
     load_datalist,
     resolve_dataset_dir,
 )
 from neurolink_monai.networks import NeuroLinkNet, num_output_channels
+from neurolink_monai.transforms import DEFAULT_PERCENTILES
 
 from helpers import BUNDLE, CONFIGS, META, REPO, bundle_configs
 
@@ -67,6 +69,33 @@ def test_configs_share_the_network_and_preprocessing():
     assert train["network_def"] == infer["network_def"]
     assert train["intensity_percentiles"] == infer["intensity_percentiles"]
     assert train["threshold"] == infer["threshold"]
+    assert train["image_preprocessing"] == infer["image_preprocessing"]
+    assert train["train"]["deterministic_transforms"].startswith("$@image_preprocessing + ")
+    assert train["validate"]["preprocessing"]["transforms"].startswith("$@image_preprocessing + ")
+    assert infer["preprocessing"]["transforms"] == "@image_preprocessing"
+
+
+def test_image_preprocessing_is_listed_in_the_config_and_overridable():
+    steps = image_preprocessing_from_config(CONFIGS / "inference.json")
+    assert [type(t).__name__ for t in steps] == [
+        "LoadImaged",
+        "EnsureChannelFirstd",
+        "ToZYXd",
+        "CheckStackd",
+        "MicroscopyNormalized",
+        "EnsureTyped",
+    ]
+    check, scale, typed = steps[3].transform, steps[4].transform, steps[5]
+    assert check.num_channels == 1 and tuple(check.percentiles) == DEFAULT_PERCENTILES
+    assert (scale.lower, scale.upper, scale.clip) == (*DEFAULT_PERCENTILES, True)
+    assert typed.dtype == (torch.float32,) and typed.converter.track_meta is True
+    changed = image_preprocessing_from_config(
+        CONFIGS / "train.json", intensity_percentiles=[1, 99], **{"image_preprocessing#4#clip": False}
+    )
+    assert (changed[4].transform.lower, changed[4].transform.upper, changed[4].transform.clip) == (1, 99, False)
+    assert tuple(changed[3].transform.percentiles) == (1, 99)
+    with pytest.raises(ValueError, match=r"metadata\.json: the config has no 'image_preprocessing'"):
+        image_preprocessing_from_config(CONFIGS / "metadata.json")
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from neurolink_monai.bundle_utils import (
     CheckpointError,
     LoadLabeld,
     MissingFileError,
-    inference_preprocessing,
+    image_preprocessing_from_config,
     load_datalist,
     load_pretrained,
     paired_datalist,
@@ -66,7 +66,7 @@ def test_folder_without_dataset_json_or_pairs_is_refused(tmp_path):
 
 
 def test_swc_label_is_rasterised_on_the_image_grid(traced_folder):
-    d = Compose(inference_preprocessing("image"))({"image": str(traced_folder / "a.tif")})
+    d = Compose(image_preprocessing_from_config())({"image": str(traced_folder / "a.tif")})
     d["label"] = str(traced_folder / "a.swc")
     out = LoadLabeld("label")(d)
     label = out["label"]

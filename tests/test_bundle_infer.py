@@ -18,7 +18,7 @@ from neurolink_monai.bundle_utils import (
     NeuroLinkOutputsd,
     OutputWriteError,
     SaveNeuroLinkOutputsd,
-    inference_preprocessing,
+    image_preprocessing_from_config,
     input_stem,
     list_inference_inputs,
     load_datalist,
@@ -117,7 +117,7 @@ def test_inference_reads_nifti_as_zyx(trained, tmp_path):
     zyx = rng.random((20, 24, 28)).astype(np.float32)
     path = tmp_path / "vol.nii.gz"
     nib.save(nib.Nifti1Image(np.transpose(zyx, (2, 1, 0)), np.diag([0.4, 0.5, 2.0, 1.0])), str(path))
-    data = inference_preprocessing()[0:4]
+    data = image_preprocessing_from_config()[0:4]
     d = {"image": str(path)}
     for t in data:
         d = t(d)
@@ -204,7 +204,7 @@ def test_outputs_may_not_overwrite_inputs(tmp_path, tiny_dataset):
 def test_writer_leaves_nothing_of_a_failed_case(tmp_path, tiny_dataset):
     src = load_datalist(tiny_dataset, "test")[0]["image"]
     d = {"image": src}
-    for t in inference_preprocessing():
+    for t in image_preprocessing_from_config():
         d = t(d)
     pred = torch.randn(5, *d["image"].shape[1:])
     d = NeuroLinkOutputsd("pred", prob_key="prob", direction_key="pred_direction", distance_key="pred_distance")(
@@ -224,7 +224,7 @@ def test_writer_leaves_nothing_of_a_failed_case(tmp_path, tiny_dataset):
 def test_real_stack_passes_the_input_checks(diadem_dir):
     items = list_inference_inputs(str(diadem_dir / "OP_1.tif"))
     d = items[0]
-    for t in inference_preprocessing():
+    for t in image_preprocessing_from_config():
         d = t(d)
     img = d["image"]
     assert img.shape[0] == 1 and img.ndim == 4

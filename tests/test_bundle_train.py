@@ -1,6 +1,7 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
 """The bundle's training workflow run through monai.bundle with tiny overrides: checkpoints, resume, stale
-checkpoints, and the two-process (gloo) multi-GPU config."""
+checkpoints, the training batch (mask under ``label``, stacked target under ``target``) and the two-process (gloo)
+multi-GPU config."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from neurolink_monai.bundle_utils import latest_checkpoint
+from neurolink_monai.bundle_utils import PrepareKeyedBatch, latest_checkpoint
 from neurolink_monai.networks import NeuroLinkNet
 
 from helpers import CONFIGS, META, REPO, TINY, bundle_configs, bundle_workflow, exception_messages, run_bundle
@@ -61,6 +62,33 @@ def test_resume_without_checkpoint_fails_clearly(tmp_path, tiny_dataset):
     with pytest.raises(Exception) as info:
         wf.run()
     assert "holds no checkpoint" in "".join(exception_messages(info.value))
+
+
+def test_training_batch_keeps_the_mask_as_label_and_stacks_the_target(tiny_dataset, tmp_path):
+    wf = bundle_workflow(
+        ["train.json"], bundle_root=str(tmp_path), dataset_dir=str(tiny_dataset), cache_rate=0.0, **TINY
+    )
+    sample = wf.parser.get_parsed_content("train#dataset")[0][0]  # first random crop of the first stack
+    assert tuple(sample["label"].shape) == (1, 16, 32, 32)
+    assert tuple(sample["target"].shape) == (5, 16, 32, 32)  # [label, dir_z, dir_y, dir_x, distance]
+    assert torch.equal(sample["target"][:1], sample["label"])
+    assert set(torch.unique(sample["label"]).tolist()) <= {0.0, 1.0}
+    prepare = wf.parser.get_parsed_content("train#trainer").prepare_batch
+    assert isinstance(prepare, PrepareKeyedBatch)
+    image, target = prepare({k: v[None] for k, v in sample.items() if k in ("image", "label", "target")}, "cpu")
+    assert image.shape == (1, 1, 16, 32, 32) and target.shape == (1, 5, 16, 32, 32)
+    with pytest.raises(KeyError, match="no \\['target'\\]"):
+        prepare({"image": image, "label": target[:, :1]})
+
+
+def test_logging_handlers_are_named_for_the_multi_gpu_config(tiny_dataset, tmp_path):
+    wf = bundle_workflow(["train.json"], bundle_root=str(tmp_path), dataset_dir=str(tiny_dataset), **TINY)
+    logging = wf.parser.get_parsed_content("train#logging_handlers")
+    assert [type(h).__name__ for h in logging] == ["StatsHandler", "TensorBoardStatsHandler", "LossProgressBar"]
+    every_rank = wf.parser.get_parsed_content("train#handlers")
+    assert wf.parser.get_parsed_content("train#trainer#train_handlers") == every_rank + logging
+    multi_gpu = json.loads((CONFIGS / "multi_gpu_train.json").read_text())["train#trainer#train_handlers"]
+    assert "@train#logging_handlers if dist.get_rank() == 0" in multi_gpu
 
 
 @pytest.mark.slow

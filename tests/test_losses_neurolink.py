@@ -163,12 +163,12 @@ def test_target_layouts_agree():
     from_stack = loss(pred, stacked()).item()
     from_dict = loss(pred, {"label": label, "direction": direction, "distance": distance}).item()
     assert from_dict == pytest.approx(from_stack, rel=1e-6)
-    # the bundle's way: ConcatItemsd puts everything under "label" for SupervisedTrainer
-    data = ConcatItemsd(["label", "direction", "distance"], name="label", dim=0)(
+    # the bundle's way: ConcatItemsd stacks everything under "target", the mask stays under "label"
+    data = ConcatItemsd(["label", "direction", "distance"], name="target", dim=0)(
         {"label": label[0], "direction": direction[0], "distance": distance[0]}
     )
-    assert data["label"].shape == (STACKED_TARGET_CHANNELS, *SHAPE)
-    assert loss(pred[:1], data["label"][None]).item() == pytest.approx(loss(pred[:1], stacked(1)).item(), rel=1e-6)
+    assert data["target"].shape == (STACKED_TARGET_CHANNELS, *SHAPE) and data["label"].shape == (1, *SHAPE)
+    assert loss(pred[:1], data["target"][None]).item() == pytest.approx(loss(pred[:1], stacked(1)).item(), rel=1e-6)
     # label alone: segmentation + continuity only
     seg_only = NeuroLinkLoss(**NO_HEADS)
     assert torch.isfinite(seg_only(pred, label))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from neurolink_monai.bundle_utils import intensity_scaling
+from neurolink_monai.bundle_utils import image_preprocessing_from_config
 from neurolink_monai.transforms import (
     DEFAULT_PERCENTILES,
     CheckVolume,
@@ -77,8 +77,10 @@ def test_degenerate_window_is_clipped_and_reported_by_bundle_and_blockwise_alike
     the bundle's scaling returned the unclipped ``x - low`` (values up to 3000, no warning), the blockwise path 1.0."""
     vol = np.zeros((20, 100, 100), np.uint16)
     vol[3, 10, 10] = vol[7, 50, 60] = vol[15, 90, 20] = 3000
+    scaling = image_preprocessing_from_config()[4]  # the bundle's intensity step (bundle/configs/inference.json)
+    assert isinstance(scaling, MicroscopyNormalized)
     with pytest.warns(UserWarning, match=r"three\.tif: degenerate intensity window"):
-        bundle = intensity_scaling("image", DEFAULT_PERCENTILES)({"image": _meta(vol[None], "three.tif")})["image"]
+        bundle = scaling({"image": _meta(vol[None], "three.tif")})["image"]
     assert isinstance(bundle, MetaTensor) and bundle.meta["filename_or_obj"] == "three.tif"
     assert bundle.dtype == torch.float32 and float(bundle.min()) == 0.0 and float(bundle.max()) == 1.0
     window = intensity_window(vol)

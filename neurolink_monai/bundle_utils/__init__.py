@@ -17,6 +17,7 @@ from ..errors import (
     StackContentError,
     install_error_hook,
 )
+from .batch import PrepareKeyedBatch
 from .checkpoint import CheckedCheckpointLoader, check_state_dict, read_checkpoint
 from .flags import as_bool
 from .handlers import (
@@ -44,8 +45,7 @@ from .preprocessing import (
     BinaryLabel,
     BinaryLabeld,
     LoadLabeld,
-    inference_preprocessing,
-    intensity_scaling,
+    image_preprocessing_from_config,
     load_image_transforms,
 )
 from .writers import OutputWriteError, SaveNeuroLinkOutputsd
@@ -74,6 +74,7 @@ __all__ = [
     "NeuroLinkOutputsd",
     "OUTPUT_SUFFIXES",
     "OutputWriteError",
+    "PrepareKeyedBatch",
     "SaveNeuroLinkOutputsd",
     "TrainingCheckpoint",
     "as_bool",
@@ -81,10 +82,9 @@ __all__ = [
     "check_inference_input",
     "default_bundle_root",
     "default_inference_input",
-    "inference_preprocessing",
+    "image_preprocessing_from_config",
     "init_foreground_prior",
     "input_stem",
-    "intensity_scaling",
     "latest_checkpoint",
     "list_inference_inputs",
     "load_datalist",

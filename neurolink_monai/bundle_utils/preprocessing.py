@@ -1,39 +1,45 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""The bundle's image preprocessing: the ONE chain shared by training, validation, evaluation and inference.
+"""The bundle's image preprocessing, listed in the configs, and the training-label loading.
 
-:func:`inference_preprocessing` returns the transforms that turn an image file into the network input
-``(1, D, H, W)`` float32 in ``[0, 1]``:
+The image preprocessing is the ``image_preprocessing`` list of ``bundle/configs/train.json`` and
+``bundle/configs/inference.json`` (the same list in both, ``tests/test_bundle_configs.py`` checks it), shared by
+training, validation, evaluation and inference; it turns an image file into the network input ``(C, D, H, W)``
+float32 in ``[0, 1]``:
 
-1. ``LoadImaged`` (3D TIFF stacks through :class:`neurolink_monai.io.TiffStackReader`, NIfTI through nibabel),
-2. ``EnsureChannelFirstd``,
-3. :class:`~neurolink_monai.transforms.ToZYXd`: NIfTI volumes, stored ``(x, y, z)``, are reordered to the
+0. ``LoadImaged`` (3D TIFF stacks through :class:`neurolink_monai.io.TiffStackReader`, NIfTI through nibabel),
+1. ``EnsureChannelFirstd``,
+2. :class:`~neurolink_monai.transforms.ToZYXd`: NIfTI volumes, stored ``(x, y, z)``, are reordered to the
    ``(z, y, x)`` array order of the project (TIFF stacks already are),
-4. :class:`~neurolink_monai.transforms.CheckStackd`: a 3D stack of at least two slices with exactly one channel,
-   finite intensities and more than one grey level of contrast between the scaling percentiles, else a
+3. :class:`~neurolink_monai.transforms.CheckStackd`: a 3D stack of at least two slices with ``network_def#in_channels``
+   channels, finite intensities and more than one grey level of contrast between the scaling percentiles, else a
    ``ValueError`` naming the file,
-5. :func:`intensity_scaling`: percentile scaling (``MicroscopyNormalized``), ``DEFAULT_PERCENTILES`` (0.5, 99.95,
-   in :mod:`neurolink_monai.transforms.intensity`) of the whole stack mapped to ``[0, 1]`` and clipped (a
-   degenerate window too, with a warning).
+4. :class:`~neurolink_monai.transforms.MicroscopyNormalized`: the ``intensity_percentiles`` (0.5, 99.95, the
+   ``DEFAULT_PERCENTILES`` of :mod:`neurolink_monai.transforms.intensity`) of the whole stack mapped to ``[0, 1]``
+   and clipped (a degenerate window too, with a warning),
+5. ``EnsureTyped`` float32, metadata kept (file name, affine with the spacing).
 
-Out-of-core inference (``neurolink_monai.inference.blockwise``) applies the same mapping from the same module
-(:mod:`neurolink_monai.transforms.intensity`): the percentiles of the whole stack, not of one block.
+One step is changed with a config override, e.g. ``--image_preprocessing#4#clip False``. Python code outside a
+bundle workflow (the napari plugin, benchmarks, tests) instantiates the same list with
+:func:`image_preprocessing_from_config`. Out-of-core inference (``neurolink_monai.inference.blockwise``) applies the
+same mapping from the same module (:mod:`neurolink_monai.transforms.intensity`): the percentiles of the whole stack,
+not of one block.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-import torch
 from monai.config import KeysCollection
-from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, MapTransform, Transform
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, MapTransform, Transform
 
 import neurolink_monai.io  # noqa: F401  (registers the TIFF stack reader/writer with MONAI)
 from neurolink_monai.transforms import (
     DEFAULT_PERCENTILES,
     CheckStackd,
     LoadSWCd,
-    MicroscopyNormalized,
     SWCToMaskd,
     ToZYXd,
     check_binary_label,
@@ -41,13 +47,13 @@ from neurolink_monai.transforms import (
 from neurolink_monai.utils import describe_source
 
 from .naming import SWC_SUFFIX
+from .paths import default_bundle_root
 
 __all__ = [
     "BinaryLabel",
     "BinaryLabeld",
     "LoadLabeld",
-    "inference_preprocessing",
-    "intensity_scaling",
+    "image_preprocessing_from_config",
     "load_image_transforms",
 ]
 
@@ -83,16 +89,6 @@ class BinaryLabeld(MapTransform):
         return d
 
 
-def intensity_scaling(
-    keys: KeysCollection = "image", percentiles: Sequence[float] = DEFAULT_PERCENTILES, clip: bool = True
-) -> MicroscopyNormalized:
-    """Percentile intensity scaling (:class:`neurolink_monai.transforms.MicroscopyNormalized`): the ``percentiles``
-    (low, high) of the whole stack map to 0 and 1, clipped to [0, 1] when ``clip``."""
-    if len(percentiles) != 2:
-        raise ValueError(f"percentiles must be (low, high), got {percentiles!r}.")
-    return MicroscopyNormalized(keys, lower=float(percentiles[0]), upper=float(percentiles[1]), clip=clip)
-
-
 def load_image_transforms(
     keys: KeysCollection = "image",
     num_channels: int | None = 1,
@@ -110,29 +106,31 @@ def load_image_transforms(
     return out
 
 
-def inference_preprocessing(
-    keys: KeysCollection = "image",
-    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
-    num_channels: int = 1,
-    clip: bool = True,
-) -> list[Transform]:
-    """The bundle's image preprocessing chain (see the module docstring), as a list for ``Compose``.
+def image_preprocessing_from_config(config_file: str | os.PathLike | None = None, **overrides: Any) -> list[Transform]:
+    """The ``image_preprocessing`` list of a bundle config, instantiated: the bundle's image preprocessing for Python
+    code that runs outside a bundle workflow.
 
     Args:
-        keys: image key(s) of the data dicts ``{"image": path}``.
-        percentiles: (low, high) percentiles mapped to 0 and 1.
-        num_channels: channels the network takes.
-        clip: clip the scaled intensities to ``[0, 1]``.
+        config_file: a bundle config holding ``image_preprocessing``; default ``configs/inference.json`` of
+            :func:`~neurolink_monai.bundle_utils.default_bundle_root`.
+        overrides: config overrides applied first, e.g. ``intensity_percentiles=[1, 99]`` or
+            ``**{"image_preprocessing#4#clip": False}``.
 
     Returns:
-        transforms producing ``(num_channels, D, H, W)`` float32 MetaTensors (metadata: file name, affine with the
-        spacing).
+        the transforms, in order, turning ``{"image": path}`` into ``(C, D, H, W)`` float32 in ``[0, 1]``.
+
+    Raises:
+        ValueError: the config has no ``image_preprocessing`` list (the file is named).
     """
-    return [
-        *load_image_transforms(keys, num_channels, percentiles),
-        intensity_scaling(keys, percentiles, clip),
-        EnsureTyped(keys, dtype=torch.float32, track_meta=True),
-    ]
+    from monai.bundle import ConfigParser
+
+    path = Path(config_file) if config_file is not None else Path(default_bundle_root()) / "configs" / "inference.json"
+    parser = ConfigParser()
+    parser.read_config(str(path))
+    parser.update(overrides)
+    if not isinstance(parser.get("image_preprocessing"), list):
+        raise ValueError(f"{path}: the config has no 'image_preprocessing' list of transforms.")
+    return list(parser.get_parsed_content("image_preprocessing"))
 
 
 class LoadLabeld(MapTransform):

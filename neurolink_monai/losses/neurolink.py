@@ -57,8 +57,9 @@ class NeuroLinkLoss(_Loss):
     - ``(B, 1, D, H, W)`` binary label alone: only the segmentation and continuity terms can be computed, so
       ``lambda_dir`` and ``lambda_dist`` must be 0.
     - ``(B, 5, D, H, W)`` stacked ``[label, dir_z, dir_y, dir_x, distance]``, e.g. built in the data pipeline
-      with ``ConcatItemsd(keys=["label", "direction", "distance"], name="label")`` so that MONAI's
-      ``SupervisedTrainer`` (which calls ``loss_function(pred, batch["label"])``) passes everything.
+      with ``ConcatItemsd(keys=["label", "direction", "distance"], name="target")`` and handed to the loss by
+      MONAI's ``SupervisedTrainer`` with ``prepare_batch=PrepareKeyedBatch(target_key="target")``
+      (:class:`neurolink_monai.bundle_utils.PrepareKeyedBatch`), as ``train.json`` does.
     - a mapping ``{"label": (B, 1, ...), "direction": (B, 3, ...), "distance": (B, 1, ...)}`` (the last two
       optional when their weights are 0).
 

@@ -4,9 +4,9 @@
 :func:`segment_volume` is the ONE place where the napari plugin calls the model: the bundle's network (built from
 ``network_def`` of ``bundle/configs/inference.json`` by ``monai.bundle.ConfigParser``, weights from
 ``bundle/models/model.pt`` by default, through :func:`neurolink_monai.inference.blockwise.load_model_spec`), the
-bundle's preprocessing chain (:func:`neurolink_monai.bundle_utils.inference_preprocessing` without its file
-loading), MONAI's ``SlidingWindowInferer`` with the config's settings, and the bundle's head post-processing
-(:func:`neurolink_monai.networks.interpret_outputs`). Switching to another inferer means editing
+bundle's preprocessing chain (the config's ``image_preprocessing`` list, the bundle's when the config has none,
+without its file loading), MONAI's ``SlidingWindowInferer`` with the config's settings, and the bundle's head
+post-processing (:func:`neurolink_monai.networks.interpret_outputs`). Switching to another inferer means editing
 :func:`_make_inferer` only.
 """
 
@@ -95,15 +95,22 @@ def _make_inferer(settings: dict, device: torch.device):
     return SlidingWindowInferer(**kwargs, sw_device=device, device=torch.device("cpu"), progress=False)
 
 
-def _preprocess(image: np.ndarray, lower: float, upper: float, num_channels: int = 1) -> torch.Tensor:
-    """The bundle's preprocessing chain without its file loading: ``(D, H, W)`` -> ``(1, 1, D, H, W)`` float32."""
+def _preprocess(image: np.ndarray, lower: float, upper: float, config: str | os.PathLike | None = None) -> torch.Tensor:
+    """The bundle's preprocessing chain without its file loading: ``(D, H, W)`` -> ``(1, 1, D, H, W)`` float32.
+
+    The chain is the ``image_preprocessing`` list of ``config`` (of the bundle's ``inference.json`` when ``config``
+    is None or has none), with the intensity percentiles ``(lower, upper)``."""
+    from monai.bundle import ConfigParser
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
-    from neurolink_monai.bundle_utils.preprocessing import inference_preprocessing
+    from neurolink_monai.bundle_utils import image_preprocessing_from_config
+    from neurolink_monai.inference.blockwise import default_bundle_dir
     from neurolink_monai.transforms import ToZYXd
 
-    loading = (LoadImaged, EnsureChannelFirstd, ToZYXd)
-    chain = [t for t in inference_preprocessing("image", (lower, upper), num_channels) if not isinstance(t, loading)]
+    has_chain = config is not None and "image_preprocessing" in ConfigParser.load_config_file(str(config))
+    source = config if has_chain else default_bundle_dir() / "configs" / "inference.json"
+    steps = image_preprocessing_from_config(source, intensity_percentiles=[lower, upper])
+    chain = [t for t in steps if not isinstance(t, (LoadImaged, EnsureChannelFirstd, ToZYXd))]
     data = Compose(chain)({"image": torch.as_tensor(image.astype(np.float32, copy=False))[None]})
     return torch.as_tensor(data["image"]).float()[None]
 
@@ -171,7 +178,7 @@ def segment_volume(
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     spec = load_model_spec(ckpt, config)
     net = spec.load(dev)
-    x = _preprocess(arr, settings.get("lower", 0.5), settings.get("upper", 99.95))
+    x = _preprocess(arr, settings.get("lower", 0.5), settings.get("upper", 99.95), config)
     roi = settings.get("roi_size", [64, 128, 128])
     total = count_windows(arr.shape, roi, float(settings.get("overlap", 0.25)), int(settings.get("sw_batch_size", 1)))
     counting = _CountingNetwork(net, total, progress, cancelled)
