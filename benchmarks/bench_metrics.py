@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from neurolink_monai.metrics import neuron_distance, node_prf, skeleton_continuity, subdivide_graph, swc_to_graph
+from neurolink_monai.metrics import neuron_distance, node_prf, skeleton_continuity
+from neurolink_monai.skeleton import subdivide_graph, swc_to_graph
 
 __all__ = ["random_walk_tree"]
 

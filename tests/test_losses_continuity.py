@@ -12,7 +12,8 @@ from monai.data import MetaTensor
 from monai.losses import DiceLoss
 from scipy import ndimage as ndi
 
-from neurolink_monai.losses import MorphologyContinuityLoss, build_centreline_graph, label_centreline
+from neurolink_monai.losses import MorphologyContinuityLoss, build_centreline_graph
+from neurolink_monai.skeleton import thin_curves
 
 from helpers import tube
 
@@ -106,7 +107,7 @@ def test_gap_costs_more_than_same_number_of_wrong_voxels_elsewhere(config, elsew
 def test_gap_on_a_centreline_voxel_is_exactly_charged_to_its_window():
     label = straight_tube()
     loss = MorphologyContinuityLoss(radius=3, sigmoid=False, penalty="linear")
-    k = int(label_centreline(label).sum())
+    k = int(thin_curves(label).sum())
     assert float(loss(batch(cut(label, 16)), batch(label))) == pytest.approx(7 / k)
     assert float(loss(batch(cut(label, 14, width=3)), batch(label))) == pytest.approx(9 / k)
     # radius 0 is clDice's topology sensitivity on the hard centreline: one voxel per cut voxel
@@ -280,7 +281,7 @@ def test_centreline_graph_is_one_connected_curve_per_neurite():
     assert graph.counts().tolist() == [k // 2, k // 2]
     degree = (graph.neighbours < k).sum(axis=1)
     assert degree.max() == 2 and (degree == 1).sum() == 4  # two simple curves, two tips each
-    assert int(label_centreline(label).sum()) == k // 2
+    assert int(thin_curves(label).sum()) == k // 2
 
 
 # --- bad input -----------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""Metric functions on hand-computed cases: voxel PRF, clDice, Betti errors, skeleton graphs, continuity (ERL),
-Vaa3D neuron distance and node PRF."""
+"""Metric functions on hand-computed cases: voxel PRF, clDice, Betti errors, continuity (ERL), Vaa3D neuron
+distance and node PRF (the skeleton graphs they are built on: tests/test_skeleton_graph.py)."""
 
 from __future__ import annotations
 
@@ -15,21 +15,17 @@ from scipy import ndimage
 
 from neurolink_monai.metrics import (
     SegmentDistanceIndex,
-    SkeletonGraph,
     betti_errors,
     betti_numbers,
     cldice,
     neuron_distance,
     node_prf,
-    resample_graph,
     skeleton_continuity,
-    skeleton_to_graph,
-    subdivide_graph,
-    swc_to_graph,
     topology_precision_sensitivity,
     vaa3d_edge_samples,
     voxel_prf,
 )
+from neurolink_monai.skeleton import subdivide_graph, swc_to_graph
 
 from helpers import chain_swc, straight_swc
 
@@ -169,70 +165,6 @@ def test_betti_errors_hand_cases():
         "betti1_pred": 0.0,
         "betti1_gold": 0.0,
     }
-
-
-# ---------------------------------------------------------------- skeleton graphs
-
-
-def test_swc_to_graph_order_and_axes():
-    swc = chain_swc([(1, 2, 3), (4, 5, 6), (7, 8, 9)], parents=[-1, 1, 2])[::-1].copy()  # children listed first
-    g = swc_to_graph(swc)
-    assert g.points[0].tolist() == [9, 8, 7]  # (z, y, x)
-    assert sorted(map(tuple, np.sort(g.edges, axis=1).tolist())) == [(0, 1), (1, 2)]
-    assert g.edge_lengths().sum() == pytest.approx(2 * math.sqrt(27))
-    assert g.edge_lengths(spacing=(2.0, 1.0, 1.0)).sum() == pytest.approx(2 * math.sqrt(9 + 9 + 36))
-
-
-@pytest.mark.parametrize(
-    "rows, match",
-    [
-        (np.zeros((3, 6)), "shape \\(N, 7\\).*\\(3, 6\\)"),
-        (np.zeros((0, 7)), "no nodes"),
-        (chain_swc([(0, 0, 0), (1, 0, 0)], parents=[-1, 5]), "node 2 has parent 5"),
-        (chain_swc([(0, 0, 0), (1, 0, 0)], parents=[-1, 2]), "own parent"),
-        (np.array([[1, 3, 0, 0, 0, 1, -1], [1, 3, 1, 0, 0, 1, 1]], float), "duplicate node ids, e.g. 1"),
-        (np.array([[1, 3, np.nan, 0, 0, 1, -1]], float), "non-finite"),
-        (np.array([[1.5, 3, 0, 0, 0, 1, -1]], float), "non-integer ids"),
-    ],
-)
-def test_swc_to_graph_errors(rows, match):
-    with pytest.raises(ValueError, match=match):
-        swc_to_graph(rows, "swc_test")
-
-
-def test_skeleton_to_graph_drops_corner_shortcuts():
-    skel = np.zeros((3, 4, 4), bool)
-    skel[1, 1, 1] = skel[1, 1, 2] = skel[1, 2, 2] = True  # an L corner: 26-adjacency would make a triangle
-    g = skeleton_to_graph(skel)
-    assert len(g.edges) == 2 and g.edge_lengths().sum() == pytest.approx(2.0)
-    diag = np.zeros((4, 4, 4), bool)
-    diag[0, 0, 0] = diag[1, 1, 1] = diag[2, 2, 2] = True
-    assert skeleton_to_graph(diag).edge_lengths().sum() == pytest.approx(2 * math.sqrt(3))
-    assert skeleton_to_graph(diag, spacing=(2, 1, 1)).components()[0] == 1
-
-
-def test_resample_graph_straight_y_and_cycle():
-    g = swc_to_graph(chain_swc([(0, 0, 0), (0.3, 0, 0), (10, 0, 0)]))
-    r = resample_graph(g, 1.0)
-    assert r.num_nodes == 11 and np.allclose(np.sort(r.points[:, 2]), np.arange(11))
-    assert np.allclose(r.edge_lengths(), 1.0)
-    # Y: trunk 10, two branches of length 5 (3-4-5 triangles): branch point and tips kept
-    y = chain_swc([(0, 0, 0), (10, 0, 0), (13, 4, 0), (13, -4, 0)], parents=[-1, 1, 2, 2])
-    r = resample_graph(swc_to_graph(y), 1.0)
-    assert r.num_nodes == 21 and len(r.edges) == 20
-    assert (r.degrees() == 3).sum() == 1 and (r.degrees() == 1).sum() == 3
-    # a pure cycle (square of side 2) becomes 8 nodes one unit apart
-    square = SkeletonGraph(points=[(0, 0, 0), (0, 0, 2), (0, 2, 2), (0, 2, 0)], edges=[(0, 1), (1, 2), (2, 3), (3, 0)])
-    r = resample_graph(square, 1.0)
-    assert r.num_nodes == 8 and len(r.edges) == 8 and np.allclose(r.edge_lengths(), 1.0)
-
-
-def test_subdivide_graph_keeps_polyline():
-    g = swc_to_graph(chain_swc([(0, 0, 0), (2.5, 0, 0), (2.5, 0.4, 0)]))
-    s = subdivide_graph(g, 1.0)
-    assert s.num_nodes == 3 + 2  # 2.5 -> 3 pieces (2 new nodes), 0.4 -> 1 piece
-    assert s.edge_lengths().sum() == pytest.approx(2.9)
-    assert np.allclose(s.points[:3], g.points)
 
 
 # ---------------------------------------------------------------- skeleton continuity (FFN)

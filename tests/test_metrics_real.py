@@ -13,10 +13,9 @@ from neurolink_monai.metrics import (
     neuron_distance,
     node_prf,
     skeleton_continuity,
-    subdivide_graph,
-    swc_to_graph,
     vaa3d_edge_samples,
 )
+from neurolink_monai.skeleton import subdivide_graph, swc_to_graph
 
 OP_SPACING = (0.998835, 0.3296485, 0.3296485)  # (z, y, x) micrometres, from the stacks' ImageJ metadata
 

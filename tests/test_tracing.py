@@ -9,19 +9,16 @@ import torch
 from monai.data import MetaTensor
 
 from neurolink_monai.io import validate_swc
+from neurolink_monai.skeleton import spanning_forest, thin_curves, unbranched_sections, voxel_graph
 from neurolink_monai.tracing import (
     BridgeParams,
     TraceConfig,
     TraceSWC,
     TraceSWCd,
-    VoxelGraph,
     bridge_gaps,
-    neighbour_edges,
     prune_spurs,
-    spanning_forest,
     trace_swc,
 )
-from neurolink_monai.tracing.skeleton_graph import decompose_segments
 
 from helpers import tube
 
@@ -270,30 +267,28 @@ def test_input_validation_messages():
 def test_graph_building_blocks():
     # an L of voxels with the corner diagonal: the spanning forest drops the diagonal
     coords = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 1], [0, 2, 1]])
-    g = VoxelGraph(coords, neighbour_edges(coords))
+    g = voxel_graph(coords)
     assert {tuple(e) for e in g.edges.tolist()} == {(0, 1), (0, 2), (1, 2), (2, 3)}
     f = spanning_forest(g)
     assert {tuple(e) for e in f.edges.tolist()} == {(0, 1), (1, 2), (2, 3)}
-    seg = decompose_segments(f)
+    seg = unbranched_sections(f)
     assert seg.ends.tolist() == [[0, 3]] and seg.length[0] == pytest.approx(3.0)
+    assert seg.paths[0].tolist() == [0, 1, 2, 3] and seg.node_section.tolist() == [-1, 0, 0, -1]
     # a chain of 10 with a 2-voxel spur at voxel 5: pruned at length 3, kept at length 1
     chain = np.array([[0, 0, x] for x in range(10)] + [[0, 1, 5], [0, 2, 5]])
-    forest = spanning_forest(VoxelGraph(chain, neighbour_edges(chain)))
+    forest = spanning_forest(voxel_graph(chain))
     assert prune_spurs(forest, 3.0).sum() == 10
     assert prune_spurs(forest, 1.0).all()
 
 
 def test_bridge_gaps_reports_its_bridges():
     m = broken_tube(3)
-    from neurolink_monai.tracing import skeleton_voxels
-
-    coords = skeleton_voxels(m)
-    forest = spanning_forest(VoxelGraph(coords, neighbour_edges(coords)))
-    res = bridge_gaps(forest, np.full(forest.n_nodes, 2.0), m.astype(np.float32), 0.5, BridgeParams(max_gap=6.0))
+    forest = spanning_forest(voxel_graph(thin_curves(m, return_coords=True)))
+    res = bridge_gaps(forest, np.full(forest.num_nodes, 2.0), m.astype(np.float32), 0.5, BridgeParams(max_gap=6.0))
     assert len(res.bridges) == 1
     br = res.bridges[0]
     assert br.gap_length == pytest.approx(3.0) and br.cos_a > 0.9 and not br.to_side
-    assert res.graph.n_nodes > forest.n_nodes and len(res.radius) == res.graph.n_nodes
+    assert res.graph.num_nodes > forest.num_nodes and len(res.radius) == res.graph.num_nodes
     assert res.graph.components()[0] == 1
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..skeleton import neighbour_table, thin_curves
 
-__all__ = ["CentrelineGraph", "build_centreline_graph", "label_centreline"]
+__all__ = ["CentrelineGraph", "build_centreline_graph"]
 
 
 @dataclass(frozen=True)
@@ -54,20 +54,13 @@ def _sample_graph(centreline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centre_flat, neighbours
 
 
-def label_centreline(label: np.ndarray) -> np.ndarray:
-    """Centreline of a binary 2D/3D label: its topology-preserving curve thinning (:func:`thin_curves`), one
-    voxel wide, 26-connected (8 in 2D), inside the label, one connected piece per connected component."""
-    if not label.any():
-        return np.zeros(label.shape, dtype=bool)
-    return thin_curves(label)
-
-
 def build_centreline_graph(label: np.ndarray | None, centreline: np.ndarray | None = None) -> CentrelineGraph:
     """Build the :class:`CentrelineGraph` of a batch.
 
     Args:
-        label: ``(B, *spatial)`` bool labels (2D or 3D spatial), thinned with :func:`label_centreline`; may be
-            None when ``centreline`` is given.
+        label: ``(B, *spatial)`` bool labels (2D or 3D spatial), thinned with
+            :func:`~neurolink_monai.skeleton.thin_curves` (one voxel wide, 26-connected, 8 in 2D, one connected
+            piece per connected component); may be None when ``centreline`` is given.
         centreline: optional ``(B, *spatial)`` bool centreline to use instead, e.g. a rasterised SWC trace.
 
     Returns:
@@ -84,7 +77,7 @@ def build_centreline_graph(label: np.ndarray | None, centreline: np.ndarray | No
     centre_parts, sample_parts, neighbour_parts = [], [], []
     k_total = 0
     for b in range(batch):
-        skeleton = label_centreline(source[b]) if centreline is None else source[b]
+        skeleton = thin_curves(source[b]) if centreline is None else source[b]
         centre, neighbours = _sample_graph(skeleton)
         k = centre.shape[0]
         centre_parts.append(centre + b * volume)

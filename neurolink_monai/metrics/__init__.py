@@ -22,14 +22,6 @@ from neurolink_monai.metrics.handlers import (
 )
 from neurolink_monai.metrics.neuron_distance import SegmentDistanceIndex, neuron_distance, vaa3d_edge_samples
 from neurolink_monai.metrics.node_matching import node_prf
-from neurolink_monai.metrics.skeleton_graph import (
-    SkeletonGraph,
-    mask_skeleton,
-    resample_graph,
-    skeleton_to_graph,
-    subdivide_graph,
-    swc_to_graph,
-)
 from neurolink_monai.metrics.summary import (
     RECONSTRUCTION_SCORES,
     SEGMENTATION_SCORES,
@@ -60,12 +52,6 @@ __all__ = [
     "reconstruction_scores",
     "SEGMENTATION_SCORES",
     "RECONSTRUCTION_SCORES",
-    "SkeletonGraph",
-    "swc_to_graph",
-    "mask_skeleton",
-    "skeleton_to_graph",
-    "resample_graph",
-    "subdivide_graph",
     "PerImageMaskMetric",
     "VoxelPRFMetric",
     "ClDiceMetric",

@@ -14,12 +14,13 @@ from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
 from neurolink_monai.metrics._validation import as_binary_mask
-from neurolink_monai.metrics.skeleton_graph import (
+from neurolink_monai.skeleton import (
     SkeletonGraph,
-    mask_skeleton,
-    skeleton_to_graph,
+    spanning_forest,
     subdivide_graph,
     swc_to_graph,
+    thin_curves,
+    voxel_graph,
 )
 from neurolink_monai.utils import as_positive_float, as_spacing, check_same_shape, to_numpy
 
@@ -51,8 +52,8 @@ def _gold_graph(gold: Any, shape: tuple[int, ...], spacing: Sequence[float] | No
         if arr.ndim == 3:
             mask = as_binary_mask(arr, "gold", ndims=(3,))
             check_same_shape(mask, np.empty(shape, dtype=bool), "gold", "pred")
-            return skeleton_to_graph(mask_skeleton(mask), spacing)
-    return swc_to_graph(gold, "gold")
+            return spanning_forest(voxel_graph(thin_curves(mask, return_coords=True), spacing))
+    return swc_to_graph(gold, "gold", spacing)
 
 
 def skeleton_continuity(
@@ -68,8 +69,8 @@ def skeleton_continuity(
 
     Definitions implemented here:
 
-    1. The gold skeleton is an SWC tree (voxel coordinates) or a gold mask that is skeletonised
-       (:func:`mask_skeleton`, topology-preserving curve thinning) and linked into a forest of voxel centres.
+    1. The gold skeleton is an SWC tree (voxel coordinates) or a gold mask that is thinned (:func:`thin_curves`)
+       and linked into a forest of voxel centres (:func:`spanning_forest` of the 26-neighbour graph).
        Every edge is subdivided so that consecutive nodes are at most ``step`` voxels apart
        (:func:`subdivide_graph`, the polyline and its length unchanged); each connected component is one gold tree
        (neuron).
@@ -104,9 +105,9 @@ def skeleton_continuity(
         ``erl_fraction`` and ``omitted_fraction`` are NaN when the gold skeleton has zero length.
     """
     step = as_positive_float(step, "step")
-    sp = as_spacing(spacing, allow_none=True)
+    sp = None if spacing is None else as_spacing(spacing)
     labels = segment_labels(pred, instance_labels)
-    graph = subdivide_graph(_gold_graph(gold, labels.shape, spacing), step)
+    graph = subdivide_graph(_gold_graph(gold, labels.shape, sp), step)
 
     n_trees, tree = graph.components()
     vox = np.rint(graph.points).astype(np.int64)
@@ -124,7 +125,7 @@ def skeleton_continuity(
     splits = int(np.sum(np.maximum(segs_per_tree - 1, 0)))
 
     a, b = graph.edges[:, 0], graph.edges[:, 1]
-    length = graph.edge_lengths(sp)
+    length = graph.edge_lengths()
     total = float(length.sum())
     sa, sb = node_seg[a], node_seg[b]
     correct = (sa == sb) & (sa > 0)

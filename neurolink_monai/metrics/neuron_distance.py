@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
-from neurolink_monai.metrics.skeleton_graph import SkeletonGraph, swc_to_graph
+from neurolink_monai.skeleton import SkeletonGraph, swc_to_graph
 from neurolink_monai.utils import as_positive_float
 
 __all__ = ["neuron_distance", "SegmentDistanceIndex", "vaa3d_edge_samples"]
@@ -154,8 +154,8 @@ def neuron_distance(
         "n_samples_a", "n_samples_b"}``; ``_ab`` values measure A's samples against B.
     """
     threshold = as_positive_float(threshold, "threshold", allow_zero=True)
-    graph_a = swc_to_graph(swc_a, "swc_a").scaled(spacing)
-    graph_b = swc_to_graph(swc_b, "swc_b").scaled(spacing)
+    graph_a = swc_to_graph(swc_a, "swc_a", spacing).scaled()
+    graph_b = swc_to_graph(swc_b, "swc_b", spacing).scaled()
     ab = _directed(vaa3d_edge_samples(graph_a), SegmentDistanceIndex(*_segments(graph_b)), threshold)
     ba = _directed(vaa3d_edge_samples(graph_b), SegmentDistanceIndex(*_segments(graph_a)), threshold)
     far_means = [r["far_mean"] for r in (ab, ba) if r["n_far"] > 0]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
-from neurolink_monai.metrics.skeleton_graph import resample_graph, swc_to_graph
+from neurolink_monai.skeleton import resample_graph, swc_to_graph
 from neurolink_monai.utils import as_positive_float
 
 __all__ = ["node_prf"]
@@ -49,8 +49,8 @@ def node_prf(
         ``{"precision", "recall", "f1", "n_test", "n_gold", "matched_test", "matched_gold"}`` (counts as floats).
     """
     tolerance = as_positive_float(tolerance, "tolerance", allow_zero=True)
-    test = resample_graph(swc_to_graph(swc_test, "swc_test"), step).scaled(spacing)
-    gold = resample_graph(swc_to_graph(swc_gold, "swc_gold"), step).scaled(spacing)
+    test = resample_graph(swc_to_graph(swc_test, "swc_test", spacing), step).scaled()
+    gold = resample_graph(swc_to_graph(swc_gold, "swc_gold", spacing), step).scaled()
     hit_test = _matched(test.points, gold.points, tolerance)
     hit_gold = _matched(gold.points, test.points, tolerance)
     precision = float(hit_test.mean())

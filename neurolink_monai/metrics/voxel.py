@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from neurolink_monai.metrics._validation import as_binary_mask
-from neurolink_monai.metrics.skeleton_graph import mask_skeleton
+from neurolink_monai.skeleton import thin_curves
 from neurolink_monai.utils import check_same_shape
 
 __all__ = ["voxel_prf", "cldice", "topology_precision_sensitivity"]
@@ -51,8 +51,8 @@ def voxel_prf(pred: Any, gold: Any) -> dict[str, float]:
 
 def topology_precision_sensitivity(pred: Any, gold: Any) -> tuple[float, float]:
     """The two halves of clDice (Shit et al., CVPR 2021): ``Tprec = |S(pred) & gold| / |S(pred)|`` and
-    ``Tsens = |S(gold) & pred| / |S(gold)|``, with ``S`` the skeleton :func:`mask_skeleton`, a topology-preserving
-    curve thinning (:func:`neurolink_monai.skeleton.thin_curves`): one voxel wide, inside the mask, one connected
+    ``Tsens = |S(gold) & pred| / |S(gold)|``, with ``S`` the skeleton, a topology-preserving curve thinning
+    (:func:`neurolink_monai.skeleton.thin_curves`): one voxel wide, inside the mask, one connected
     piece per connected component, so no neurite is left without skeleton whatever its width (scikit-image's 3D
     ``skeletonize`` deletes some even-width neurites, which would make them invisible to Tsens and Tprec). Two
     empty masks give (1.0, 1.0); one empty mask gives 0.0 for the undefined half.
@@ -65,7 +65,7 @@ def topology_precision_sensitivity(pred: Any, gold: Any) -> tuple[float, float]:
     g = as_binary_mask(gold, "gold", ndims=(2, 3))
     check_same_shape(p, g, "pred", "gold")
     both_empty = not p.any() and not g.any()
-    sp, sg = mask_skeleton(p), mask_skeleton(g)
+    sp, sg = thin_curves(p), thin_curves(g)
     tprec = _ratio(np.count_nonzero(sp & g), np.count_nonzero(sp), both_empty)
     tsens = _ratio(np.count_nonzero(sg & p), np.count_nonzero(sg), both_empty)
     return tprec, tsens

@@ -1,203 +1,265 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""Voxel adjacency shared by the skeleton graphs of the losses, metrics and tracing: neighbour offsets, lookup of
-voxel coordinates, neighbour tables, 26-neighbour (8 in 2D) edge lists, and the small undirected-graph helpers
-(canonical edge lists, degrees, edge lengths, connected components) their graph classes are built on.
+"""The skeleton graph of the package, shared by the metrics and the tracer: :class:`SkeletonGraph` (points joined by
+undirected edges), its construction from SWC arrays (:func:`swc_to_graph`) and from skeleton voxels
+(:func:`voxel_graph`, then :func:`spanning_forest`), and :func:`add_paths`, which grows a graph along voxel paths.
 
-Every function works on integer voxel coordinates, vectorised with numpy: a voxel's neighbours are found by binary
-search among the raster keys of the voxel set inside its bounding box, so no full-size lookup volume is built.
+A skeleton of 26-connected voxels becomes a forest in two steps: :func:`voxel_graph` joins every pair of
+26-neighbours, and :func:`spanning_forest` keeps the minimum spanning forest by edge length, which drops the
+redundant diagonal of every small clique (junction clusters collapse to single branch voxels) and breaks true
+loops, so that edge lengths sum to the skeleton length.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
-__all__ = [
-    "neighbour_offsets",
-    "VoxelLookup",
-    "neighbour_table",
-    "neighbour_pairs",
-    "canonical_edges",
-    "node_degrees",
-    "edge_lengths",
-    "connected_components",
-]
+from neurolink_monai.utils import as_spacing, to_numpy
+
+from .adjacency import VoxelLookup, canonical_edges, connected_components, edge_lengths, neighbour_pairs, node_degrees
+
+__all__ = ["SkeletonGraph", "swc_to_graph", "voxel_graph", "spanning_forest", "add_paths"]
 
 
-@functools.lru_cache(maxsize=None)
-def _offsets(ndim: int, forward_only: bool) -> np.ndarray:
-    origin = (0,) * ndim
-    out = [o for o in itertools.product((-1, 0, 1), repeat=ndim) if o != origin and (not forward_only or o > origin)]
-    arr = np.asarray(out, dtype=np.int64).reshape(-1, ndim)
-    arr.setflags(write=False)
+def _is_canonical(edges: np.ndarray, num_nodes: int) -> bool:
+    """Whether an ``(E, 2)`` edge list already has ``a < b`` in every row and strictly increasing rows."""
+    if len(edges) == 0:
+        return True
+    keys = edges[:, 0] * num_nodes + edges[:, 1]
+    return bool(np.all(edges[:, 0] < edges[:, 1]) and np.all(keys[1:] > keys[:-1]))
+
+
+@dataclass(frozen=True)
+class SkeletonGraph:
+    """An undirected graph of 3D points: a skeleton, a neuron reconstruction, or any forest of voxels.
+
+    Attributes:
+        points: ``(N, 3)`` node coordinates in array order ``(z, y, x)``, in grid units: int64 voxel indices for
+            graphs of skeleton voxels (as the tracer indexes volumes with them), float64 otherwise (SWC nodes,
+            resampled points).
+        edges: ``(E, 2)`` int64 node-index pairs, each undirected edge once, no self loops. Repeated pairs (in
+            either orientation) are dropped on construction, the first occurrence and its orientation kept
+            (child -> parent for SWC input; ``a < b`` in lexicographic row order for voxel graphs).
+        spacing: ``(3,)`` float64 length of one grid unit along ``(z, y, x)`` (a voxel size in micrometres, or the
+            tracer's ``spacing / spacing[2]`` to measure in in-plane voxels); ``None`` for unit steps. Edge lengths,
+            positions and spanning forests use it.
+
+    Raises:
+        ValueError: for points that are not ``(N, 3)``, edges that name nodes outside ``0 .. N - 1``, or a
+            spacing that is not three positive numbers.
+    """
+
+    points: np.ndarray
+    edges: np.ndarray
+    spacing: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        points = np.asarray(self.points)
+        if points.size == 0:
+            points = points.reshape(0, 3)
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise ValueError(f"points must be an (N, 3) array (z, y, x), got shape {tuple(points.shape)}.")
+        dtype = np.int64 if points.dtype.kind in "iub" else np.float64
+        points = np.ascontiguousarray(points, dtype=dtype)
+        edges = np.asarray(self.edges, dtype=np.int64).reshape(-1, 2)
+        if edges.size and (edges.min() < 0 or edges.max() >= len(points)):
+            raise ValueError(f"edges refer to nodes outside 0..{len(points) - 1}: {edges.min()}..{edges.max()}.")
+        if not _is_canonical(edges, len(points)):
+            edges = edges[edges[:, 0] != edges[:, 1]]
+            if len(edges):
+                # drop repeated pairs in either orientation, keeping the first occurrence and its direction
+                _, first = np.unique(np.sort(edges, axis=1), axis=0, return_index=True)
+                edges = edges[np.sort(first)]
+        spacing = None if self.spacing is None else as_spacing(self.spacing)
+        object.__setattr__(self, "points", points)
+        object.__setattr__(self, "edges", edges)
+        object.__setattr__(self, "spacing", spacing)
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.points.shape[0])
+
+    def positions(self) -> np.ndarray:
+        """``(N, 3)`` float64 node positions: ``points`` times ``spacing``."""
+        pts = self.points.astype(np.float64)
+        return pts if self.spacing is None else pts * self.spacing
+
+    def scaled(self) -> SkeletonGraph:
+        """The same graph with ``points`` in the units of ``spacing`` (e.g. voxel -> micrometre), spacing ``None``."""
+        return self if self.spacing is None else SkeletonGraph(self.positions(), self.edges)
+
+    def edge_lengths(self) -> np.ndarray:
+        """``(E,)`` float64 Euclidean edge lengths, each coordinate difference multiplied by ``spacing``."""
+        return edge_lengths(self.points, self.edges, self.spacing)
+
+    def degrees(self) -> np.ndarray:
+        """``(N,)`` int64 number of edges at each node."""
+        return node_degrees(self.edges, self.num_nodes)
+
+    def components(self) -> tuple[int, np.ndarray]:
+        """Connected components: ``(count, (N,) component index per node)``."""
+        return connected_components(self.edges, self.num_nodes)
+
+    def adjacency(self) -> sparse.csr_matrix:
+        """Symmetric ``(N, N)`` CSR matrix of edge lengths (all positive, so no edge is an explicit zero)."""
+        n = self.num_nodes
+        w = self.edge_lengths()
+        rows = np.concatenate([self.edges[:, 0], self.edges[:, 1]])
+        cols = np.concatenate([self.edges[:, 1], self.edges[:, 0]])
+        return sparse.csr_matrix((np.concatenate([w, w]), (rows, cols)), shape=(n, n))
+
+    def subgraph(self, keep: np.ndarray) -> SkeletonGraph:
+        """The graph induced by the nodes where the ``(N,)`` bool ``keep`` is true (node order preserved; edges
+        in canonical order, see :func:`~neurolink_monai.skeleton.canonical_edges`)."""
+        keep = np.asarray(keep, dtype=bool)
+        new_id = np.full(self.num_nodes, -1, dtype=np.int64)
+        new_id[keep] = np.arange(int(keep.sum()))
+        e = new_id[self.edges] if len(self.edges) else np.zeros((0, 2), dtype=np.int64)
+        e = e[(e >= 0).all(axis=1)] if len(e) else e
+        return SkeletonGraph(self.points[keep], canonical_edges(e), self.spacing)
+
+
+def voxel_graph(coords: np.ndarray, spacing: Sequence[float] | np.ndarray | None = None) -> SkeletonGraph:
+    """The graph of a set of voxels in which every pair of 26-neighbours is joined.
+
+    Args:
+        coords: ``(N, 3)`` distinct integer voxel coordinates ``(z, y, x)``, e.g. from
+            :func:`~neurolink_monai.skeleton.thin_curves` with ``return_coords=True``.
+        spacing: voxel size ``(z, y, x)`` (see :class:`SkeletonGraph`); ``None`` for isotropic unit voxels.
+
+    Returns:
+        a :class:`SkeletonGraph` with int64 points ``coords`` and canonical edges (``a < b``, rows sorted).
+    """
+    coords = np.asarray(coords, dtype=np.int64).reshape(-1, 3)
+    edges = canonical_edges(neighbour_pairs(coords)) if len(coords) > 1 else np.zeros((0, 2), dtype=np.int64)
+    return SkeletonGraph(coords, edges, spacing)
+
+
+def spanning_forest(graph: SkeletonGraph) -> SkeletonGraph:
+    """Minimum spanning forest of a graph by Euclidean edge length (scaled by ``graph.spacing``).
+
+    On a 26-connected skeleton (:func:`voxel_graph`) this removes the redundant diagonal of every small clique (a
+    diagonal step next to two face steps), so junction clusters collapse to single branch voxels; it also breaks
+    true loops. Among edges of equal length the one listed first is preferred (a tie-break of ``1e-9 / E`` per
+    position in ``graph.edges``), so the forest does not depend on scipy's internal sort.
+
+    Returns:
+        a :class:`SkeletonGraph` on the same points and spacing with canonical edges.
+    """
+    if len(graph.edges) == 0:
+        return graph
+    n = graph.num_nodes
+    w = graph.edge_lengths()
+    w = w + np.arange(len(w), dtype=np.float64) * (1e-9 / max(len(w), 1))
+    mat = sparse.csr_matrix((w, (graph.edges[:, 0], graph.edges[:, 1])), shape=(n, n))
+    mst = csgraph.minimum_spanning_tree(mat).tocoo()
+    return SkeletonGraph(graph.points, canonical_edges(np.stack([mst.row, mst.col], axis=1)), graph.spacing)
+
+
+def add_paths(graph: SkeletonGraph, paths: list[np.ndarray]) -> tuple[SkeletonGraph, list[np.ndarray]]:
+    """Add voxel paths to a graph of voxels, joining consecutive path voxels by edges.
+
+    Path voxels already in the graph are reused; the others become new nodes, numbered after the existing ones
+    in order of first appearance, shared between paths that cross.
+
+    Args:
+        graph: the graph to extend (int64 voxel points).
+        paths: ``(L_i, 3)`` int voxel paths ``(z, y, x)``, consecutive voxels 26-adjacent.
+
+    Returns:
+        ``(graph, ids)``: the extended graph (canonical edges) and, per path, the ``(L_i,)`` node index of each of
+        its voxels.
+    """
+    paths = [np.asarray(p, dtype=np.int64).reshape(-1, 3) for p in paths]
+    if not paths or sum(len(p) for p in paths) == 0:
+        return graph, [np.zeros(0, dtype=np.int64) for _ in paths]
+    coords, n = graph.points, graph.num_nodes
+    pts = np.concatenate(paths, axis=0)
+    ids = VoxelLookup(coords.reshape(-1, 3))(pts)
+    fresh = ids < 0
+    # new voxels, each once (lexicographic order), then numbered by first appearance along the paths
+    new_voxels, first, inverse = np.unique(pts[fresh], axis=0, return_index=True, return_inverse=True)
+    rank = np.empty(len(new_voxels), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(new_voxels))
+    ids[fresh] = n + rank[inverse.ravel()]
+    new_coords = np.empty((len(new_voxels), 3), dtype=np.int64)
+    new_coords[rank] = new_voxels
+    per_path = np.split(ids, np.cumsum([len(p) for p in paths])[:-1])
+    new_edges = [np.stack([pid[:-1], pid[1:]], axis=1) for pid in per_path if len(pid) > 1]
+    edges = canonical_edges(np.concatenate([graph.edges, *new_edges], axis=0))
+    return SkeletonGraph(np.concatenate([coords, new_coords], axis=0), edges, graph.spacing), per_path
+
+
+def _load_swc(swc: Any, name: str) -> np.ndarray:
+    if isinstance(swc, (str, os.PathLike)):
+        from neurolink_monai.io import read_swc  # local import: io is optional for array inputs
+
+        swc = read_swc(swc)
+    try:
+        arr = to_numpy(swc).astype(np.float64, copy=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"{name} must be an (N, 7) SWC array or a path to an .swc file, got {type(swc).__name__}."
+        ) from e
+    if arr.ndim != 2 or arr.shape[1] != 7:
+        raise ValueError(
+            f"{name} must be an SWC array of shape (N, 7) with columns id, type, x, y, z, radius, parent; "
+            f"got shape {tuple(arr.shape)}."
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} has no nodes.")
     return arr
 
 
-def neighbour_offsets(ndim: int = 3, forward_only: bool = False) -> np.ndarray:
-    """Offsets of the full-connectivity neighbourhood (26 in 3D, 8 in 2D), centre excluded, in
-    ``itertools.product((-1, 0, 1), repeat=ndim)`` order.
+def _check_ids(arr: np.ndarray, name: str) -> None:
+    bad_rows = np.flatnonzero(~np.isfinite(arr[:, [0, 2, 3, 4, 6]]).all(axis=1))
+    if bad_rows.size:
+        raise ValueError(f"{name} has non-finite id, coordinate or parent values in rows {bad_rows[:5].tolist()}.")
+    for col, label in ((arr[:, 0], "ids"), (arr[:, 6], "parent ids")):
+        frac = np.flatnonzero(col != np.round(col))
+        if frac.size:
+            raise ValueError(f"{name} has non-integer {label}, e.g. {col[frac[0]]!r} in row {int(frac[0])}.")
+
+
+def swc_to_graph(swc: Any, name: str = "swc", spacing: Sequence[float] | None = None) -> SkeletonGraph:
+    """Convert an SWC array into a :class:`SkeletonGraph` with points in (z, y, x) order, edges child-parent.
 
     Args:
-        ndim: number of spatial dimensions (>= 1).
-        forward_only: only the offsets lexicographically after the origin (13 in 3D): each unordered pair of
-            neighbouring voxels is then reached from exactly one of its two voxels.
+        swc: (N, 7) array, columns id, type, x, y, z, radius, parent (parent < 0 marks a root), or a path to an
+            ``.swc`` file (read with :func:`neurolink_monai.io.read_swc`). Nodes may come in any order.
+        name: the argument name, used in error messages.
+        spacing: the graph's ``spacing`` ``(z, y, x)``: the size of one SWC coordinate unit; ``None`` for 1.
 
-    Returns:
-        read-only ``(3**ndim - 1, ndim)`` int64 array, or ``((3**ndim - 1) // 2, ndim)`` with ``forward_only``.
+    Raises:
+        ValueError: for a wrong shape, non-finite coordinates, non-integer or duplicate ids, a node that is its own
+            parent, or a parent id that no node has (Vaa3D silently links such nodes to the first node instead).
     """
-    if isinstance(ndim, bool) or not isinstance(ndim, (int, np.integer)) or ndim < 1:
-        raise ValueError(f"ndim must be a positive integer, got {ndim!r}.")
-    return _offsets(int(ndim), bool(forward_only))
-
-
-def _as_coords(coords: np.ndarray, name: str, ndim: int | None = None) -> np.ndarray:
-    arr = np.asarray(coords)
-    if arr.size == 0:
-        return np.zeros((0, ndim or (arr.shape[-1] if arr.ndim == 2 else 3)), dtype=np.int64)
-    if arr.ndim != 2 or (ndim is not None and arr.shape[1] != ndim):
-        want = "(N, ndim)" if ndim is None else f"(N, {ndim})"
-        raise ValueError(f"{name} must be a {want} array of voxel coordinates, got shape {tuple(arr.shape)}.")
-    if arr.dtype.kind not in "iub":
-        raise TypeError(f"{name} must hold integer voxel coordinates, got dtype {arr.dtype}.")
-    return arr.astype(np.int64, copy=False)
-
-
-class VoxelLookup:
-    """Row of given voxels in a set of distinct voxel coordinates.
-
-    The voxels are keyed by their raster (C-order) index inside their bounding box and the keys sorted once;
-    each query is then a binary search. Memory and time scale with the number of voxels, not with the volume.
-
-    Args:
-        coords: ``(N, ndim)`` integer voxel coordinates, all distinct (for a repeated voxel one of its rows is
-            returned).
-
-    Example::
-
-        lookup = VoxelLookup(np.argwhere(skeleton))
-        rows = lookup(path_voxels)  # -1 where a path voxel is not a skeleton voxel
-    """
-
-    def __init__(self, coords: np.ndarray) -> None:
-        self.coords = _as_coords(coords, "coords")
-        self.ndim = int(self.coords.shape[1])
-        n = len(self.coords)
-        if n == 0:
-            self._lo = self._hi = np.zeros(self.ndim, dtype=np.int64)
-            self._dims: tuple[int, ...] = (1,) * self.ndim
-            self._keys = np.zeros(0, dtype=np.int64)
-            self._order: np.ndarray | None = None
-            return
-        self._lo = self.coords.min(axis=0)
-        self._hi = self.coords.max(axis=0)
-        self._dims = tuple(int(d) for d in self._hi - self._lo + 1)
-        keys = np.ravel_multi_index(tuple((self.coords - self._lo).T), self._dims).astype(np.int64)
-        if n > 1 and not np.all(keys[1:] > keys[:-1]):  # raster-ordered input (np.argwhere) needs no sort
-            self._order = np.argsort(keys, kind="stable")
-            self._keys = keys[self._order]
-        else:
-            self._order = None
-            self._keys = keys
-
-    def __len__(self) -> int:
-        return len(self.coords)
-
-    def __call__(self, queries: np.ndarray) -> np.ndarray:
-        """``(M,)`` int64 row in ``coords`` of each of the ``(M, ndim)`` query voxels, -1 for voxels not in the set."""
-        q = _as_coords(queries, "queries", self.ndim)
-        out = np.full(len(q), -1, dtype=np.int64)
-        if len(q) == 0 or len(self._keys) == 0:
-            return out
-        inside = np.flatnonzero(np.all((q >= self._lo) & (q <= self._hi), axis=1))
-        keys = np.ravel_multi_index(tuple((q[inside] - self._lo).T), self._dims)
-        pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-        hit = self._keys[pos] == keys
-        rows = pos[hit] if self._order is None else self._order[pos[hit]]
-        out[inside[hit]] = rows
-        return out
-
-
-def neighbour_table(coords: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
-    """Neighbours of every voxel of a set among the voxels of the set.
-
-    Args:
-        coords: ``(N, ndim)`` distinct integer voxel coordinates.
-        offsets: ``(K, ndim)`` integer offsets to look at; default :func:`neighbour_offsets` (all 26 / 8).
-
-    Returns:
-        ``(N, K)`` int64: ``table[i, k]`` is the row of the voxel ``coords[i] + offsets[k]``, or -1 when that voxel
-        is not in the set.
-    """
-    lookup = VoxelLookup(coords)
-    offs = neighbour_offsets(lookup.ndim) if offsets is None else _as_coords(offsets, "offsets", lookup.ndim)
-    table = np.full((len(lookup), len(offs)), -1, dtype=np.int64)
-    if len(lookup) == 0:
-        return table
-    for k, offset in enumerate(offs):
-        table[:, k] = lookup(lookup.coords + offset)
-    return table
-
-
-def neighbour_pairs(coords: np.ndarray) -> np.ndarray:
-    """Every pair of 26-neighbouring (8 in 2D) voxels of a set, each unordered pair once.
-
-    Args:
-        coords: ``(N, ndim)`` distinct integer voxel coordinates.
-
-    Returns:
-        ``(E, 2)`` int64 rows ``(i, j)`` with ``coords[j] - coords[i]`` one of the forward offsets
-        (:func:`neighbour_offsets` with ``forward_only``), grouped by offset in that order, ``i`` ascending
-        within an offset; when ``coords`` are in raster order, ``i < j`` in every row.
-    """
-    arr = _as_coords(coords, "coords")
-    table = neighbour_table(arr, neighbour_offsets(arr.shape[1], forward_only=True))
-    pairs = [np.stack([np.flatnonzero(column >= 0), column[column >= 0]], axis=1) for column in table.T]
-    if not pairs:
-        return np.zeros((0, 2), dtype=np.int64)
-    return np.concatenate(pairs, axis=0).astype(np.int64, copy=False)
-
-
-def canonical_edges(edges: np.ndarray) -> np.ndarray:
-    """Sort each pair, drop self-loops and duplicates, sort rows: a canonical undirected edge list ``(E, 2)``."""
-    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
-    if len(edges) == 0:
-        return edges
-    edges = np.sort(edges, axis=1)
-    edges = edges[edges[:, 0] != edges[:, 1]]
-    return np.unique(edges, axis=0)
-
-
-def node_degrees(edges: np.ndarray, n_nodes: int) -> np.ndarray:
-    """``(n_nodes,)`` int64 number of edges at each node of an undirected ``(E, 2)`` edge list (each edge once)."""
-    return np.bincount(np.asarray(edges, dtype=np.int64).reshape(-1), minlength=n_nodes).astype(np.int64)
-
-
-def edge_lengths(
-    points: np.ndarray, edges: np.ndarray, scale: Sequence[float] | np.ndarray | None = None
-) -> np.ndarray:
-    """``(E,)`` float64 Euclidean lengths of the edges between ``(N, ndim)`` points, each coordinate difference
-    multiplied by ``scale`` (e.g. the voxel spacing) when given."""
-    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
-    if len(edges) == 0:
-        return np.zeros(0, dtype=np.float64)
-    delta = (points[edges[:, 1]] - points[edges[:, 0]]).astype(np.float64)
-    if scale is not None:
-        delta *= np.asarray(scale, dtype=np.float64)
-    return np.sqrt((delta * delta).sum(axis=1))
-
-
-def connected_components(edges: np.ndarray, n_nodes: int) -> tuple[int, np.ndarray]:
-    """Connected components of an undirected graph given by an ``(E, 2)`` edge list (either orientation, repeats
-    allowed): ``(count, (n_nodes,) int64 component of each node)``."""
-    if n_nodes == 0:
-        return 0, np.zeros(0, dtype=np.int64)
-    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
-    ones = np.ones(len(edges), dtype=np.float64)
-    adjacency = sparse.csr_matrix((ones, (edges[:, 0], edges[:, 1])), shape=(n_nodes, n_nodes))
-    count, labels = csgraph.connected_components(adjacency, directed=False)
-    return int(count), labels.astype(np.int64)
+    arr = _load_swc(swc, name)
+    _check_ids(arr, name)
+    ids, parents, xyz = arr[:, 0], arr[:, 6], arr[:, 2:5]
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
+    if dup.size:
+        raise ValueError(f"{name} has duplicate node ids, e.g. {int(sorted_ids[dup[0]])}.")
+    child = np.flatnonzero(parents >= 0)
+    pos = np.searchsorted(sorted_ids, parents[child])
+    pos_clipped = np.minimum(pos, len(ids) - 1)
+    missing = sorted_ids[pos_clipped] != parents[child]
+    if missing.any():
+        first = child[np.flatnonzero(missing)[0]]
+        raise ValueError(
+            f"{name}: node {int(ids[first])} has parent {int(parents[first])}, which is not a node id "
+            f"({int(missing.sum())} node(s) with a missing parent)."
+        )
+    parent_idx = order[pos_clipped]
+    self_loop = np.flatnonzero(parent_idx == child)
+    if self_loop.size:
+        raise ValueError(f"{name}: node {int(ids[child[self_loop[0]]])} is its own parent.")
+    return SkeletonGraph(xyz[:, ::-1].copy(), np.stack([child, parent_idx], axis=1), spacing)

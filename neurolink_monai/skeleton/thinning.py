@@ -46,7 +46,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["thin_curves", "thin_curve_voxels"]
+__all__ = ["thin_curves"]
 
 # the 26 neighbour offsets (dz, dy, dx) of the 3x3x3 cube, centre excluded
 _OFFSETS = np.array([o for o in itertools.product((-1, 0, 1), repeat=3) if any(o)], dtype=np.int64)
@@ -191,34 +191,27 @@ def _thin(volume: np.ndarray, planar: bool) -> np.ndarray:
     return np.stack(np.unravel_index(kept, shape), axis=1).astype(np.int64) - 1 + origin
 
 
-def thin_curves(mask: np.ndarray) -> np.ndarray:
+def thin_curves(mask: np.ndarray, return_coords: bool = False) -> np.ndarray:
     """Thin a 2D or 3D binary mask to one-voxel-wide, 26-connected (8-connected in 2D) centrelines.
 
     Args:
         mask: ``(D, H, W)`` or ``(H, W)`` array, non-zero = object.
+        return_coords: return the coordinates of the kept voxels instead of a mask (no output array is built;
+            the tracer's skeleton voxels).
 
     Returns:
         bool array of the same shape: a subset of ``mask`` with the same connected components (each keeps at
-        least one voxel), tunnels and cavities, and curve tips kept where the mask's branches end.
+        least one voxel), tunnels and cavities, and curve tips kept where the mask's branches end; with
+        ``return_coords``, the ``(N, mask.ndim)`` int64 coordinates ``(z, y, x)`` (``(y, x)`` in 2D) of its true
+        voxels in raster (C) order, i.e. ``np.argwhere`` of that array.
 
     Raises:
         ValueError: ``mask`` is not 2D or 3D.
     """
     volume = _as_volume(mask, "thin_curves")
-    out = np.zeros(volume.shape, dtype=bool)
-    out[tuple(_thin(volume, planar=np.ndim(mask) == 2).T)] = True
-    return out[0] if np.ndim(mask) == 2 else out
-
-
-def thin_curve_voxels(mask: np.ndarray) -> np.ndarray:
-    """Coordinates of the voxels :func:`thin_curves` keeps, without building the output array.
-
-    Args:
-        mask: ``(D, H, W)`` or ``(H, W)`` array, non-zero = object.
-
-    Returns:
-        ``(N, mask.ndim)`` int64 coordinates ``(z, y, x)`` (``(y, x)`` in 2D) in raster (C) order.
-    """
-    volume = _as_volume(mask, "thin_curve_voxels")
     coords = _thin(volume, planar=np.ndim(mask) == 2)
-    return coords[:, 1:] if np.ndim(mask) == 2 else coords
+    if return_coords:
+        return coords[:, 1:] if np.ndim(mask) == 2 else coords
+    out = np.zeros(volume.shape, dtype=bool)
+    out[tuple(coords.T)] = True
+    return out[0] if np.ndim(mask) == 2 else out

@@ -12,7 +12,6 @@ from .classical import ClassicalConfig, classical_probability, classical_thresho
 from .endpoints import endpoint_directions, extend_tips
 from .linking import LinkParams, LinkResult, link_pieces
 from .pruning import prune_spurs
-from .skeleton_graph import VoxelGraph, neighbour_edges, skeleton_voxels, spanning_forest
 from .trace import TraceConfig, trace_swc, trace_with_config
 from .transforms import TraceSWC, TraceSWCd
 from .trees import forest_to_swc, skeleton_radius
@@ -30,10 +29,6 @@ __all__ = [
     "TraceConfig",
     "TraceSWC",
     "TraceSWCd",
-    "VoxelGraph",
-    "skeleton_voxels",
-    "neighbour_edges",
-    "spanning_forest",
     "prune_spurs",
     "endpoint_directions",
     "extend_tips",

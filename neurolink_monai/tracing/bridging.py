@@ -14,8 +14,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 from skimage.graph import MCP_Geometric
 
+from ..skeleton import SkeletonGraph, add_paths
 from .endpoints import endpoint_directions
-from .skeleton_graph import VoxelGraph, add_paths
 
 __all__ = ["Bridge", "BridgeParams", "BridgeResult", "bridge_gaps"]
 
@@ -71,7 +71,7 @@ class Bridge:
 class BridgeResult:
     """The bridged graph (input nodes first, then the new path voxels), its node radii and the bridges made."""
 
-    graph: VoxelGraph
+    graph: SkeletonGraph
     radius: np.ndarray
     bridges: list[Bridge]
 
@@ -104,15 +104,15 @@ def _cheapest_path(
     return path + lo, crop[tuple(path.T)]
 
 
-def _axes_at(graph: VoxelGraph, nodes: np.ndarray, direction: np.ndarray | None) -> np.ndarray:
+def _axes_at(graph: SkeletonGraph, nodes: np.ndarray, direction: np.ndarray | None) -> np.ndarray:
     """Sign-free unit axis at nodes from the direction map (scaled units); zero where unknown."""
     axes = np.zeros((len(nodes), 3), dtype=np.float64)
     if direction is None or len(nodes) == 0:
         return axes
-    z, y, x = graph.coords[nodes].T
+    z, y, x = graph.points[nodes].T
     v = direction[:, z, y, x].T.astype(np.float64)
-    if graph.scale is not None:
-        v *= graph.scale
+    if graph.spacing is not None:
+        v *= graph.spacing
     norm = np.linalg.norm(v, axis=1)
     ok = norm > 1e-6
     axes[ok] = v[ok] / norm[ok, None]
@@ -120,7 +120,7 @@ def _axes_at(graph: VoxelGraph, nodes: np.ndarray, direction: np.ndarray | None)
 
 
 def _candidates(
-    graph: VoxelGraph,
+    graph: SkeletonGraph,
     radius: np.ndarray,
     labels: np.ndarray,
     piece_length: np.ndarray,
@@ -129,7 +129,7 @@ def _candidates(
 ) -> dict[str, np.ndarray]:
     """Candidate bridges as arrays ``a, b, dist, cos_a, cos_b, voxels, kind`` (node indices; ``voxels`` caps the
     background voxels of the gap), unsorted."""
-    deg = graph.degree()
+    deg = graph.degrees()
     ends = np.flatnonzero(deg == 1)
     dots = np.flatnonzero(deg == 0)
     nodes = np.concatenate([ends, dots])
@@ -143,7 +143,7 @@ def _candidates(
     known = np.abs(dirs).sum(axis=1) > 0
     reliable = ~stub & known
     anchor = piece_length[labels[nodes]] >= params.anchor_length
-    points = graph.points()
+    points = graph.positions()
     pts = points[nodes]
     r_end = radius[nodes]
 
@@ -164,7 +164,7 @@ def _candidates(
         cos_a = np.where(stub[ia], np.where(known[ia], np.abs(cos_a), params.min_facing_cos), cos_a)
         cos_b = np.where(stub[ib], np.where(known[ib], np.abs(cos_b), params.min_facing_cos), cos_b)
         blind = ~known[ia] | ~known[ib]
-        longest_step = 1.0 if graph.scale is None else float(np.max(graph.scale))
+        longest_step = 1.0 if graph.spacing is None else float(np.max(graph.spacing))
         reach_limit = np.where(blind, min(params.stub_gap * longest_step, params.max_gap), params.max_gap)
         ok = (
             (labels[nodes[ia]] != labels[nodes[ib]])
@@ -229,7 +229,7 @@ def _stack(parts: list[tuple[np.ndarray, ...]]) -> dict[str, np.ndarray]:
 
 
 def _bridge_round(
-    graph: VoxelGraph,
+    graph: SkeletonGraph,
     radius: np.ndarray,
     prob: np.ndarray,
     threshold: float,
@@ -238,19 +238,19 @@ def _bridge_round(
     rejected: set,
 ) -> list[Bridge]:
     """One greedy pass over the current candidates, best first; see :func:`bridge_gaps`."""
-    if graph.n_nodes < 2:
+    if graph.num_nodes < 2:
         return []
     n_comp, labels = graph.components()
-    piece_length = np.bincount(labels[graph.edges[:, 0]], weights=graph.lengths(), minlength=n_comp)
+    piece_length = np.bincount(labels[graph.edges[:, 0]], weights=graph.edge_lengths(), minlength=n_comp)
     c = _candidates(graph, radius, labels, piece_length, params, direction)
     if len(c["a"]) == 0:
         return []
     score = c["dist"] / np.maximum(0.5 * (c["cos_a"] + c["cos_b"]), 1e-3)
     order = np.lexsort((c["b"], c["a"], score, c["kind"]))  # end-to-end pairs first, then end-to-side
     order = order[(_rank_within(c["a"][order]) < params.max_tries) & (_rank_within(c["b"][order]) < params.max_tries)]
-    scale = np.ones(3) if graph.scale is None else np.asarray(graph.scale, dtype=np.float64)
+    scale = np.ones(3) if graph.spacing is None else np.asarray(graph.spacing, dtype=np.float64)
     comp_parent = np.arange(n_comp)
-    used = np.zeros(graph.n_nodes, dtype=bool)
+    used = np.zeros(graph.num_nodes, dtype=bool)
     bridges: list[Bridge] = []
     for k in order.tolist():
         a, b = int(c["a"][k]), int(c["b"][k])
@@ -259,7 +259,7 @@ def _bridge_round(
         ca, cb = _find(comp_parent, int(labels[a])), _find(comp_parent, int(labels[b]))
         if ca == cb:
             continue
-        pa, pb = graph.coords[a], graph.coords[b]
+        pa, pb = graph.points[a], graph.points[b]
         key = (min(tuple(pa), tuple(pb)), max(tuple(pa), tuple(pb)), int(c["voxels"][k]))
         if key in rejected:
             continue
@@ -284,7 +284,7 @@ def _bridge_round(
 
 
 def bridge_gaps(
-    graph: VoxelGraph,
+    graph: SkeletonGraph,
     radius: np.ndarray,
     prob: np.ndarray,
     threshold: float,
@@ -335,12 +335,12 @@ def bridge_gaps(
         if not new:
             break
         merged, ids = add_paths(graph, [br.path for br in new])
-        new_radius = np.zeros(merged.n_nodes - graph.n_nodes, dtype=np.float64)
+        new_radius = np.zeros(merged.num_nodes - graph.num_nodes, dtype=np.float64)
         for br, pid in zip(new, ids):
             # the weak stretch has no trustworthy radius of its own: interpolate between the two ends
             t = np.linspace(0.0, 1.0, len(pid))
-            fresh = pid >= graph.n_nodes
-            new_radius[pid[fresh] - graph.n_nodes] = ((1.0 - t) * radius[br.a] + t * radius[br.b])[fresh]
+            fresh = pid >= graph.num_nodes
+            new_radius[pid[fresh] - graph.num_nodes] = ((1.0 - t) * radius[br.a] + t * radius[br.b])[fresh]
         graph, radius = merged, np.concatenate([radius, new_radius])
         bridges.extend(new)
     return BridgeResult(graph, radius, bridges)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import csgraph
 
-from .skeleton_graph import VoxelGraph, add_paths
+from ..skeleton import SkeletonGraph, add_paths
 
 __all__ = ["endpoint_directions", "extend_tips"]
 
 
 def endpoint_directions(
-    graph: VoxelGraph,
+    graph: SkeletonGraph,
     endpoints: np.ndarray,
     window: float,
     direction: np.ndarray | None = None,
@@ -30,7 +30,7 @@ def endpoint_directions(
         endpoints: (E,) node indices.
         window: geodesic neighbourhood radius in voxel steps (>= 1).
         direction: optional (3, D, H, W) tangent field, components ``(z, y, x)`` in voxel index space (as
-            :class:`~neurolink_monai.transforms.DirectionMap` makes them); rescaled by ``graph.scale`` here.
+            :class:`~neurolink_monai.transforms.DirectionMap` makes them); rescaled by ``graph.spacing`` here.
         return_support: also return how many skeleton voxels each estimate rests on.
 
     Returns:
@@ -52,25 +52,25 @@ def endpoint_directions(
         limit=float(window),
     )
     near = np.flatnonzero(np.isfinite(dist))
-    which = np.full(graph.n_nodes, -1, dtype=np.int64)
+    which = np.full(graph.num_nodes, -1, dtype=np.int64)
     which[endpoints] = np.arange(n_end)
     group = which[src[near]]
-    pos = graph.points()[near]
+    pos = graph.positions()[near]
     support = np.bincount(group, minlength=n_end).astype(np.int64)
     counts = support.astype(np.float64)
     mean = np.stack([np.bincount(group, weights=pos[:, k], minlength=n_end) for k in range(3)], axis=1)
     mean /= np.maximum(counts, 1.0)[:, None]
-    skel = graph.points()[endpoints] - mean
+    skel = graph.positions()[endpoints] - mean
     norm = np.linalg.norm(skel, axis=1)
     ok = norm > 1e-6
     out[ok] = skel[ok] / norm[ok, None]
     if direction is None:
         return (out, support) if return_support else out
 
-    z, y, x = graph.coords[near].T
+    z, y, x = graph.points[near].T
     t = direction[:, z, y, x].T.astype(np.float64)  # (M, 3)
-    if graph.scale is not None:
-        t *= graph.scale
+    if graph.spacing is not None:
+        t *= graph.spacing
     tensor = np.zeros((n_end, 3, 3), dtype=np.float64)
     for i in range(3):
         for j in range(i, 3):
@@ -89,14 +89,14 @@ def endpoint_directions(
 
 
 def extend_tips(
-    graph: VoxelGraph,
+    graph: SkeletonGraph,
     radius: np.ndarray,
     mask: np.ndarray,
     window: float,
     direction: np.ndarray | None = None,
     reach: float = 3.0,
     min_support: int = 3,
-) -> tuple[VoxelGraph, np.ndarray]:
+) -> tuple[SkeletonGraph, np.ndarray]:
     """Extend every endpoint straight along its outward direction while the voxels stay in the foreground.
 
     Thinning stops a skeleton short of a neurite's tip (by about a radius, more for thick oblique tubes); this
@@ -117,7 +117,7 @@ def extend_tips(
     Returns:
         ``(graph, radius)`` with the new tip voxels appended; they carry their endpoint's radius.
     """
-    endpoints = np.flatnonzero(graph.degree() == 1)
+    endpoints = np.flatnonzero(graph.degrees() == 1)
     if len(endpoints) == 0:
         return graph, radius
     dirs, support = endpoint_directions(graph, endpoints, window, direction, return_support=True)
@@ -125,14 +125,14 @@ def extend_tips(
     endpoints, dirs = endpoints[ok], dirs[ok]
     if len(endpoints) == 0:
         return graph, radius
-    scale = np.ones(3) if graph.scale is None else np.asarray(graph.scale, dtype=np.float64)
+    scale = np.ones(3) if graph.spacing is None else np.asarray(graph.spacing, dtype=np.float64)
     step = dirs / scale  # the direction in voxel index space
     step /= np.abs(step).max(axis=1, keepdims=True)  # one voxel along the dominant axis: rounded steps are adjacent
     step_len = np.linalg.norm(step * scale, axis=1)
     limit = reach * radius[endpoints] + 2.0
     n_steps = int(np.ceil((limit / step_len).max()))
     t = np.arange(1, n_steps + 1, dtype=np.float64)
-    start = graph.coords[endpoints].astype(np.float64)
+    start = graph.points[endpoints].astype(np.float64)
     walk = np.rint(start[:, None, :] + t[None, :, None] * step[:, None, :]).astype(np.int64)  # (E, T, 3)
     shape = np.asarray(mask.shape)
     inside = ((walk >= 0) & (walk < shape)).all(axis=2)
@@ -140,16 +140,16 @@ def extend_tips(
     good = inside & mask[clipped[..., 0], clipped[..., 1], clipped[..., 2]]
     good &= t[None, :] * step_len[:, None] <= limit[:, None]
     occupied = np.zeros(mask.shape, dtype=bool)
-    occupied[tuple(graph.coords.T)] = True
+    occupied[tuple(graph.points.T)] = True
     good &= ~occupied[clipped[..., 0], clipped[..., 1], clipped[..., 2]]
     run = np.cumprod(good, axis=1).sum(axis=1)
     grow = np.flatnonzero(run > 0)
     if len(grow) == 0:
         return graph, radius
-    paths = [np.concatenate([graph.coords[endpoints[e]][None], walk[e, : run[e]]], axis=0) for e in grow.tolist()]
+    paths = [np.concatenate([graph.points[endpoints[e]][None], walk[e, : run[e]]], axis=0) for e in grow.tolist()]
     merged, ids = add_paths(graph, paths)
-    new_radius = np.zeros(merged.n_nodes - graph.n_nodes, dtype=np.float64)
+    new_radius = np.zeros(merged.num_nodes - graph.num_nodes, dtype=np.float64)
     for e, pid in zip(grow.tolist(), ids):
-        fresh = pid >= graph.n_nodes
-        new_radius[pid[fresh] - graph.n_nodes] = radius[endpoints[e]]
+        fresh = pid >= graph.num_nodes
+        new_radius[pid[fresh] - graph.num_nodes] = radius[endpoints[e]]
     return merged, np.concatenate([radius, new_radius])

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.graph import MCP_Geometric
 
-from .skeleton_graph import VoxelGraph, add_paths
+from ..skeleton import SkeletonGraph, add_paths
 
 __all__ = ["LinkParams", "LinkResult", "link_pieces", "piece_lengths", "piece_weights", "link_cost_volume"]
 
@@ -65,18 +65,18 @@ class LinkParams:
 class LinkResult:
     """The kept graph, its radii, the node of the main tree to list first, and the joining paths (voxels)."""
 
-    graph: VoxelGraph
+    graph: SkeletonGraph
     radius: np.ndarray
     main_node: int
     links: list[np.ndarray] = field(default_factory=list)
 
 
-def piece_lengths(graph: VoxelGraph) -> tuple[np.ndarray, np.ndarray]:
+def piece_lengths(graph: SkeletonGraph) -> tuple[np.ndarray, np.ndarray]:
     """Connected pieces of ``graph``: ``((N,) labels, (C,) total edge length per piece)``."""
     n_comp, labels = graph.components()
     if len(graph.edges) == 0:
         return labels, np.zeros(n_comp, dtype=np.float64)
-    length = np.bincount(labels[graph.edges[:, 0]], weights=graph.lengths(), minlength=n_comp)
+    length = np.bincount(labels[graph.edges[:, 0]], weights=graph.edge_lengths(), minlength=n_comp)
     return labels, length
 
 
@@ -100,7 +100,7 @@ def link_cost_volume(prob: np.ndarray, threshold: float, budget: float, scale: n
 
 
 def _link_round(
-    graph: VoxelGraph,
+    graph: SkeletonGraph,
     labels: np.ndarray,
     sources: np.ndarray,
     candidates: np.ndarray,
@@ -110,25 +110,25 @@ def _link_round(
     """One growth step: the cheapest path from ``sources`` ((S, 3) voxels) to every candidate piece within
     ``budget``. Returns ``(piece, path)`` per piece reached, the path (L, 3) voxels from the sources to the piece."""
     # joining paths stay inside the box of all nodes
-    lo = np.maximum(graph.coords.min(axis=0) - 1, 0)
-    hi = np.minimum(graph.coords.max(axis=0) + 2, cost.shape)
+    lo = np.maximum(graph.points.min(axis=0) - 1, 0)
+    hi = np.minimum(graph.points.max(axis=0) + 2, cost.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    scale = (1.0, 1.0, 1.0) if graph.scale is None else tuple(float(s) for s in graph.scale)
+    scale = (1.0, 1.0, 1.0) if graph.spacing is None else tuple(float(s) for s in graph.spacing)
     mcp = MCP_Geometric(cost[box], fully_connected=True, sampling=scale)
     cum, _ = mcp.find_costs([tuple(int(v) for v in p - lo) for p in sources])
-    node_cost = cum[tuple((graph.coords - lo).T)]
+    node_cost = cum[tuple((graph.points - lo).T)]
     reached = []
     for piece in candidates:
         nodes = np.flatnonzero(labels == piece)
         best = nodes[np.argmin(node_cost[nodes])]
         if np.isfinite(node_cost[best]) and node_cost[best] <= budget:
-            path = np.asarray(mcp.traceback(tuple(int(v) for v in graph.coords[best] - lo)), dtype=np.int64)
+            path = np.asarray(mcp.traceback(tuple(int(v) for v in graph.points[best] - lo)), dtype=np.int64)
             reached.append((int(piece), path + lo))
     return reached
 
 
 def _grow(
-    graph: VoxelGraph,
+    graph: SkeletonGraph,
     labels: np.ndarray,
     eligible: np.ndarray,
     seed: int,
@@ -138,7 +138,7 @@ def _grow(
     """Grow piece ``seed`` round by round over the ``eligible`` pieces; its pieces and the joining paths."""
     group = [seed]
     joins: list[tuple[int, np.ndarray]] = []
-    sources = graph.coords[labels == seed]
+    sources = graph.points[labels == seed]
     for _ in range(_MAX_ROUNDS):
         open_pieces = eligible.copy()
         open_pieces[group] = False
@@ -150,12 +150,12 @@ def _grow(
             break
         joins += reached
         group += [piece for piece, _ in reached]
-        sources = np.concatenate([sources, *(graph.coords[labels == p] for p, _ in reached), *(q for _, q in reached)])
+        sources = np.concatenate([sources, *(graph.points[labels == p] for p, _ in reached), *(q for _, q in reached)])
     return group, joins
 
 
 def link_pieces(
-    graph: VoxelGraph,
+    graph: SkeletonGraph,
     radius: np.ndarray,
     prob: np.ndarray,
     threshold: float,
@@ -194,7 +194,7 @@ def link_pieces(
     """
     params = LinkParams() if params is None else params
     radius = np.asarray(radius, dtype=np.float64)
-    if graph.n_nodes == 0:
+    if graph.num_nodes == 0:
         return LinkResult(graph, radius, -1)
     labels, length = piece_lengths(graph)
     # a further tree must hold one piece that is long on its own, not a chain of specks joined through background
@@ -207,7 +207,7 @@ def link_pieces(
     grouped = np.zeros(len(length), dtype=bool)
     best_seed, best_weight = order[0], -1.0
     if params.max_link_cost > 0:
-        cost = link_cost_volume(prob, threshold, float(params.max_link_cost), graph.scale)
+        cost = link_cost_volume(prob, threshold, float(params.max_link_cost), graph.spacing)
         for seed in [c for c in order if eligible[c] or user][:_MAX_SEEDS]:
             if grouped[seed]:
                 continue
@@ -218,9 +218,9 @@ def link_pieces(
                 best_seed, best_weight = seed, float(weight[group].sum())
     main_node = int(np.flatnonzero(labels == best_seed)[0])
     if joins:
-        n_before = graph.n_nodes
+        n_before = graph.num_nodes
         graph, ids = add_paths(graph, [path for _, path in joins])
-        fresh_radius = np.zeros(graph.n_nodes - n_before, dtype=np.float64)
+        fresh_radius = np.zeros(graph.num_nodes - n_before, dtype=np.float64)
         for (piece, _), pid in zip(joins, ids):
             fresh = pid >= n_before
             fresh_radius[pid[fresh] - n_before] = radius[labels == piece].min()
@@ -248,7 +248,7 @@ def piece_weights(labels: np.ndarray, length: np.ndarray, node_evidence: np.ndar
 
 
 def _keep_trees(
-    graph: VoxelGraph,
+    graph: SkeletonGraph,
     radius: np.ndarray,
     labels: np.ndarray,
     weight: np.ndarray,

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from ..io import swc_to_physical
+from ..skeleton import SkeletonGraph, spanning_forest, thin_curves, voxel_graph
 from ..utils import as_spacing, count_nonfinite, to_numpy
 from .bridging import BridgeParams, bridge_gaps
 from .contrast import gate_by_contrast
 from .endpoints import extend_tips as _extend_tips
 from .linking import LinkParams, link_pieces
 from .pruning import prune_spurs
-from .skeleton_graph import VoxelGraph, neighbour_edges, skeleton_voxels, spanning_forest
 from .trees import forest_to_swc, skeleton_radius
 
 __all__ = [
@@ -371,12 +371,12 @@ def _trace(
     """The tracing pipeline on validated inputs; voxel units out, lengths measured with ``scale``; ``evidence``
     (D, H, W), the image contrast of the mask's pieces, ranks the trees (:func:`link_pieces`)."""
     mask = prob >= cfg.threshold
-    coords = skeleton_voxels(mask)
+    coords = thin_curves(mask, return_coords=True)
     if len(coords) == 0:
         logger.warning("no voxel reaches the threshold %s; the trace is empty", cfg.threshold)
         return np.zeros((0, 7), dtype=np.float64)
     radius = skeleton_radius(coords, mask, distance, scale)
-    forest = spanning_forest(VoxelGraph(coords, neighbour_edges(coords), scale))
+    forest = spanning_forest(voxel_graph(coords, scale))
     keep = prune_spurs(forest, cfg.min_spur_length, radius)
     forest, radius = forest.subgraph(keep), radius[keep]
     if cfg.extend_tips:
@@ -391,7 +391,9 @@ def _trace(
     )
     bridged = bridge_gaps(forest, radius, prob, cfg.threshold, params, direction)
     graph, radius = bridged.graph, bridged.radius
-    logger.debug("skeleton %d voxels, %d after pruning, %d bridges", len(coords), forest.n_nodes, len(bridged.bridges))
+    logger.debug(
+        "skeleton %d voxels, %d after pruning, %d bridges", len(coords), forest.num_nodes, len(bridged.bridges)
+    )
     main_node = None
     if cfg.link_cost > 0 or cfg.max_trees > 0:
         root_node = None if root_zyx is None else _nearest_node(graph, root_zyx)
@@ -436,6 +438,6 @@ def _link_params(cfg: TraceConfig) -> LinkParams:
     )
 
 
-def _nearest_node(graph: VoxelGraph, zyx: np.ndarray) -> int:
-    scale = np.ones(3) if graph.scale is None else graph.scale
-    return int(np.argmin(np.linalg.norm(graph.points() - np.asarray(zyx) * scale, axis=1)))
+def _nearest_node(graph: SkeletonGraph, zyx: np.ndarray) -> int:
+    scale = np.ones(3) if graph.spacing is None else graph.spacing
+    return int(np.argmin(np.linalg.norm(graph.positions() - np.asarray(zyx) * scale, axis=1)))

@@ -8,8 +8,8 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
+from ..skeleton import SkeletonGraph, spanning_forest
 from ..transforms.distance import boundary_background
-from .skeleton_graph import VoxelGraph, spanning_forest
 
 __all__ = ["skeleton_radius", "choose_roots", "forest_to_swc"]
 
@@ -59,7 +59,7 @@ def _first_per_group(groups: np.ndarray, *keys: np.ndarray) -> np.ndarray:
 
 
 def choose_roots(
-    forest: VoxelGraph,
+    forest: SkeletonGraph,
     labels: np.ndarray,
     radius: np.ndarray,
     soma_ratio: float,
@@ -85,9 +85,9 @@ def choose_roots(
     Returns:
         ``(roots, is_soma)``: (C,) node index and (C,) bool per component.
     """
-    n = forest.n_nodes
+    n = forest.num_nodes
     idx = np.arange(n)
-    deg = forest.degree()
+    deg = forest.degrees()
     thickest = _first_per_group(labels, idx, -radius)
     r_max = radius[thickest]
     order = np.lexsort((radius, labels))  # radii sorted within each component: the median is the middle one
@@ -97,7 +97,7 @@ def choose_roots(
     is_soma = (r_max > 0) & (r_max >= soma_ratio * r_med) & (counts >= 3)
     tip = np.where(deg <= 1, 0, 2)
     if shape is not None:
-        on_border = ((forest.coords <= 1) | (forest.coords >= np.asarray(shape) - 2)).any(axis=1)
+        on_border = ((forest.points <= 1) | (forest.points >= np.asarray(shape) - 2)).any(axis=1)
         tip = tip + np.where(on_border, 0, 1)
     tip_root = _first_per_group(labels, idx, -radius, tip)
     if shape is not None:
@@ -109,12 +109,12 @@ def choose_roots(
     return roots, is_soma
 
 
-def _depth_first(forest: VoxelGraph, roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _depth_first(forest: SkeletonGraph, roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Depth-first (pre-order) node list of every tree from its root, and each node's parent (-1 for roots).
 
     One traversal from a virtual node joined to all roots; children are visited in node-index order.
     """
-    n = forest.n_nodes
+    n = forest.num_nodes
     virtual = n
     edges = np.concatenate([forest.edges, np.stack([roots, np.full(len(roots), virtual)], axis=1)])
     rows = np.concatenate([edges[:, 0], edges[:, 1]])
@@ -128,7 +128,7 @@ def _depth_first(forest: VoxelGraph, roots: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def forest_to_swc(
-    graph: VoxelGraph,
+    graph: SkeletonGraph,
     radius: np.ndarray,
     root: np.ndarray | None = None,
     soma_ratio: float = 2.0,
@@ -161,15 +161,15 @@ def forest_to_swc(
     Returns:
         (M, 7) float64 SWC array, ids 1..M, columns id, type, x, y, z, radius, parent.
     """
-    if graph.n_nodes == 0:
+    if graph.num_nodes == 0:
         return np.zeros((0, 7), dtype=np.float64)
     forest = spanning_forest(graph)
     n_comp, labels = forest.components()
-    comp_len = np.bincount(labels[forest.edges[:, 0]], weights=forest.lengths(), minlength=n_comp)
+    comp_len = np.bincount(labels[forest.edges[:, 0]], weights=forest.edge_lengths(), minlength=n_comp)
     user_node = -1
     if root is not None:
-        scale = np.ones(3) if forest.scale is None else forest.scale
-        _, user_node = cKDTree(forest.points()).query(np.asarray(root, dtype=np.float64) * scale)
+        scale = np.ones(3) if forest.spacing is None else forest.spacing
+        _, user_node = cKDTree(forest.positions()).query(np.asarray(root, dtype=np.float64) * scale)
         user_node = int(user_node)
     keep_comp = comp_len >= min_component_length
     lead_node = user_node if user_node >= 0 else (-1 if first_node is None else int(first_node))
@@ -202,14 +202,14 @@ def forest_to_swc(
     rank[comp_order] = np.arange(len(comp_order))
     tree_order = np.argsort(rank[labels[nodes]], kind="stable")  # each tree's depth-first run stays intact
     nodes, parents = nodes[tree_order], parents[tree_order]
-    row_of = np.full(forest.n_nodes, -1, dtype=np.int64)
+    row_of = np.full(forest.num_nodes, -1, dtype=np.int64)
     row_of[nodes] = np.arange(len(nodes))
     swc = np.empty((len(nodes), 7), dtype=np.float64)
     swc[:, 0] = np.arange(1, len(nodes) + 1)
     swc[:, 1] = node_type
-    swc[:, 2] = forest.coords[nodes, 2]
-    swc[:, 3] = forest.coords[nodes, 1]
-    swc[:, 4] = forest.coords[nodes, 0]
+    swc[:, 2] = forest.points[nodes, 2]
+    swc[:, 3] = forest.points[nodes, 1]
+    swc[:, 4] = forest.points[nodes, 0]
     swc[:, 5] = radius[nodes]
     swc[:, 6] = np.where(parents >= 0, row_of[np.maximum(parents, 0)] + 1, -1)
     soma_roots = roots[comp_order][is_soma[comp_order]]
