@@ -226,7 +226,7 @@ def link_pieces(
             fresh_radius[pid[fresh] - n_before] = radius[labels == piece].min()
         radius = np.concatenate([radius, fresh_radius])
         if node_evidence is not None:  # joining paths run where the image showed too little: no evidence
-            node_evidence = np.concatenate([node_evidence, np.zeros(graph.n_nodes - n_before)])
+            node_evidence = np.concatenate([node_evidence, np.zeros(graph.num_nodes - n_before)])
         labels, length = piece_lengths(graph)
     longest_piece = np.zeros(len(length), dtype=np.float64)
     np.maximum.at(longest_piece, labels[: len(own_length)], own_length)

@@ -397,7 +397,7 @@ def _trace(
     main_node = None
     if cfg.link_cost > 0 or cfg.max_trees > 0:
         root_node = None if root_zyx is None else _nearest_node(graph, root_zyx)
-        node_evidence = None if evidence is None else evidence[tuple(graph.coords.T)]
+        node_evidence = None if evidence is None else evidence[tuple(graph.points.T)]
         linked = link_pieces(graph, radius, prob, cfg.threshold, _link_params(cfg), root_node, node_evidence)
         graph, radius, main_node = linked.graph, linked.radius, linked.main_node
     swc = forest_to_swc(
