@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["median_seconds", "paired_seconds", "peak_memory_mb"]
+__all__ = ["median_seconds", "paired_seconds", "peak_memory_mb", "with_onednn_convs"]
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
@@ -91,3 +91,14 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     return peak / 2**20
+
+
+def with_onednn_convs(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with every plain ``nn.Conv3d`` turned into :class:`neurolink_monai.networks.Conv3d` in place (same
+    parameters), so that a MONAI network is timed with the same CPU convolution kernels as NeuroLinkNet."""
+    from neurolink_monai.networks import Conv3d
+
+    for module in net.modules():
+        if type(module) is torch.nn.Conv3d:
+            module.__class__ = Conv3d
+    return net

@@ -9,7 +9,8 @@ of NeuroLinkNet next to MONAI's BasicUNet of the same width, in one run.
    voxels/s and the child's peak RSS (the shipped weights, the bundle's settings).
 2. The network pass alone through the bundle's ``NeuroLinkInferer`` (same windows, same blending) for the shipped
    NeuroLinkNet and for ``BasicUNet`` with features ``(8, 8, 16, 32, 64, 8)`` (random weights: only the cost
-   matters), each with background skipping as configured (``--no-skip`` turns it off for both).
+   matters), each with background skipping as configured (``--no-skip`` turns it off for both); BasicUNet also
+   with NeuroLinkNet's CPU convolution kernels (``neurolink_monai.networks.Conv3d``), for a like-for-like ratio.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import with_onednn_convs
 from monai.networks.nets import BasicUNet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,7 +118,12 @@ def main() -> None:
         net.load_state_dict(torch.load(REPO / "bundle" / "models" / "model.pt", map_location="cpu", weights_only=True))
         basic_features = (features[0], *features, features[0])
         basic = BasicUNet(3, 1, 1, features=basic_features).eval()
-        runs = {f"NeuroLinkNet {tuple(features)} network pass": net, f"BasicUNet {basic_features} network pass": basic}
+        basic_onednn = with_onednn_convs(BasicUNet(3, 1, 1, features=basic_features).eval())
+        runs = {
+            f"NeuroLinkNet {tuple(features)} network pass": net,
+            f"BasicUNet {basic_features} network pass": basic,
+            f"BasicUNet {basic_features}, oneDNN convs, network pass": basic_onednn,
+        }
         for name, model in runs.items():
             seconds, windows, skipped = network_pass(image, model, roi, not args.no_skip)
             label = f"{name} ({windows - skipped}/{windows} windows)"

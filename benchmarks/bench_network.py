@@ -5,7 +5,8 @@ python benchmarks/bench_network.py [--threads 2] [--size 64] [--features 8 16 32
 
 The defaults are the bundle's configuration (``bundle/configs/train.json``). Each network is timed alternately
 with BasicUNet (pairs), and the ratio is the median of the per-pair ratios (goal for the bundle's configuration:
-<= 2.5).
+<= 2.5). NeuroLinkNet's convolutions always take oneDNN on CPU (``neurolink_monai.networks.Conv3d``); the row
+"BasicUNet, oneDNN convs" gives BasicUNet the same kernels, for a like-for-like ratio.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import paired_seconds
+from _timing import paired_seconds, with_onednn_convs
 from monai.networks.nets import BasicUNet
 
 from neurolink_monai.networks import NeuroLinkNet
@@ -36,6 +37,7 @@ def main() -> None:
     basic = (f[0], *(list(f) + [f[-1] * 2] * 4)[:4], f[0])  # BasicUNet: 5 levels + the output width
     nets = {
         f"BasicUNet{basic}": BasicUNet(3, 1, 1, features=basic),
+        f"BasicUNet{basic}, oneDNN convs": with_onednn_convs(BasicUNet(3, 1, 1, features=basic)),
         f"NeuroLinkNet plain {tuple(f)}": NeuroLinkNet(features=f, dsconv=False),
         f"NeuroLinkNet K={args.kernel_size} {tuple(f)}": NeuroLinkNet(features=f, kernel_size=args.kernel_size),
     }
