@@ -1,7 +1,7 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""Argument checks shared by the subpackages: array conversion, voxel spacings, positive numbers and ints, matching
-shapes, non-finite values and the file name of a loaded volume, so that bad input fails early with a message naming
-the argument (or file) and the bad value."""
+"""Argument checks shared by the subpackages: array conversion, voxel spacings, positive or bounded numbers, positive
+ints, matching shapes, non-finite values and the file name of a loaded volume, so that bad input fails early with a
+message naming the argument (or file) and the bad value."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ __all__ = [
     "to_numpy",
     "as_spacing",
     "as_positive_float",
+    "as_float_in_range",
     "as_positive_int",
     "check_same_shape",
     "count_nonfinite",
@@ -79,6 +80,24 @@ def as_positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
     return out
+
+
+def as_float_in_range(
+    value: Any, name: str, low: float = -math.inf, high: float = math.inf, low_open: bool = False
+) -> float:
+    """Return ``value`` as a float, raising unless it is a real number (Python or numpy, not bool) that is finite
+    and lies in ``[low, high]`` (``(low, high]`` with ``low_open``).
+
+    Raises:
+        TypeError: ``value`` is a bool, a string or anything else that is not a real number.
+        ValueError: ``value`` is NaN, infinite or out of range; the message names ``name`` and shows the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
+        bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
+        raise ValueError(f"{name} must be a finite number in {bound}, got {value!r}.")
+    return float(value)
 
 
 def as_positive_int(value: Any, name: str, allow_zero: bool = False) -> int:

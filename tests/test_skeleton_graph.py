@@ -53,7 +53,7 @@ def test_offsets():
     # each unordered pair once: the forward offsets and their negatives make up the full neighbourhood
     assert {tuple(o) for o in forward} | {tuple(-o) for o in forward} == {tuple(o) for o in full}
     assert neighbour_offsets(2).shape == (8, 2)
-    with pytest.raises(ValueError, match="ndim must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="ndim must be a positive int, got 0"):
         neighbour_offsets(0)
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,9 @@ from monai.data import MetaTensor
 from neurolink_monai.io import validate_swc
 from neurolink_monai.skeleton import spanning_forest, thin_curves, unbranched_sections, voxel_graph
 from neurolink_monai.tracing import (
+    TRACE_KEYWORDS,
     BridgeParams,
+    LinkParams,
     TraceConfig,
     TraceSWC,
     TraceSWCd,
@@ -262,6 +266,34 @@ def test_input_validation_messages():
         TraceConfig(single_tree="yes")
     with pytest.raises(TypeError, match="dtype"):
         trace_swc(np.array([["a"]], dtype=object))
+
+
+def test_trace_config_nests_the_bridging_and_linking_parameters():
+    # the flat keywords of trace_swc, TraceSWC and the CLI: one per TraceConfig field or nested field
+    inputs = {"prob", "direction", "distance", "root", "spacing", "physical_units", "image"}
+    assert set(TRACE_KEYWORDS) == set(inspect.signature(trace_swc).parameters) - inputs
+    assert TraceConfig.from_keywords() == TraceConfig()
+    cfg = TraceConfig.from_keywords(
+        max_gap=9.0, direction_window=4.0, bridge_to_side=False, min_facing_cos=0.3, min_component_length=0.5,
+        link_cost=25.0, keep_length=40.0, max_trees=2,
+    )  # fmt: skip
+    assert cfg.bridge == BridgeParams(max_gap=9.0, min_facing_cos=0.3, window=4.0, to_side=False, anchor_length=0.5)
+    assert cfg.link == LinkParams(max_link_cost=25.0, min_piece_length=1.0, keep_length=40.0, max_trees=2)
+    assert TraceConfig.from_keywords(**cfg.keywords()) == cfg
+    assert cfg.keywords()["direction_window"] == 4.0 and cfg.keywords()["link_cost"] == 25.0
+    # errors name the flat keyword and the nested field, and show the value
+    with pytest.raises(ValueError, match=r"direction_window \(bridge.window\) must be .* got 0.5"):
+        trace_swc(broken_tube(3), direction_window=0.5)
+    with pytest.raises(ValueError, match=r"link_cost \(link.max_link_cost\) must be .* got -1"):
+        TraceSWC(link_cost=-1.0)
+    with pytest.raises(TypeError, match=r"bridge_to_side \(bridge.to_side\) must be a bool, got 'no'"):
+        TraceConfig.from_keywords(bridge_to_side="no")
+    with pytest.raises(ValueError, match="max_trees must be an int >= 0, got 1.5"):
+        TraceConfig.from_keywords(max_trees=1.5)
+    with pytest.raises(TypeError, match="unknown tracing parameters \\['window'\\]"):
+        TraceConfig.from_keywords(window=3.0)
+    with pytest.raises(TypeError, match="bridge must be a BridgeParams"):
+        TraceConfig(bridge={"max_gap": 3.0})
 
 
 def test_graph_building_blocks():

@@ -8,7 +8,15 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from neurolink_monai.utils import as_positive_float, as_spacing, count_nonfinite, describe_source, to_numpy
+from neurolink_monai.utils import (
+    as_float_in_range,
+    as_positive_float,
+    as_positive_int,
+    as_spacing,
+    count_nonfinite,
+    describe_source,
+    to_numpy,
+)
 
 
 def test_to_numpy_detaches_tensors_and_keeps_arrays():
@@ -48,6 +56,33 @@ def test_as_positive_float():
         as_positive_float(float("inf"), "x")
     with pytest.raises(TypeError, match="radius_scale must be a number, got 'big'"):
         as_positive_float("big", "radius_scale")
+
+
+def test_as_float_in_range():
+    assert as_float_in_range(np.float32(0.5), "threshold", 0.0, 1.0, low_open=True) == 0.5
+    assert as_float_in_range(-1, "min_facing_cos", -1.0, 1.0) == -1.0
+    with pytest.raises(ValueError, match=r"threshold must be a finite number in \(0.0, 1.0\], got 0"):
+        as_float_in_range(0, "threshold", 0.0, 1.0, low_open=True)
+    with pytest.raises(ValueError, match=r"window must be a finite number in \[1.0, inf\], got 0.5"):
+        as_float_in_range(0.5, "window", 1.0)
+    with pytest.raises(ValueError, match="keep_length.*got inf"):
+        as_float_in_range(float("inf"), "keep_length", 0.0)
+    with pytest.raises(TypeError, match=r"max_gap must be a number, got True \(bool\)"):
+        as_float_in_range(True, "max_gap", 0.0)
+    with pytest.raises(TypeError, match="max_gap must be a number, got '3'"):
+        as_float_in_range("3", "max_gap", 0.0)
+
+
+def test_as_positive_int():
+    assert as_positive_int(np.int64(3), "workers") == 3 and type(as_positive_int(np.int64(3), "workers")) is int
+    assert as_positive_int(0, "max_trees", allow_zero=True) == 0
+    with pytest.raises(ValueError, match="workers must be a positive int, got 0"):
+        as_positive_int(0, "workers")
+    with pytest.raises(ValueError, match="max_trees must be an int >= 0, got -1"):
+        as_positive_int(-1, "max_trees", allow_zero=True)
+    for bad in (True, 2.0, "2", None):
+        with pytest.raises(ValueError, match=f"n must be a positive int, got {bad!r}"):
+            as_positive_int(bad, "n")
 
 
 def test_count_nonfinite_for_arrays_and_tensors():

@@ -228,7 +228,7 @@ class SegmentAndTraceWidget(Container):
             self._report("Segment and trace: choose a 3D probability layer to trace (run the segmentation).", True)
             return None
         try:
-            config = TraceConfig(
+            config = TraceConfig.from_keywords(
                 threshold=float(self.threshold.value),
                 max_gap=float(self.max_gap.value),
                 min_component_length=float(self.min_length.value),

@@ -18,6 +18,8 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
+from neurolink_monai.utils import as_positive_int
+
 __all__ = [
     "neighbour_offsets",
     "VoxelLookup",
@@ -51,9 +53,7 @@ def neighbour_offsets(ndim: int = 3, forward_only: bool = False) -> np.ndarray:
     Returns:
         read-only ``(3**ndim - 1, ndim)`` int64 array, or ``((3**ndim - 1) // 2, ndim)`` with ``forward_only``.
     """
-    if isinstance(ndim, bool) or not isinstance(ndim, (int, np.integer)) or ndim < 1:
-        raise ValueError(f"ndim must be a positive integer, got {ndim!r}.")
-    return _offsets(int(ndim), bool(forward_only))
+    return _offsets(as_positive_int(ndim, "ndim"), bool(forward_only))
 
 
 def _as_coords(coords: np.ndarray, name: str, ndim: int | None = None) -> np.ndarray:

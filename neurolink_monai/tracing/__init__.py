@@ -12,7 +12,7 @@ from .classical import ClassicalConfig, classical_probability, classical_thresho
 from .endpoints import endpoint_directions, extend_tips
 from .linking import LinkParams, LinkResult, link_pieces
 from .pruning import prune_spurs
-from .trace import TraceConfig, trace_swc, trace_with_config
+from .trace import TRACE_KEYWORDS, TraceConfig, trace_swc, trace_with_config
 from .transforms import TraceSWC, TraceSWCd
 from .trees import forest_to_swc, skeleton_radius
 
@@ -27,6 +27,7 @@ __all__ = [
     "LinkResult",
     "trace_with_config",
     "TraceConfig",
+    "TRACE_KEYWORDS",
     "TraceSWC",
     "TraceSWCd",
     "prune_spurs",

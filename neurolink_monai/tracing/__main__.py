@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write coordinates times the spacing (micrometres when the TIFF states them), radii times the x spacing",
     )
-    p.add_argument("--max-gap", type=float, default=d.max_gap, help="longest gap to bridge, voxels (%(default)s)")
+    p.add_argument(
+        "--max-gap", type=float, default=d.bridge.max_gap, help="longest gap to bridge, voxels (%(default)s)"
+    )
     p.add_argument(
         "--min-spur-length", type=float, default=d.min_spur_length, help="spur pruning length, voxels (%(default)s)"
     )
@@ -72,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-facing-cos",
         type=float,
-        default=d.min_facing_cos,
+        default=d.bridge.min_facing_cos,
         help="cosine both endpoint directions must exceed to bridge (%(default)s)",
     )
     p.add_argument(
@@ -95,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keep-length",
         type=float,
-        default=d.keep_length,
+        default=d.link.keep_length,
         help="with --link-cost or --max-trees, pieces that do not join the main tree are kept only when at least "
         "this long, voxels (%(default)s)",
     )
@@ -141,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if q.is_dir():
             return fail(f"{q}: is a folder, not a TIFF file.")
     try:
-        config = TraceConfig(
+        config = TraceConfig.from_keywords(
             threshold=args.threshold,
             max_gap=args.max_gap,
             min_spur_length=args.min_spur_length,
@@ -187,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"traced by neurolink_monai {__version__} (python -m neurolink_monai.tracing) from {args.prob}",
         f"direction: {args.direction}, distance: {args.distance}, root: {args.root}",
         f"units: {units}; spacing (z, y, x): {tuple(spacing)}",
-        "parameters: " + ", ".join(f"{k}={v}" for k, v in vars(config).items()),
+        "parameters: " + ", ".join(f"{k}={v}" for k, v in config.keywords().items()),
     ]
     try:
         write_swc(args.output, swc, header=header)

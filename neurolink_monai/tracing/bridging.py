@@ -15,6 +15,7 @@ from scipy.spatial import cKDTree
 from skimage.graph import MCP_Geometric
 
 from ..skeleton import SkeletonGraph, add_paths
+from ..utils import as_float_in_range, as_positive_int
 from .endpoints import endpoint_directions
 
 __all__ = ["Bridge", "BridgeParams", "BridgeResult", "bridge_gaps"]
@@ -30,6 +31,7 @@ _PAIR, _SIDE = 0, 1
 @dataclass(frozen=True)
 class BridgeParams:
     """Parameters of :func:`bridge_gaps`; lengths in the graph's units (voxels, or in-plane voxels when scaled).
+    The tracer keeps them as :attr:`TraceConfig.bridge <neurolink_monai.tracing.TraceConfig>`.
 
     Attributes:
         max_gap: longest stretch below the threshold a bridge may cross (0 disables bridging).
@@ -52,6 +54,16 @@ class BridgeParams:
     stub_gap: int = 2
     max_rounds: int = 12
     max_tries: int = 6
+
+    def __post_init__(self) -> None:
+        as_float_in_range(self.max_gap, "max_gap", 0.0)
+        as_float_in_range(self.min_facing_cos, "min_facing_cos", -1.0, 1.0)
+        as_float_in_range(self.window, "window", 1.0)
+        if not isinstance(self.to_side, (bool, np.bool_)):
+            raise TypeError(f"to_side must be a bool, got {self.to_side!r}.")
+        as_float_in_range(self.anchor_length, "anchor_length", 0.0)
+        for name in ("stub_gap", "max_rounds", "max_tries"):
+            as_positive_int(getattr(self, name), name, allow_zero=True)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
-from ..utils import as_spacing
+from ..utils import as_float_in_range, as_positive_int, as_spacing
 from .trace import TraceConfig, trace_with_config
 
 __all__ = ["ClassicalConfig", "classical_threshold", "classical_probability", "trace_classical"]
@@ -42,12 +42,8 @@ class ClassicalConfig:
 
     def __post_init__(self) -> None:
         for name in ("sigma", "noise_k"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not v >= 0:
-                raise ValueError(f"{name} must be a non-negative number, got {v!r}.")
-        v = self.min_component_voxels
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"min_component_voxels must be a non-negative integer, got {v!r}.")
+            as_float_in_range(getattr(self, name), name, 0.0)
+        as_positive_int(self.min_component_voxels, "min_component_voxels", allow_zero=True)
 
 
 def _smooth(image: np.ndarray, spacing: Sequence[float] | None, sigma: float) -> np.ndarray:
@@ -127,6 +123,6 @@ def trace_classical(
         (N, 7) SWC array in voxel units, the main tree first.
     """
     if trace_config is None:
-        trace_config = TraceConfig(min_component_length=20.0, link_cost=30.0, max_trees=3)
+        trace_config = TraceConfig.from_keywords(min_component_length=20.0, link_cost=30.0, max_trees=3)
     prob = classical_probability(image, spacing, config)
     return trace_with_config(prob, root=root, spacing=spacing, config=trace_config, names=("image", "", ""))

@@ -12,7 +12,6 @@ its own (then it becomes one of at most ``max_trees - 1`` further trees).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +19,7 @@ from scipy import ndimage as ndi
 from skimage.graph import MCP_Geometric
 
 from ..skeleton import SkeletonGraph, add_paths
+from ..utils import as_float_in_range, as_positive_int
 
 __all__ = ["LinkParams", "LinkResult", "link_pieces", "piece_lengths", "piece_weights", "link_cost_volume"]
 
@@ -47,7 +47,8 @@ class _BudgetMCP(MCP_Geometric):
 
 @dataclass(frozen=True)
 class LinkParams:
-    """Parameters of :func:`link_pieces`; lengths in the graph's units (in-plane voxels when scaled).
+    """Parameters of :func:`link_pieces`; lengths in the graph's units (in-plane voxels when scaled). The tracer
+    keeps them as :attr:`TraceConfig.link <neurolink_monai.tracing.TraceConfig>`.
 
     Attributes:
         max_link_cost: largest cost of the weak stretch that joins a piece to the main tree, in voxels just below
@@ -65,13 +66,8 @@ class LinkParams:
 
     def __post_init__(self) -> None:
         for name in ("max_link_cost", "min_piece_length", "keep_length"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not v >= 0:
-                raise ValueError(f"{name} must be a non-negative number, got {v!r}.")
-            if not math.isfinite(v):
-                raise ValueError(f"{name} must be finite, got {v!r}.")
-        if isinstance(self.max_trees, bool) or not isinstance(self.max_trees, (int, np.integer)) or self.max_trees < 0:
-            raise ValueError(f"max_trees must be a non-negative integer, got {self.max_trees!r}.")
+            as_float_in_range(getattr(self, name), name, 0.0)
+        as_positive_int(self.max_trees, "max_trees", allow_zero=True)
 
 
 @dataclass

@@ -11,16 +11,15 @@ or a user point, and emit SWC nodes with radii from the distance map.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ..io import swc_to_physical
 from ..skeleton import SkeletonGraph, spanning_forest, thin_curves, voxel_graph
-from ..utils import as_spacing, count_nonfinite, to_numpy
+from ..utils import as_float_in_range, as_positive_int, as_spacing, count_nonfinite, to_numpy
 from .bridging import BridgeParams, bridge_gaps
 from .contrast import gate_by_contrast
 from .endpoints import extend_tips as _extend_tips
@@ -29,6 +28,7 @@ from .pruning import prune_spurs
 from .trees import forest_to_swc, skeleton_radius
 
 __all__ = [
+    "TRACE_KEYWORDS",
     "TraceConfig",
     "trace_swc",
     "trace_with_config",
@@ -42,78 +42,142 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+# The flat tracing keywords, as trace_swc, TraceSWC(d), the command line and the bundle (inference.json ``trace_*``)
+# take them, and where each one lives in a TraceConfig. The one coupling: ``min_component_length`` also sets
+# ``bridge.anchor_length`` and ``link.min_piece_length`` (at least 1), see TraceConfig.from_keywords.
+TRACE_KEYWORDS: dict[str, str] = {
+    "threshold": "threshold",
+    "max_gap": "bridge.max_gap",
+    "min_spur_length": "min_spur_length",
+    "min_component_length": "min_component_length",
+    "min_facing_cos": "bridge.min_facing_cos",
+    "bridge_to_side": "bridge.to_side",
+    "direction_window": "bridge.window",
+    "soma_ratio": "soma_ratio",
+    "min_radius": "min_radius",
+    "extend_tips": "extend_tips",
+    "single_tree": "single_tree",
+    "link_cost": "link.max_link_cost",
+    "keep_length": "link.keep_length",
+    "max_trees": "link.max_trees",
+    "min_contrast": "min_contrast",
+    "node_type": "node_type",
+}
+
+
+def _no_linking() -> LinkParams:
+    """The tracer's default linking: off (``max_link_cost`` 0, no tree limit), specks below the default
+    ``min_component_length`` (6) never join."""
+    return LinkParams(max_link_cost=0.0, min_piece_length=6.0, max_trees=0)
+
+
 @dataclass(frozen=True)
 class TraceConfig:
     """Parameters of :func:`trace_swc`; lengths are in voxels (in-plane x voxels when a spacing is given).
 
+    The bridging and linking parameters are those of their steps, nested; :meth:`from_keywords` builds a config
+    from the flat keywords of :func:`trace_swc` (mapping in :data:`TRACE_KEYWORDS`).
+
     Attributes:
         threshold: foreground is ``prob >= threshold``, in (0, 1].
-        max_gap: longest stretch below the threshold that a bridge may cross (0 disables bridging).
         min_spur_length: terminal branches whose length beyond their parent's radius is shorter are pruned.
         min_component_length: connected pieces with less total skeleton length are dropped.
-        min_facing_cos: both endpoint directions must have a cosine above this with the gap vector to bridge.
-        bridge_to_side: also bridge an endpoint to the side of another piece it faces (a lost branch point).
-        direction_window: geodesic window (voxels, along the skeleton) for the endpoint directions.
         soma_ratio: a component whose largest radius is this many times its median radius is rooted at its soma.
         min_radius: SWC radii below this (voxels) are raised to it.
-        extend_tips: walk each endpoint on to the neurite's tip, which thinning stops short of.
+        extend_tips: walk each endpoint on to the neurite's tip, which thinning stops short of (with the
+            direction window ``bridge.window``).
         single_tree: keep only the first tree (the user-rooted one, else the largest).
-        link_cost: grow the main tree through weak stretches costing at most this (voxels just below the
-            threshold; a voxel of probability 0 counts 5), see :func:`~neurolink_monai.tracing.linking.link_pieces`;
-            0 disables.
-        keep_length: with ``link_cost`` or ``max_trees``, pieces that do not join the main tree are kept as
-            further trees only when at least this long; shorter ones are specks.
-        max_trees: most trees in the result, the main tree first; 0 for no limit.
         min_contrast: with an image, pieces of the mask whose median intensity is less than this many background
             noise sigmas above the local background are dropped before tracing (see
             :func:`~neurolink_monai.tracing.contrast.gate_by_contrast`); 0 disables.
         node_type: SWC type of the traced nodes (3: dendrite); a detected soma root gets type 1.
+        bridge: gap bridging between endpoints that face each other (:class:`~neurolink_monai.tracing.BridgeParams`;
+            ``max_gap`` 0 disables it).
+        link: growth of the main tree through weak stretches and the choice of further trees
+            (:class:`~neurolink_monai.tracing.LinkParams`); the step runs when ``link.max_link_cost`` or
+            ``link.max_trees`` is above 0. Default: off.
     """
 
     threshold: float = 0.5
-    max_gap: float = 15.0
     min_spur_length: float = 3.0
     min_component_length: float = 6.0
-    min_facing_cos: float = 0.6
-    bridge_to_side: bool = True
-    direction_window: float = 6.0
     soma_ratio: float = 3.0
     min_radius: float = 0.5
     extend_tips: bool = True
     single_tree: bool = False
-    link_cost: float = 0.0
-    keep_length: float = 60.0
-    max_trees: int = 0
     min_contrast: float = 0.0
     node_type: int = 3
+    bridge: BridgeParams = field(default_factory=BridgeParams)
+    link: LinkParams = field(default_factory=_no_linking)
 
     def __post_init__(self) -> None:
-        def num(name: str, lo: float, hi: float = math.inf, lo_open: bool = False) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-                raise TypeError(f"{name} must be a number, got {v!r} ({type(v).__name__}).")
-            if not math.isfinite(v) or v < lo or (lo_open and v == lo) or v > hi:
-                bound = f"({lo}, {hi}]" if lo_open else f"[{lo}, {hi}]"
-                raise ValueError(f"{name} must be a finite number in {bound}, got {v!r}.")
-
-        num("threshold", 0.0, 1.0, lo_open=True)
-        num("max_gap", 0.0)
-        num("min_spur_length", 0.0)
-        num("min_component_length", 0.0)
-        num("min_facing_cos", -1.0, 1.0)
-        num("direction_window", 1.0)
-        num("soma_ratio", 1.0)
-        num("min_radius", 0.0)
-        num("link_cost", 0.0)
-        num("keep_length", 0.0)
-        num("min_contrast", 0.0)
-        for flag in ("bridge_to_side", "extend_tips", "single_tree"):
+        as_float_in_range(self.threshold, "threshold", 0.0, 1.0, low_open=True)
+        as_float_in_range(self.min_spur_length, "min_spur_length", 0.0)
+        as_float_in_range(self.min_component_length, "min_component_length", 0.0)
+        as_float_in_range(self.soma_ratio, "soma_ratio", 1.0)
+        as_float_in_range(self.min_radius, "min_radius", 0.0)
+        as_float_in_range(self.min_contrast, "min_contrast", 0.0)
+        for flag in ("extend_tips", "single_tree"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}.")
-        if isinstance(self.node_type, bool) or not isinstance(self.node_type, (int, np.integer)) or self.node_type < 0:
-            raise ValueError(f"node_type must be a non-negative integer SWC type, got {self.node_type!r}.")
-        if isinstance(self.max_trees, bool) or not isinstance(self.max_trees, (int, np.integer)) or self.max_trees < 0:
-            raise ValueError(f"max_trees must be a non-negative integer (0: no limit), got {self.max_trees!r}.")
+        as_positive_int(self.node_type, "node_type", allow_zero=True)
+        for name, cls in (("bridge", BridgeParams), ("link", LinkParams)):
+            if not isinstance(getattr(self, name), cls):
+                raise TypeError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}.")
+
+    @classmethod
+    def from_keywords(cls, **keywords: Any) -> TraceConfig:
+        """The config of the flat keywords of :func:`trace_swc` (``max_gap=...``, ``link_cost=...``; the rest
+        default), each stored where :data:`TRACE_KEYWORDS` says; ``min_component_length`` also sets the bridges'
+        ``anchor_length`` and the linking's ``min_piece_length`` (at least 1).
+
+        Raises:
+            TypeError: an unknown keyword, or a value of the wrong type.
+            ValueError: a value out of range; the message names the keyword (and its nested field) and the value.
+        """
+        unknown = sorted(set(keywords) - set(TRACE_KEYWORDS))
+        if unknown:
+            raise TypeError(f"unknown tracing parameters {unknown}; known: {sorted(TRACE_KEYWORDS)}.")
+        values = {**_DEFAULT_KEYWORDS, **keywords}
+        parts: dict[str, dict[str, Any]] = {"": {}, "bridge": {}, "link": {}}
+        for key, path in TRACE_KEYWORDS.items():
+            part, _, name = path.rpartition(".")
+            parts[part][name] = values[key]
+        config = cls(**parts[""])  # checks the top-level values, min_component_length before it is copied below
+        parts["bridge"]["anchor_length"] = config.min_component_length
+        parts["link"]["min_piece_length"] = max(config.min_component_length, 1.0)
+        return replace(
+            config,
+            bridge=_nested(BridgeParams, "bridge", parts["bridge"]),
+            link=_nested(LinkParams, "link", parts["link"]),
+        )
+
+    def keywords(self) -> dict[str, Any]:
+        """The flat keywords of this config (the inverse of :meth:`from_keywords`), in :data:`TRACE_KEYWORDS` order."""
+        out = {}
+        for key, path in TRACE_KEYWORDS.items():
+            value: Any = self
+            for name in path.split("."):
+                value = getattr(value, name)
+            out[key] = value
+        return out
+
+
+def _nested(cls: type, part: str, values: dict[str, Any]) -> Any:
+    """``cls(**values)``; an error about a field that has another flat keyword names both (``direction_window
+    (bridge.window) must be ...``)."""
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        message = str(e)
+        for key, path in TRACE_KEYWORDS.items():
+            name = path.removeprefix(f"{part}.")
+            if path.startswith(f"{part}.") and key != name and message.startswith(f"{name} "):
+                raise type(e)(f"{key} ({path}){message[len(name):]}") from e
+        raise
+
+
+_DEFAULT_KEYWORDS = TraceConfig().keywords()
 
 
 def _to_numpy(x: Any, name: str) -> np.ndarray:
@@ -240,26 +304,26 @@ def trace_swc(
     prob: Any,
     direction: Any | None = None,
     distance: Any | None = None,
-    threshold: float = TraceConfig.threshold,
+    threshold: float = _DEFAULT_KEYWORDS["threshold"],
     root: Sequence[float] | None = None,
     spacing: Sequence[float] | None = None,
     physical_units: bool = False,
-    max_gap: float = TraceConfig.max_gap,
-    min_spur_length: float = TraceConfig.min_spur_length,
-    min_component_length: float = TraceConfig.min_component_length,
-    min_facing_cos: float = TraceConfig.min_facing_cos,
-    bridge_to_side: bool = TraceConfig.bridge_to_side,
-    direction_window: float = TraceConfig.direction_window,
-    soma_ratio: float = TraceConfig.soma_ratio,
-    min_radius: float = TraceConfig.min_radius,
-    extend_tips: bool = TraceConfig.extend_tips,
-    single_tree: bool = TraceConfig.single_tree,
-    node_type: int = TraceConfig.node_type,
-    link_cost: float = TraceConfig.link_cost,
-    keep_length: float = TraceConfig.keep_length,
-    max_trees: int = TraceConfig.max_trees,
+    max_gap: float = _DEFAULT_KEYWORDS["max_gap"],
+    min_spur_length: float = _DEFAULT_KEYWORDS["min_spur_length"],
+    min_component_length: float = _DEFAULT_KEYWORDS["min_component_length"],
+    min_facing_cos: float = _DEFAULT_KEYWORDS["min_facing_cos"],
+    bridge_to_side: bool = _DEFAULT_KEYWORDS["bridge_to_side"],
+    direction_window: float = _DEFAULT_KEYWORDS["direction_window"],
+    soma_ratio: float = _DEFAULT_KEYWORDS["soma_ratio"],
+    min_radius: float = _DEFAULT_KEYWORDS["min_radius"],
+    extend_tips: bool = _DEFAULT_KEYWORDS["extend_tips"],
+    single_tree: bool = _DEFAULT_KEYWORDS["single_tree"],
+    node_type: int = _DEFAULT_KEYWORDS["node_type"],
+    link_cost: float = _DEFAULT_KEYWORDS["link_cost"],
+    keep_length: float = _DEFAULT_KEYWORDS["keep_length"],
+    max_trees: int = _DEFAULT_KEYWORDS["max_trees"],
     image: Any | None = None,
-    min_contrast: float = TraceConfig.min_contrast,
+    min_contrast: float = _DEFAULT_KEYWORDS["min_contrast"],
 ) -> np.ndarray:
     """Trace a neuron reconstruction from a probability map, bridging weak gaps with the direction map.
 
@@ -291,7 +355,7 @@ def trace_swc(
         physical_units: return coordinates times the spacing (and radius times the x spacing) instead of voxels.
         max_gap, min_spur_length, min_component_length, min_facing_cos, bridge_to_side, direction_window, soma_ratio,
         min_radius, extend_tips, single_tree, node_type, link_cost, keep_length, max_trees, min_contrast: see
-            :class:`TraceConfig`.
+            :class:`TraceConfig` (where each one lives: :data:`TRACE_KEYWORDS`).
         image: optional ``(D, H, W)`` or ``(C, D, H, W)`` image the probability was predicted from, for
             ``min_contrast``.
 
@@ -304,7 +368,7 @@ def trace_swc(
         TypeError / ValueError: bad shapes, NaN/Inf, out-of-range values, a root outside the volume, bad
             parameters, or ``physical_units`` without ``spacing``.
     """
-    cfg = TraceConfig(
+    cfg = TraceConfig.from_keywords(
         threshold=threshold,
         max_gap=max_gap,
         min_spur_length=min_spur_length,
@@ -381,24 +445,17 @@ def _trace(
     forest, radius = forest.subgraph(keep), radius[keep]
     if cfg.extend_tips:
         # before bridging, so that the gaps measured are those between the neurite tips
-        forest, radius = _extend_tips(forest, radius, mask, cfg.direction_window, direction)
-    params = BridgeParams(
-        max_gap=cfg.max_gap,
-        min_facing_cos=cfg.min_facing_cos,
-        window=cfg.direction_window,
-        to_side=cfg.bridge_to_side,
-        anchor_length=cfg.min_component_length,
-    )
-    bridged = bridge_gaps(forest, radius, prob, cfg.threshold, params, direction)
+        forest, radius = _extend_tips(forest, radius, mask, cfg.bridge.window, direction)
+    bridged = bridge_gaps(forest, radius, prob, cfg.threshold, cfg.bridge, direction)
     graph, radius = bridged.graph, bridged.radius
     logger.debug(
         "skeleton %d voxels, %d after pruning, %d bridges", len(coords), forest.num_nodes, len(bridged.bridges)
     )
     main_node = None
-    if cfg.link_cost > 0 or cfg.max_trees > 0:
+    if cfg.link.max_link_cost > 0 or cfg.link.max_trees > 0:
         root_node = None if root_zyx is None else _nearest_node(graph, root_zyx)
         node_evidence = None if evidence is None else evidence[tuple(graph.points.T)]
-        linked = link_pieces(graph, radius, prob, cfg.threshold, _link_params(cfg), root_node, node_evidence)
+        linked = link_pieces(graph, radius, prob, cfg.threshold, cfg.link, root_node, node_evidence)
         graph, radius, main_node = linked.graph, linked.radius, linked.main_node
     swc = forest_to_swc(
         graph,
@@ -427,15 +484,6 @@ def _gate(
     gated, dropped, contrast = gate_by_contrast(prob, img, cfg.threshold, cfg.min_contrast, scale, return_contrast=True)
     logger.debug("%d pieces below contrast %s dropped", dropped, cfg.min_contrast)
     return gated, contrast
-
-
-def _link_params(cfg: TraceConfig) -> LinkParams:
-    return LinkParams(
-        max_link_cost=cfg.link_cost,
-        min_piece_length=max(cfg.min_component_length, 1.0),
-        keep_length=cfg.keep_length,
-        max_trees=cfg.max_trees,
-    )
 
 
 def _nearest_node(graph: SkeletonGraph, zyx: np.ndarray) -> int:

@@ -33,7 +33,8 @@ class TraceSWC(Transform):
         root: optional root in SWC ``(x, y, z)`` voxel coordinates.
         spacing: voxel size ``(z, y, x)``; None takes it from a MetaTensor input's affine when there is one.
         physical_units: return physical coordinates (needs a spacing from the argument or the affine).
-        kwargs: further :class:`~neurolink_monai.tracing.TraceConfig` fields (``max_gap``, ``min_spur_length``...).
+        kwargs: further flat tracing keywords of :func:`~neurolink_monai.tracing.trace_swc` (``max_gap``,
+            ``min_spur_length``, ``link_cost``...; see :meth:`~neurolink_monai.tracing.TraceConfig.from_keywords`).
 
     Returns (from ``__call__``):
         ``(N, 7)`` float64 SWC array (voxel units unless ``physical_units``), parents before children.
@@ -47,10 +48,7 @@ class TraceSWC(Transform):
         physical_units: bool = False,
         **kwargs: Any,
     ) -> None:
-        unknown = sorted(set(kwargs) - set(TraceConfig.__dataclass_fields__))
-        if unknown:
-            raise TypeError(f"unknown tracing parameters {unknown}; known: {sorted(TraceConfig.__dataclass_fields__)}.")
-        self.config = TraceConfig(threshold=threshold, **kwargs)
+        self.config = TraceConfig.from_keywords(threshold=threshold, **kwargs)
         self.root = None if root is None else tuple(float(v) for v in root)
         self.spacing = None if spacing is None else check_spacing(spacing)
         self.physical_units = bool(physical_units)

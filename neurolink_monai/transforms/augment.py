@@ -15,6 +15,7 @@ from typing import Any
 from monai.config import KeysCollection
 from monai.transforms import Flip, MapTransform, RandomizableTransform, Rotate90
 
+from ..utils import as_positive_int
 from .direction import apply_component_map, flip_components, rotate90_components
 
 __all__ = ["RandFlipWithDirectiond", "RandRotate90WithDirectiond"]
@@ -78,10 +79,8 @@ class RandRotate90WithDirectiond(RandomizableTransform, MapTransform):
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
-        if int(max_k) < 1:
-            raise ValueError(f"max_k must be >= 1, got {max_k!r}.")
         self.direction_keys = [direction_keys] if isinstance(direction_keys, str) else list(direction_keys)
-        self.max_k = int(max_k)
+        self.max_k = as_positive_int(max_k, "max_k")
         self.spatial_axes = tuple(spatial_axes)
         self._k = 1
 

@@ -13,7 +13,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from ..errors import DatasetError, StackContentError
-from ..utils import count_nonfinite, describe_source
+from ..utils import as_positive_int, count_nonfinite, describe_source
 from .intensity import DEFAULT_PERCENTILES
 
 __all__ = [
@@ -213,9 +213,7 @@ class CheckStack(Transform):
     """
 
     def __init__(self, num_channels: int = 1, percentiles: Sequence[float] | None = DEFAULT_PERCENTILES) -> None:
-        if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
-            raise ValueError(f"num_channels must be a positive int, got {num_channels!r}.")
-        self.num_channels = num_channels
+        self.num_channels = as_positive_int(num_channels, "num_channels")
         self.percentiles = None if percentiles is None else tuple(float(p) for p in percentiles)
         self.volume_check = CheckVolume(require_finite=True)
 

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ...utils import as_positive_int
 from .config import DIFFICULTY_PRESETS, SyntheticConfig
 from .dataset import DEFAULT_NUM_SAMPLES, DEFAULT_SEED, DEFAULT_SHAPE, DEFAULT_SPLITS, generate_dataset, split_counts
 from .realism import REALISM_PRESETS
@@ -137,8 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = _config(args)
-        if args.num_samples < 1:
-            raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}.")
+        as_positive_int(args.num_samples, "--num-samples")
         _check_output_dir(args.output_dir, args.overwrite)
         path = generate_dataset(
             args.output_dir,

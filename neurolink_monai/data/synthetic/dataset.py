@@ -154,9 +154,7 @@ def split_counts(num_samples: int, splits: Sequence[float] = DEFAULT_SPLITS) -> 
     ``num_samples`` allows (validation first), training takes the rest and at least one (24 samples with the default
     splits: 16, 4, 4; 3 samples: 1, 1, 1)."""
     s = _check_splits(splits)
-    n = int(num_samples)
-    if n < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples!r}.")
+    n = as_positive_int(num_samples, "num_samples")
     counts = [0] + [int(math.floor(n * f + 0.5)) for f in s[1:]]
     floor, spare = [0, 0, 0], n - 1
     for k in (1, 2):  # one sample for each non-empty split while training keeps one; validation first

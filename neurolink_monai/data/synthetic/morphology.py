@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.signal import lfilter
 
+from ...utils import as_positive_int
 from .config import SyntheticConfig
 
 __all__ = ["generate_neuron", "generate_crossing_fibres", "concatenate_swc", "check_shape"]
@@ -220,8 +221,7 @@ def generate_crossing_fibres(
     cfg = SyntheticConfig() if config is None else config
     if count is None:
         count = int(rng.poisson(cfg.num_crossing_fibres))
-    if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}.")
+    count = as_positive_int(count, "count", allow_zero=True)
     a = np.asarray(cfg.spacing) / cfg.spacing[2]
     hi = (np.asarray(shape) - 1) * a
     trees = []

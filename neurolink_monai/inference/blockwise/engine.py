@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ...networks.outputs import interpret_outputs
 from ...transforms.intensity import scale_intensity
+from ...utils import as_positive_int
 from .grid import SlidingWindowGrid
 
 __all__ = ["predict_block", "postprocess_block", "read_padded_region"]
@@ -79,8 +80,7 @@ def predict_block(
         channels: output channels to blend and return (default all); channels are blended independently, so
             leaving out heads that are not stored saves memory and time without changing the others.
     """
-    if sw_batch_size < 1:
-        raise ValueError(f"sw_batch_size must be >= 1, got {sw_batch_size!r}.")
+    as_positive_int(sw_batch_size, "sw_batch_size")
     starts = grid.block_window_starts(start, stop)
     roi = grid.roi_size
     pstart = [s + p for s, p in zip(start, grid.pad_before)]
