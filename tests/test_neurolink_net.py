@@ -137,3 +137,24 @@ def test_output_reading_refuses_bad_arguments():
         interpret_outputs(torch.zeros(1, 2, 2, 2), 1, heads=("distance",))
     with pytest.raises(ValueError, match="take 2"):
         interpret_outputs(torch.zeros(3, 2, 2, 2), 1, heads=("seg", "distance"))
+
+
+def test_block_computes_its_convolutions_of_the_input_as_one_and_matches_the_separate_ones():
+    from neurolink_monai.networks import MultiViewBlock
+
+    torch.manual_seed(0)
+    block = MultiViewBlock(3, 4, kernel_size=3, extend_scope=1.0, dsconv=True, norm=("instance", {"affine": True}),
+                           act=("leakyrelu", {"negative_slope": 0.1}))  # fmt: skip
+    x = torch.randn(1, 3, 6, 10, 12)
+
+    def separate(module: MultiViewBlock, inp: torch.Tensor) -> list[torch.Tensor]:
+        return [module.standard(inp)] + [snake(inp) for snake in module.snakes]
+
+    for fused, plain in zip(block._views_one_convolution(x), separate(block, x)):
+        torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+    block(x).square().sum().backward()
+    fused_grads = {n: p.grad.clone() for n, p in block.named_parameters() if n.endswith("weight")}
+    block.zero_grad()
+    block.refine(block.fuse(torch.cat(separate(block, x), dim=1))).square().sum().backward()
+    for name, grad in fused_grads.items():
+        torch.testing.assert_close(grad, dict(block.named_parameters())[name].grad, rtol=1e-4, atol=1e-5)

@@ -139,10 +139,16 @@ class DSConv3D(nn.Module):
 
     def snake_offsets(self, x: torch.Tensor) -> torch.Tensor:
         """Accumulated snake offsets ``(B, 2, K, D, H, W)`` in voxels; index 1 selects the perpendicular axis."""
-        b = x.shape[0]
+        return self.offsets_from_logits(self.offset_conv(x))
+
+    def offsets_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """:meth:`snake_offsets` from the offset convolution's output ``(B, 2 (K - 1), D, H, W)``, for a caller that
+        computed that convolution itself (:class:`~neurolink_monai.networks.MultiViewBlock` runs it together with
+        its other convolutions of the same input)."""
+        b = logits.shape[0]
         k = self.kernel_size
-        raw = torch.tanh(self.offset_norm(self.offset_conv(x)))
-        raw = raw.reshape(b, 2, k - 1, x.shape[2], x.shape[3], x.shape[4])
+        raw = torch.tanh(self.offset_norm(logits))
+        raw = raw.reshape(b, 2, k - 1, logits.shape[2], logits.shape[3], logits.shape[4])
         cum = torch.einsum("kj,bpjdhw->bpkdhw", self.accumulate.to(raw.dtype), raw)
         return cum * self.extend_scope
 
@@ -248,4 +254,8 @@ class DSConv3D(nn.Module):
             raise ValueError(f"DSConv3D expects a (B, C, D, H, W) input, got shape {list(x.shape)}.")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"DSConv3D expects {self.in_channels} input channels, got shape {list(x.shape)}.")
-        return self.act(self.norm(self.snake_conv(x, self.snake_offsets(x))))
+        return self.forward_with_offset_logits(x, self.offset_conv(x))
+
+    def forward_with_offset_logits(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with the offset convolution's output ``logits`` ``(B, 2 (K - 1), D, H, W)`` given."""
+        return self.act(self.norm(self.snake_conv(x, self.offsets_from_logits(logits))))
