@@ -206,14 +206,12 @@ class DSConv3D(nn.Module):
     def snake_conv(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """The snake convolution before ``norm``/``act``: ``(B, C, D, H, W)`` -> ``(B, out_channels, D, H, W)``.
 
-        Everything stays in the axis-first plane layout ``(B * A, channels, P0 * P1)`` of the shifted input, where
-        kernel point ``k``'s planes are a view and the fusion is a batched matrix product, so no sample is ever
-        transposed. The centre kernel point has no offset: its term is one batched product of its planes (with the
-        bias), which starts an ``(B * A, out_channels, P0 * P1)`` accumulator. The other ``K - 1`` points are looped
-        over: each is sampled by one 2D ``grid_sample`` over the ``B * A`` planes and immediately accumulated by one
-        batched product with its ``(out_channels, C)`` slice of the fusion weight, so at most one kernel point's
-        samples are alive at a time. When ``out_channels < C`` the fusion weight is applied before sampling instead
-        (sampling is linear and the same for every channel), so fewer channels are interpolated.
+        The centre kernel point has no offset, so its term is one matrix product with ``x`` itself (with the bias),
+        which starts an ``(out_channels, B * A * P0 * P1)`` accumulator. The other ``K - 1`` points are looped over:
+        each is sampled by one 2D ``grid_sample`` over the ``B * A`` planes of the shifted input and immediately
+        accumulated by one matrix product with its ``(out_channels, C)`` slice of the fusion weight, so at most one
+        kernel point's samples are alive at a time. When ``out_channels < C`` the fusion weight is applied before sampling instead (sampling is
+        linear and the same for every channel), so fewer channels are interpolated.
         """
         k_n = self.kernel_size
         c = k_n // 2
@@ -223,34 +221,31 @@ class DSConv3D(nn.Module):
         planes = self._shifted_planes(x)
         b, _, ch, p0, p1 = planes.shape
         a = planes.shape[1] - 2 * c
-
-        # kernel point k: its planes (B * A, C, P0 * P1) are a view of `planes` for B == 1, its weight (O, C) is
-        # broadcast over the B * A planes
-        centre = planes[:, c : c + a].reshape(b * a, ch, p0 * p1)
-        w_centre = weight[:, :, c, 0, 0].expand(b * a, o, ch)
+        # The centre point reads x itself: (C, B * A * P), a view of x for B == 1 along D, else one copy.
+        centre = x.permute(self.to_axis_first).transpose(0, 1).reshape(ch, -1)
         if bias is None:
-            acc = torch.bmm(w_centre, centre)
+            acc = torch.mm(weight[:, :, c, 0, 0], centre)
         else:
-            start = bias.to(x.dtype).reshape(1, o, 1).expand(b * a, o, p0 * p1)
-            acc = torch.baddbmm(start, w_centre, centre)
+            acc = torch.addmm(bias.to(x.dtype).reshape(o, 1), weight[:, :, c, 0, 0], centre)
         grids = self._grids(offsets, a, p0, p1)
         fuse_first = o < ch
         for k in range(k_n):
             if k == c:
                 continue
-            grid = grids[k].to(planes.dtype)
-            plane_k = planes[:, k : k + a].reshape(b * a, ch, p0 * p1)
-            w_k = weight[:, :, k, 0, 0].expand(b * a, o, ch)
+            plane_k = planes[:, k : k + a].reshape(b * a, ch, p0, p1)
+            grid = grids[k].to(plane_k.dtype)
+            w_k = weight[:, :, k, 0, 0]
             if fuse_first:
-                fused = torch.bmm(w_k, plane_k).reshape(b * a, o, p0, p1)
+                # (B * A, C, P) -> (C, B * A * P) for one plain matrix product, then back to planes for sampling.
+                flat = plane_k.reshape(b * a, ch, p0 * p1).transpose(0, 1).reshape(ch, -1)
+                fused = torch.mm(w_k, flat).reshape(o, b * a, p0, p1).transpose(0, 1)
                 sampled = F.grid_sample(fused, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-                acc.add_(sampled.reshape(b * a, o, p0 * p1))
+                acc.view(o, b * a, p0 * p1).add_(sampled.reshape(b * a, o, p0 * p1).transpose(0, 1))
             else:
-                plane_k = plane_k.reshape(b * a, ch, p0, p1)
                 sampled = F.grid_sample(plane_k, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-                acc.baddbmm_(w_k, sampled.reshape(b * a, ch, p0 * p1))
-        # (B * A, O, P) -> (B, O, A, P0, P1) -> (B, O, D, H, W)
-        out = acc.reshape(b, a, o, p0, p1).transpose(1, 2).permute(self.from_axis_first)
+                acc.addmm_(w_k, sampled.transpose(0, 1).reshape(ch, -1))
+        # (O, B, A, P0, P1) -> (B, O, A, P0, P1) -> (B, O, D, H, W): no copy for B == 1 along D.
+        out = acc.reshape(o, b, a, p0, p1).transpose(0, 1).permute(self.from_axis_first)
         return out.contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
