@@ -5,8 +5,7 @@ PyTorch picks its convolution backend with a size rule written for 2D images: a 
 batch of one uses oneDNN (MKLDNN) only when ``N * C * D * H`` of the input exceeds 20480 (the last spatial size is
 not counted), otherwise the im2col fallback ``slow_conv3d``. For the 3D volumes of this project the rule is wrong:
 at the coarser U-Net levels and for the one-channel input of the offset branches it selects the fallback, which is
-4 to 9 times slower in the forward pass at the same result (measured on (1, 8, 32, 64, 64) with a 3x3x3 kernel:
-683 ms against 121 ms on 2 threads; ``python benchmarks/bench_network.py`` prints the whole-network effect).
+3 to 12 times slower in the forward pass at the same result (``python benchmarks/bench_conv_paths.py``).
 """
 
 # no `from __future__ import annotations`: TorchScript compiles Conv3d and must see real annotations

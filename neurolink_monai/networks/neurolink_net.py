@@ -90,9 +90,9 @@ class MultiViewBlock(nn.Module):
     @torch.jit.unused
     def _views_one_convolution(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four views, with the standard 3x3x3 convolution and the three snakes' offset convolutions (all of ``x``,
-        all 3x3x3) computed as one convolution of stacked weights: one pass over ``x`` instead of four, 2.5x faster
-        at the top decoder level on CPU (the offset convolutions have only ``2 (K - 1)`` output channels each, which
-        oneDNN runs at about the cost of a wide one). Same parameters, same results to float32 rounding."""
+        all 3x3x3) computed as one convolution of stacked weights: one pass over ``x`` instead of four (the offset
+        convolutions have only ``2 (K - 1)`` output channels each, which oneDNN runs at about the cost of a wide one;
+        ``python benchmarks/bench_conv_paths.py`` times it). Same parameters, same results to float32 rounding."""
         conv = self.standard[0]
         parts = [conv] + [snake.offset_conv for snake in self.snakes]
         weight = torch.cat([part.weight for part in parts], dim=0)
