@@ -189,6 +189,18 @@ def bundle_tracer(overrides: dict[str, Any] | None = None) -> tuple[Any, Any]:
     return parser.get_parsed_content("preprocessing"), parser.get_parsed_content(f"postprocessing#transforms#{index}")
 
 
+def stored_maps(preprocessing: Any, image_path: Path, out_dir: Path) -> dict[str, Any]:
+    """The inference workflow's data dictionary for ``image_path`` rebuilt from what it stored in ``out_dir``: the
+    preprocessed ``image`` and the ``prob``, ``pred_direction`` and ``pred_distance`` maps on its grid."""
+    paths = output_paths(out_dir, image_path)
+    data = preprocessing({"image": str(image_path)})
+    maps = {"prob": paths["prob"], "pred_direction": paths["direction"], "pred_distance": paths["distance"]}
+    for key, path in maps.items():
+        array, _ = read_tiff_stack(path)
+        data[key] = MetaTensor(torch.as_tensor(array if array.ndim == 4 else array[None]), affine=data["image"].affine)
+    return data
+
+
 def retrace(
     record: dict[str, Any],
     image_path: Path,
@@ -204,12 +216,8 @@ def retrace(
     """
     paths = output_paths(out_dir, image_path)
     preprocessing, tracer = bundle_tracer(overrides)
-    data = preprocessing({"image": str(image_path)})
+    data = stored_maps(preprocessing, image_path, out_dir)
     affine = data["image"].affine
-    maps = {"prob": paths["prob"], "pred_direction": paths["direction"], "pred_distance": paths["distance"]}
-    for key, path in maps.items():
-        array, _ = read_tiff_stack(path)
-        data[key] = MetaTensor(torch.as_tensor(array if array.ndim == 4 else array[None]), affine=affine)
     start = time.perf_counter()
     swc = tracer(data)["swc"]
     trace_seconds = time.perf_counter() - start
