@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 import traceback
+from multiprocessing.dummy import DummyProcess
 from types import TracebackType
 
 __all__ = [
@@ -122,7 +125,25 @@ def _one_line(exc: BaseException) -> str:
     return text
 
 
+WORKER_JOIN_SECONDS = 30.0
+
+
+def _join_pool_workers(timeout: float = WORKER_JOIN_SECONDS) -> None:
+    """Wait (at most ``timeout`` seconds in all) for live ``ThreadPool`` worker threads to finish their current item.
+
+    MONAI's ``CacheDataset`` fills its cache in a thread pool; when one item raises, the pool is terminated but its
+    daemon worker may still be inside a torch operation on the next item. If the interpreter finalises then, the C++
+    runtime aborts with ``terminate called without an active exception`` after our ``error:`` line, which is then no
+    longer the last line the user sees.
+    """
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if isinstance(thread, DummyProcess) and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def _hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    _join_pool_workers()
     verbose = os.environ.get(TRACEBACK_ENV, "").lower() in ("1", "true", "yes")
     found = _message_error(exc) if isinstance(exc, Exception) else None
     if found is not None:

@@ -714,3 +714,33 @@ def test_error_hook_prints_the_cause_last(inner, short, last, capsys, monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == last
     assert ("Traceback" in "\n".join(err)) is not short
+
+
+def test_error_hook_waits_for_cache_workers(capsys, monkeypatch):
+    """A ``CacheDataset`` worker thread still inside its current item when the error reaches the hook is joined before
+    the ``error:`` line is printed, so the interpreter never finalises under it (``terminate called ...`` would then
+    be the last line)."""
+    import threading
+    import time
+    from multiprocessing.pool import ThreadPool
+
+    from neurolink_monai import errors
+
+    monkeypatch.delenv(errors.TRACEBACK_ENV, raising=False)
+    started = threading.Event()
+
+    def slow_item(i: int) -> int:
+        started.set()
+        time.sleep(0.5)
+        return i
+
+    pool = ThreadPool(1)
+    pool.map_async(slow_item, range(3))
+    started.wait(5)
+    pool.terminate()  # as ``with ThreadPool(...)`` does when the main thread raises; the worker finishes its item
+    workers = [t for t in pool._pool if t.is_alive()]
+    assert workers
+    exc = _raise_wrapped(CheckpointError("--ckpt_path m.pt: it is a text file"))
+    errors._hook(type(exc), exc, exc.__traceback__)
+    assert not any(t.is_alive() for t in workers)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --ckpt_path m.pt: it is a text file"
