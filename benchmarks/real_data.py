@@ -133,15 +133,20 @@ def train_fold(data: Path, work: Path, held_out: str, pretrained: Path, override
     return weights
 
 
-def infer(image: Path, ckpt: Path, out_dir: Path) -> tuple[dict[str, Path], float]:
+def infer(
+    image: Path, ckpt: Path, out_dir: Path, network: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+) -> tuple[dict[str, Path], float]:
     """The bundle's inference workflow (image to probability, mask and SWC) on one stack; its outputs and seconds.
 
-    The direction and distance maps are kept too, so that :func:`retrace` can trace the stack again.
+    The direction and distance maps are kept too, so that :func:`retrace` can trace the stack again. ``network``
+    overrides entries of ``network_def`` (``{"norm": ["batch", {"affine": True}]}``), as ``--network`` does;
+    ``extra`` other entries of ``inference.json`` (``--infer-override``).
     """
     paths = output_paths(out_dir, image)
     start = time.perf_counter()
     overrides = {"ckpt_path": str(ckpt), "input_path": [str(image)], "output_dir": str(out_dir), "dataset_dir": None,
-                 "save_direction": True, "save_distance": True}  # fmt: skip
+                 "save_direction": True, "save_distance": True,
+                 **{f"network_def#{k}": v for k, v in (network or {}).items()}, **(extra or {})}  # fmt: skip
     wf = _workflow(("inference.json",), "infer", overrides)
     wf.run()
     wf.finalize()
@@ -168,8 +173,16 @@ def run_classical(image_path: Path, gold: Path, jar: Path | None) -> dict[str, f
     return {**score(swc, mask, gold, spacing, jar), "seconds": seconds}
 
 
-def run_model(image_path: Path, gold: Path, ckpt: Path, out_dir: Path, jar: Path | None) -> dict[str, float]:
-    paths, seconds = infer(image_path, ckpt, out_dir)
+def run_model(
+    image_path: Path,
+    gold: Path,
+    ckpt: Path,
+    out_dir: Path,
+    jar: Path | None,
+    network: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    paths, seconds = infer(image_path, ckpt, out_dir, network, extra)
     mask, spacing = read_tiff_stack(paths["seg"])
     swc = read_swc(paths["swc"])
     return {**score(swc, mask > 0, gold, spacing, jar), "seconds": seconds}
@@ -270,6 +283,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     if jar is None:
         print(f"DIADEM scorer not found ({args.diadem_jar}, or java missing): the diadem column stays n/a")
     synthetic_ckpt = Path(args.synthetic_ckpt)
+    network, extra = dict(args.network), dict(args.infer_override)
+    fold = {f"network_def#{k}": v for k, v in network.items()}
     for method in args.methods:
         for condition in args.conditions:
             for stack in args.stacks:
@@ -281,10 +296,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 if method == "classical":
                     rec = run_classical(image, gold, jar)
                 elif method == "synthetic":
-                    rec = run_model(image, gold, synthetic_ckpt, out_dir, jar)
+                    rec = run_model(image, gold, synthetic_ckpt, out_dir, jar, network, extra)
                 else:
-                    ckpt = train_fold(args.data, args.work_dir, stack, synthetic_ckpt, dict(args.override))
-                    rec = run_model(image, gold, ckpt, out_dir, jar)
+                    ckpt = train_fold(args.data, args.work_dir, stack, synthetic_ckpt, {**dict(args.override), **fold})
+                    rec = run_model(image, gold, ckpt, out_dir, jar, network, extra)
+                if method != "classical":
+                    rec.update({"network": network} if network else {})
+                    rec.update({"inference_overrides": extra} if extra else {})
                 records.append({"method": method, "condition": condition, "stack": stack, **rec})
                 print(f"{method:9s} {condition:6s} {stack}: " + ", ".join(f"{m} {_fmt(rec[m], m)}" for m in METRICS))
                 args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -330,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="KEY=VALUE override of the fine-tuning workflow (JSON values), repeatable")  # fmt: skip
     p.add_argument("--retrace", action="store_true",
                    help="trace the model rows' stored maps again with the current tracer and rescore (no network)")  # fmt: skip
+    p.add_argument("--network", type=_override, action="append", default=[],
+                   help="KEY=VALUE override of network_def (JSON values) for the fine-tuning and the inference, "
+                        "e.g. norm='[\"batch\", {\"affine\": true}]', for weights trained that way")  # fmt: skip
+    p.add_argument("--infer-override", type=_override, action="append", default=[],
+                   help="KEY=VALUE override of inference.json (JSON values) for the model rows, e.g. context_margin=8")  # fmt: skip
     p.add_argument("--trace-override", type=_override, action="append", default=[],
                    help="with --retrace: KEY=VALUE override of inference.json (JSON values), repeatable")  # fmt: skip
     p.add_argument("--table", action="store_true", help="print the tables of --results and exit")

@@ -12,7 +12,6 @@ import torch
 import zarr
 from monai.inferers import SlidingWindowInferer
 
-from neurolink_monai.inference import fit_roi_size
 from neurolink_monai.inference.blockwise import (
     BlockGrid,
     BlockwiseOptions,
@@ -54,12 +53,19 @@ def to_zarr(path, vol, chunks, zarr_format: int = 3):
 
 
 def reference(
-    vol, net, roi, overlap=0.25, mode="constant", lower=DEFAULT_PERCENTILES[0], upper=DEFAULT_PERCENTILES[1]
+    vol,
+    net,
+    roi,
+    overlap=0.25,
+    mode="constant",
+    lower=DEFAULT_PERCENTILES[0],
+    upper=DEFAULT_PERCENTILES[1],
+    cval=0.0,
 ) -> torch.Tensor:
     """MONAI's in-memory sliding window over the whole preprocessed volume: (C, D, H, W)."""
     x = scale_intensity(torch.from_numpy(vol), intensity_window(vol, lower, upper))[None, None]
     with torch.inference_mode():
-        return SlidingWindowInferer(roi, sw_batch_size=4, overlap=overlap, mode=mode)(x, net)[0]
+        return SlidingWindowInferer(roi, sw_batch_size=4, overlap=overlap, mode=mode, cval=cval)(x, net)[0]
 
 
 def check_against_reference(out_path, ref: torch.Tensor, tol: float = 1e-3) -> dict[str, float]:
@@ -135,17 +141,27 @@ def test_no_seams_128x256x256_local_cluster(tmp_path):
 
 
 def test_volume_smaller_than_window_and_zarr_v2(tmp_path):
-    """The window shrinks to a volume smaller than it (neurolink_monai.inference.fit_roi_size, as in the bundle);
-    given such a grid directly, the blockwise reader pads like MONAI (constant and replicate)."""
+    """The window shrinks to a volume smaller than it (neurolink_monai.inference.fit_roi_size, as in the bundle). With
+    a context margin, along the axes where the volume is smaller than the window (z 6 -> 8, x 40 -> 48) it is padded
+    like MONAI with the scaled median of the volume. Given a grid directly, the reader pads like MONAI (constant and
+    replicate)."""
     vol = volume((6, 30, 40), seed=2)
     net = tiny_net()
     src = to_zarr(tmp_path / "in.zarr", vol, (3, 16, 16), zarr_format=2)
     roi = (8, 16, 48)  # z and x larger than the volume
-    ref = reference(vol, net, fit_roi_size(vol.shape, roi, net.divisor), overlap=0.5)
+    background = float(scale_intensity(np.float32(np.median(vol)), intensity_window(vol)))
+    assert 0.0 < background < 0.5
+    ref = reference(vol, net, roi, overlap=0.5, cval=background)
     run_blockwise_here(
-        src, tmp_path / "out.zarr", model=net, roi_size=roi, overlap=0.5, chunks=(4, 12, 40), zarr_format=2
-    )
+        src, tmp_path / "out.zarr", model=net, roi_size=roi, overlap=0.5, chunks=(4, 12, 40), zarr_format=2,
+        context_margin=8,
+    )  # fmt: skip
     check_against_reference(tmp_path / "out.zarr", ref)
+    # no margin (the default): the window fitted to the volume, no padding
+    run_blockwise_here(
+        src, tmp_path / "fit.zarr", model=net, roi_size=roi, overlap=0.5, chunks=(4, 12, 40), zarr_format=2
+    )
+    check_against_reference(tmp_path / "fit.zarr", reference(vol, net, (6, 16, 40), overlap=0.5))
     # padding_mode replicate: compare the float32 blend directly
     source = open_volume(src)
     grid = SlidingWindowGrid.create(vol.shape, roi, 0.5, padding_mode="replicate")

@@ -12,12 +12,15 @@ from __future__ import annotations
 from .blockwise import BlockwiseInputError, BlockwiseOutputError, BlockwiseRunError, run_blockwise
 from .sliding import (
     DEFAULT_BACKGROUND_Z,
+    DEFAULT_CONTEXT_MARGIN,
     NeuroLinkInferer,
     NoiseFloor,
     background_floor,
+    context_margins,
     fit_roi_size,
     is_background_window,
     network_divisor,
+    pad_with_background,
 )
 
 __all__ = [
@@ -25,11 +28,14 @@ __all__ = [
     "BlockwiseOutputError",
     "BlockwiseRunError",
     "DEFAULT_BACKGROUND_Z",
+    "DEFAULT_CONTEXT_MARGIN",
     "NeuroLinkInferer",
     "NoiseFloor",
     "background_floor",
+    "context_margins",
     "fit_roi_size",
     "is_background_window",
     "network_divisor",
+    "pad_with_background",
     "run_blockwise",
 ]

@@ -63,6 +63,7 @@ from .intensity import (
     intensity_window,
     scale_intensity,
     subsample_strides,
+    volume_percentiles,
 )
 from .orientation import ToZYX, ToZYXd
 from .swc_raster import check_swc_inside, rasterize_swc
@@ -111,6 +112,7 @@ __all__ = [
     "flip_direction_map",
     "gamma_contrast",
     "intensity_window",
+    "volume_percentiles",
     "mask_distance_transform",
     "poisson_gaussian_noise",
     "radius_from_distance",

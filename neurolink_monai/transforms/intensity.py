@@ -38,6 +38,7 @@ __all__ = [
     "intensity_window",
     "scale_intensity",
     "subsample_strides",
+    "volume_percentiles",
 ]
 
 DEFAULT_PERCENTILES = (0.5, 99.95)
@@ -128,6 +129,22 @@ def intensity_window(
         ValueError: empty volume, bad percentiles, or NaN/Inf intensities.
     """
     lower, upper = check_percentiles(lower, upper)
+    low, high = volume_percentiles(volume, (lower, upper), max_samples)
+    return low, high
+
+
+def volume_percentiles(
+    volume: Any, percentiles: Sequence[float], max_samples: int = DEFAULT_MAX_SAMPLES
+) -> tuple[float, ...]:
+    """Any ``percentiles`` (each in ``[0, 100]``) of a whole volume, from the sample :func:`intensity_window` reads.
+
+    Raises:
+        ValueError: empty volume, a percentile outside ``[0, 100]``, or NaN/Inf intensities.
+        TypeError: non-numeric data.
+    """
+    for value in percentiles:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 100.0:
+            raise ValueError(f"percentiles must be numbers in [0, 100], got {list(percentiles)!r}.")
     shape = tuple(int(s) for s in getattr(volume, "shape", ()))
     if not shape or math.prod(shape) == 0:
         raise ValueError(f"cannot compute intensity percentiles of an empty volume of shape {shape!r}.")
@@ -137,8 +154,7 @@ def intensity_window(
     if sample.dtype.kind == "f" and not np.isfinite(sample).all():
         bad = int((~np.isfinite(sample)).sum())
         raise ValueError(f"the volume holds non-finite intensities (NaN/Inf): {bad} of {sample.size} sampled voxels.")
-    low, high = np.percentile(sample, [lower, upper])
-    return float(low), float(high)
+    return tuple(float(v) for v in np.percentile(sample, list(percentiles)))
 
 
 def scale_intensity(

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ...transforms.intensity import intensity_window, subsample_strides
+from ...transforms.intensity import check_percentiles, scale_intensity, subsample_strides, volume_percentiles
 from .settings import BlockwiseSettings
 from .sources import BlockwiseInputError, VolumeSource
 from .store import BlockwiseOutputError, completed_blocks, create_output, partial_path, read_record
@@ -51,11 +51,13 @@ class OutputClaim:
 
 @dataclass(frozen=True)
 class RunState:
-    """A started or resumed partial output: its intensity window, run id and blocks already written."""
+    """A started or resumed partial output: its intensity window, run id, blocks already written and the scaled
+    background level (the input's median) that pads a stack smaller than the window."""
 
     window: tuple[float, float]
     run_id: str
     done: np.ndarray
+    background: float = 0.0
 
 
 def check_output_path(output: Path, source: VolumeSource) -> None:
@@ -143,8 +145,8 @@ def _sample_slab(source: VolumeSource, z0: int, z1: int, strides: tuple[int, int
     return source[(slice(z0, z1, strides[0]), slice(None, None, strides[1]), slice(None, None, strides[2]))]
 
 
-def _parallel_window(client: Any, source: VolumeSource, lower: float, upper: float, max_samples: int) -> tuple:
-    """:func:`intensity_window` with the subsample read by the cluster, slab by slab."""
+def _parallel_percentiles(client: Any, source: VolumeSource, percentiles: Sequence[float], max_samples: int) -> tuple:
+    """:func:`volume_percentiles` with the subsample read by the cluster, slab by slab."""
     strides = subsample_strides(source.shape, max_samples)
     rows = source.chunks[0] if source.chunks else 16
     slab = max(strides[0], -(-max(rows, 16) // strides[0]) * strides[0])
@@ -152,7 +154,7 @@ def _parallel_window(client: Any, source: VolumeSource, lower: float, upper: flo
         client.submit(_sample_slab, source, z, min(z + slab, source.shape[0]), strides, pure=False)
         for z in range(0, source.shape[0], slab)
     ]
-    return intensity_window(np.concatenate(client.gather(futures), axis=0), lower, upper, max_samples=2**62)
+    return volume_percentiles(np.concatenate(client.gather(futures), axis=0), percentiles, max_samples=2**62)
 
 
 def _check_window_contrast(source: VolumeSource, window: Sequence[float], percentiles: tuple[float, float]) -> None:
@@ -167,19 +169,24 @@ def _check_window_contrast(source: VolumeSource, window: Sequence[float], percen
         raise BlockwiseInputError(str(e)) from None
 
 
-def _measure_window(settings: BlockwiseSettings, client: Any, say: Callable[[str], None]) -> tuple[float, float]:
+def _measure_window(
+    settings: BlockwiseSettings, client: Any, say: Callable[[str], None]
+) -> tuple[tuple[float, float], float]:
+    """The intensity window (the percentiles) and the scaled background level (the median) of the whole input."""
     source, (lo_p, hi_p), max_samples = settings.source, settings.percentiles, settings.max_samples
     t0 = time.perf_counter()
+    wanted = (*check_percentiles(lo_p, hi_p), 50.0)
     if client is not None and source.size > max_samples:
-        window = _parallel_window(client, source, lo_p, hi_p, max_samples)
+        low, high, median = _parallel_percentiles(client, source, wanted, max_samples)
     else:
-        window = intensity_window(source, lo_p, hi_p, max_samples)
+        low, high, median = volume_percentiles(source, wanted, max_samples)
+    window = (low, high)
     _check_window_contrast(source, window, (lo_p, hi_p))
     say(
         f"intensity window {window[0]:.6g} .. {window[1]:.6g} (percentiles {lo_p}, {hi_p}; "
         f"{'exact' if source.size <= max_samples else 'subsampled'}; {time.perf_counter() - t0:.1f} s)"
     )
-    return float(window[0]), float(window[1])
+    return (float(low), float(high)), float(scale_intensity(np.float32(median), window))
 
 
 def open_run(claim: OutputClaim, settings: BlockwiseSettings, client: Any, say: Callable[[str], None]) -> RunState:
@@ -193,12 +200,14 @@ def open_run(claim: OutputClaim, settings: BlockwiseSettings, client: Any, say: 
     if claim.resume:
         rec = read_record(partial) or {}
         window = tuple(float(v) for v in rec["intensity_window"])
-        return RunState(window=window, run_id=str(rec.get("run_id", "")), done=completed_blocks(partial))
-    window = _measure_window(settings, client, say)
+        background = float(rec.get("background_level", 0.0))
+        return RunState(window, str(rec.get("run_id", "")), completed_blocks(partial), background)
+    window, background = _measure_window(settings, client, say)
     record = {
         **settings.identity(),
         "status": "incomplete",
         "intensity_window": list(window),
+        "background_level": background,
         "run_id": uuid.uuid4().hex,
         "model_source": settings.spec.description,
         "created_by": "neurolink_monai.inference.blockwise",
@@ -210,4 +219,4 @@ def open_run(claim: OutputClaim, settings: BlockwiseSettings, client: Any, say: 
             f"cannot create the output {partial}: {e}"
             + (" (disk full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
         ) from e
-    return RunState(window=window, run_id=record["run_id"], done=np.zeros(settings.blocks.grid_shape, bool))
+    return RunState(window, record["run_id"], np.zeros(settings.blocks.grid_shape, bool), background)

@@ -14,6 +14,7 @@ counts the total.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -71,7 +72,8 @@ class SlidingWindowGrid:
 
     Args mirror ``monai.inferers.SlidingWindowInferer``: ``roi_size`` (non-positive entries take the image size),
     ``overlap`` per axis in ``[0, 1)``, blending ``mode`` (``"constant"`` or ``"gaussian"``), ``sigma_scale``,
-    ``padding_mode`` and ``cval`` for the padding applied when the volume is smaller than the window.
+    ``padding_mode`` and ``cval`` for the padding applied when the volume is smaller than the window; ``cval=None``
+    stands for the volume's background level, known once it is measured (:meth:`with_cval`).
 
     Window starts are given in padded coordinates (the volume is padded symmetrically to at least ``roi_size`` first,
     by ``pad_before`` voxels in front), as MONAI does.
@@ -83,7 +85,7 @@ class SlidingWindowGrid:
     mode: str = "constant"
     sigma_scale: tuple[float, float, float] = (0.125, 0.125, 0.125)
     padding_mode: str = "constant"
-    cval: float = 0.0
+    cval: float | None = 0.0
 
     @classmethod
     def create(
@@ -94,7 +96,7 @@ class SlidingWindowGrid:
         mode: str = "constant",
         sigma_scale: Sequence[float] | float = 0.125,
         padding_mode: str = "constant",
-        cval: float = 0.0,
+        cval: float | None = 0.0,
     ) -> SlidingWindowGrid:
         """Validate the settings and build the grid (``roi_size`` entries <= 0 mean the whole axis)."""
         shape = _as3(image_shape, "image_shape")
@@ -114,7 +116,11 @@ class SlidingWindowGrid:
         padding_mode = str(getattr(padding_mode, "value", padding_mode)).lower()
         if padding_mode not in [m.value for m in PytorchPadMode]:
             raise ValueError(f"padding_mode must be one of {[m.value for m in PytorchPadMode]}, got {padding_mode!r}.")
-        return cls(shape, roi, ov, mode, sig, padding_mode, float(cval))  # type: ignore[arg-type]
+        return cls(shape, roi, ov, mode, sig, padding_mode, None if cval is None else float(cval))  # type: ignore
+
+    def with_cval(self, background: float) -> SlidingWindowGrid:
+        """This grid with a ``cval=None`` resolved to ``background`` (the scaled background level of the volume)."""
+        return self if self.cval is not None else dataclasses.replace(self, cval=float(background))
 
     @property
     def padded_shape(self) -> tuple[int, int, int]:

@@ -273,7 +273,17 @@ def bundle_inference_settings(
         out["lower"], out["upper"] = float(percentiles[0]), float(percentiles[1])
     inferer = parsed("inferer")
     if inferer is not None and hasattr(inferer, "roi_size") and hasattr(inferer, "overlap"):
-        for attr in ("roi_size", "overlap", "mode", "sigma_scale", "padding_mode", "cval", "sw_batch_size"):
+        attrs = (
+            "roi_size",
+            "overlap",
+            "mode",
+            "sigma_scale",
+            "padding_mode",
+            "cval",
+            "context_margin",
+            "sw_batch_size",
+        )
+        for attr in attrs:
             value = getattr(inferer, attr, None)
             if value is not None:
                 value = getattr(value, "value", value)

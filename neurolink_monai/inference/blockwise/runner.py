@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,7 @@ def run_blockwise(
     sigma_scale: Sequence[float] | float | None = None,
     padding_mode: str | None = None,
     cval: float | None = None,
+    context_margin: int | None = None,
     sw_batch_size: int | None = None,
     lower: float | None = None,
     upper: float | None = None,
@@ -245,7 +246,10 @@ def run_blockwise(
         overlap: window overlap fraction(s) in ``[0, 1)``; default the bundle's, else 0.25.
         halo: alternative to ``overlap``: the overlap of neighbouring windows in voxels ``(z, y, x)``, which is the
             least margin each block reads beyond its borders.
-        mode, sigma_scale, padding_mode, cval, sw_batch_size: as in ``SlidingWindowInferer``.
+        mode, sigma_scale, padding_mode, cval, sw_batch_size: as in ``SlidingWindowInferer``; ``cval`` defaults to
+            the volume's background level (its scaled median).
+        context_margin: background voxels around an axis shorter than the window, as in
+            :class:`~neurolink_monai.inference.NeuroLinkInferer`; default the bundle's, else ``DEFAULT_CONTEXT_MARGIN``.
         lower, upper: intensity percentiles (default the bundle's, else ``DEFAULT_PERCENTILES``, 0.5 and 99.95).
         max_samples: percentiles are exact up to this many voxels, else from a strided subsample this large.
         threshold: probability threshold of the mask (binary segmentation); default the bundle's, else 0.5.
@@ -276,32 +280,8 @@ def run_blockwise(
     cluster = ClusterOptions(
         scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker, torch_threads=torch_threads
     )
-    options = BlockwiseOptions(
-        model=model,
-        config=config,
-        bundle_dir=bundle_dir,
-        chunks=chunks,
-        roi_size=roi_size,
-        overlap=overlap,
-        halo=halo,
-        mode=mode,
-        sigma_scale=sigma_scale,
-        padding_mode=padding_mode,
-        cval=cval,
-        sw_batch_size=sw_batch_size,
-        lower=lower,
-        upper=upper,
-        max_samples=max_samples,
-        threshold=threshold,
-        prob_dtype=prob_dtype,
-        maps_dtype=maps_dtype,
-        save_direction=save_direction,
-        save_distance=save_distance,
-        spacing=spacing,
-        zarr_format=zarr_format,
-        device=device,
-        amp=amp,
-    )
+    option_names = {option.name for option in fields(BlockwiseOptions)}
+    options = BlockwiseOptions(**{name: value for name, value in locals().items() if name in option_names})
     return run_blockwise_with(
         input_path, output_path, options, cluster, overwrite=overwrite, progress=progress, log=log
     )
@@ -400,7 +380,7 @@ def _compute_blocks(
         say(f"resuming {claim.partial}: {skipped} of {total} blocks already written, {len(todo)} to go")
     job = BlockJob(
         source=settings.source,
-        grid=settings.grid,
+        grid=settings.grid.with_cval(state.background),
         blocks=blocks,
         window=state.window,
         partial=str(claim.partial),

@@ -25,7 +25,7 @@ from torch import nn
 from ...networks.outputs import check_threshold
 from ...transforms.intensity import DEFAULT_MAX_SAMPLES, DEFAULT_PERCENTILES, check_percentiles
 from ...utils import as_positive_int
-from ..sliding import fit_roi_size, network_divisor
+from ..sliding import DEFAULT_CONTEXT_MARGIN, context_margins, fit_roi_size, network_divisor
 from .grid import BlockGrid, SlidingWindowGrid, overlap_from_halo
 from .model import ModelSpec, bundle_inference_settings, load_model_spec, model_spec_from_module
 from .sources import VolumeSource, open_volume
@@ -108,6 +108,7 @@ class BlockwiseOptions:
     sigma_scale: Sequence[float] | float | None = None
     padding_mode: str | None = None
     cval: float | None = None
+    context_margin: int | None = None
     sw_batch_size: int | None = None
     lower: float | None = None
     upper: float | None = None
@@ -234,6 +235,15 @@ def _model_spec(options: BlockwiseOptions) -> ModelSpec:
     return load_model_spec(options.model, options.config, options.bundle_dir)
 
 
+def _window_with_margin(shape: Sequence[int], roi: Sequence[int], divisor: int, margin: int) -> tuple[int, ...]:
+    """The window per axis: :func:`fit_roi_size` of the stack plus its context margin where the stack is shorter than
+    the window (the grid then pads the stack symmetrically up to that window), else of the stack alone."""
+    margins = context_margins(shape, roi, margin)
+    with_margin = fit_roi_size([n + 2 * m for n, m in zip(shape, margins)], roi, divisor)
+    alone = fit_roi_size(shape, roi, divisor)
+    return tuple(w if w >= n else a for w, a, n in zip(with_margin, alone, shape))
+
+
 def _window_grid(source: VolumeSource, spec: ModelSpec, options: BlockwiseOptions, bundle: dict) -> SlidingWindowGrid:
     """The sliding-window grid: the caller's settings, else the bundle's, else the built-in defaults."""
 
@@ -243,8 +253,10 @@ def _window_grid(source: VolumeSource, spec: ModelSpec, options: BlockwiseOption
 
     roi = pick("roi_size", DEFAULT_ROI_SIZE)
     roi_t = SlidingWindowGrid.create(source.shape, roi).roi_size  # validates and resolves roi entries <= 0
-    # Windows never larger than the stack (the bundle's NeuroLinkInferer rule): shrink to a multiple of the divisor.
-    roi_t = fit_roi_size(source.shape, roi_t, network_divisor(spec.load("cpu")))
+    # The bundle's NeuroLinkInferer rules (windows never larger than the stack and its context margin, a multiple of
+    # the divisor); the margin is padded with the stack's background level unless cval is given.
+    margin = pick("context_margin", DEFAULT_CONTEXT_MARGIN)
+    roi_t = _window_with_margin(source.shape, roi_t, network_divisor(spec.load("cpu")), margin)
     overlap = overlap_from_halo(roi_t, options.halo) if options.halo is not None else pick("overlap", DEFAULT_OVERLAP)
     return SlidingWindowGrid.create(
         source.shape,
@@ -253,7 +265,7 @@ def _window_grid(source: VolumeSource, spec: ModelSpec, options: BlockwiseOption
         pick("mode", "constant"),
         pick("sigma_scale", 0.125),
         pick("padding_mode", "constant"),
-        pick("cval", 0.0),
+        pick("cval", None),
     )
 
 

@@ -1,0 +1,76 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""Does a stack give the same mask alone and embedded in a larger background volume? (issue 15, item 1)
+
+For each depth, a synthetic stack ``(depth, 64, 64)`` (seed = depth, scaled by its 0.5 / 99.95 percentiles) is run
+through :class:`~neurolink_monai.inference.NeuroLinkInferer` (window 64 x 128 x 128) alone and placed in a volume of
+its median value, 16 voxels larger on every side; the Dice of the two masks (probability >= 0.5) on the stack is
+printed. Also printed: the fraction of a pure Poisson-noise 64 x 128 x 128 window (mean 5 counts, scaled by 1/30)
+that the network marks as neurite.
+
+Usage::
+
+    python benchmarks/embedded_agreement.py                                   # the shipped weights
+    python benchmarks/embedded_agreement.py --ckpt /tmp/bn/model.pt --norm batch --context-margin 8
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurolink_monai.data.synthetic import generate_sample
+from neurolink_monai.inference import NeuroLinkInferer
+from neurolink_monai.networks import NeuroLinkNet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def scaled_stack(depth: int) -> torch.Tensor:
+    """A synthetic ``(1, 1, depth, 64, 64)`` stack scaled like the bundle (percentiles 0.5, 99.95, clipped)."""
+    image = generate_sample((depth, 64, 64), seed=depth)["image"].astype(np.float32)
+    lo, hi = np.percentile(image, [0.5, 99.95])
+    return torch.from_numpy(np.clip((image - lo) / (hi - lo), 0, 1).astype(np.float32))[None, None]
+
+
+def agreement(net: torch.nn.Module, depth: int, context_margin: int, border: int = 16) -> float:
+    """Dice of the masks of a ``depth``-slice stack alone and embedded with ``border`` voxels of its median."""
+    x = scaled_stack(depth)
+    big = torch.full((1, 1, *(n + 2 * border for n in x.shape[2:])), float(x.median()))
+    inside = (slice(None), slice(None), *(slice(border, border + n) for n in x.shape[2:]))
+    big[inside] = x
+    inferer = NeuroLinkInferer((64, 128, 128), skip_background=False, context_margin=context_margin)
+    with torch.no_grad():
+        alone = torch.sigmoid(inferer(x, net)) >= 0.5
+        embedded = torch.sigmoid(inferer(big, net)[inside]) >= 0.5
+    alone, embedded = alone[:, 0], embedded[:, 0]
+    return float(2 * (alone & embedded).sum() / max(int(alone.sum() + embedded.sum()), 1))
+
+
+def noise_fraction(net: torch.nn.Module) -> float:
+    """Fraction of a pure Poisson-noise window marked as neurite."""
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.poisson(torch.full((1, 1, 64, 128, 128), 5.0), generator=gen) / 30.0).clamp(0, 1)
+    with torch.no_grad():
+        return float((torch.sigmoid(net(x)[:, 0]) >= 0.5).float().mean())
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ckpt", type=Path, default=REPO / "bundle" / "models" / "model.pt")
+    p.add_argument("--norm", default="instance", help="the network's normalisation (MONAI name), as trained")
+    p.add_argument("--context-margin", type=int, default=0)
+    p.add_argument("--depths", type=int, nargs="+", default=[16, 37, 60, 200])
+    args = p.parse_args(argv)
+    net = NeuroLinkNet(features=(8, 16, 32, 64), kernel_size=3, norm=(args.norm, {"affine": True})).eval()
+    net.load_state_dict(torch.load(args.ckpt, map_location="cpu", weights_only=True))
+    print(f"{args.ckpt} ({args.norm} norm), context_margin {args.context_margin}")
+    for depth in args.depths:
+        print(f"  {depth:4d} slices: Dice alone vs embedded {agreement(net, depth, args.context_margin):.3f}")
+    print(f"  pure-noise window marked neurite: {100 * noise_fraction(net):.2f} %")
+
+
+if __name__ == "__main__":
+    main()
