@@ -16,9 +16,11 @@ made small stacks come out mostly "neurite".
 Context margin. Along an axis shorter than ``roi_size`` the stack is first padded on both sides by up to
 ``context_margin`` voxels (never beyond ``roi_size``) of its background level (the median of each channel), and
 the output is cropped back: the network then sees the stack's border as it would see the same stack inside a larger,
-empty volume, so a short stack and that stack embedded in background give the same mask. Axes at least as long as
-the window are not padded, so large stacks cost nothing more; a 60-slice stack padded to 64 runs one window in
-depth instead of two.
+empty volume, so a short stack and that stack embedded in background give the same mask, provided the network's
+normalisation does not depend on the window's content (batch norm; not instance norm). Axes at least as long as the
+window are not padded, so large stacks cost nothing more; a 60-slice stack padded to 64 runs one window in depth
+instead of two. Off by default (:data:`DEFAULT_CONTEXT_MARGIN` 0): with the shipped instance-norm weights it scored
+lower on the real stacks (``benchmarks/results/real_data_margin.json``).
 
 Background rule (:class:`NoiseFloor`). Let ``m`` and ``sigma`` be the median and robust spread (1.4826 MAD) of
 the 3x3x3 mean of the whole (scaled) stack. A window is skipped, and the network not run on it, when the 3x3x3 mean
@@ -295,8 +297,8 @@ class NeuroLinkInferer(Inferer):
         divisor = self.divisor if self.divisor is not None else network_divisor(network)
         shape = tuple(int(s) for s in image.shape[2:])
         if divisor > 1 and all(n <= divisor for n in shape):
-            # So small that the network's coarsest level would be one voxel: repeat the border voxels up to twice
-            # the divisor, then crop the output back.
+            # So small that the network's coarsest level would be one voxel (instance norm needs more): repeat the
+            # border voxels up to twice the divisor, then crop the output back.
             pad = [max(2 * divisor - n, 0) for n in shape]
             padded = F.pad(image.float(), [0, pad[2], 0, pad[1], 0, pad[0]], mode="replicate")
             out = self._windows(padded, floor, network, *args, **kwargs)
