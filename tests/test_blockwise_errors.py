@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
 from neurolink_monai.inference.blockwise import (
@@ -96,6 +97,15 @@ def test_cli_rejects_bad_chunks_before_loading_anything(src, capsys):
     with pytest.raises(SystemExit):
         cli_main([str(src), "o.zarr", "--chunks", "8", "8"])
     assert "1 or 3 values" in capsys.readouterr().err
+
+
+def test_cli_rejects_a_negative_context_margin(src, net, tmp_path, capsys):
+    model = tmp_path / "net.ts"
+    torch.jit.script(net).save(str(model))
+    rc = cli_main([str(src), str(tmp_path / "o.zarr"), "--model", str(model), "--context-margin", "-1", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "context_margin must be an int >= 0, got -1" in err.strip().splitlines()[-1]
+    assert not (tmp_path / "o.zarr").exists()
 
 
 def test_cli_missing_default_model_is_a_clear_error(src, tmp_path, capsys):

@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mode", choices=("constant", "gaussian"), help="window blending (default: the bundle's)")
     g.add_argument("--sigma-scale", nargs="+", metavar="F", help="gaussian blending sigma / window size")
     g.add_argument("--sw-batch-size", type=int, metavar="N", help="windows per forward pass")
+    g.add_argument(
+        "--context-margin",
+        type=int,
+        metavar="N",
+        help="voxels of background level around an axis shorter than the window (default: the bundle's, 0)",
+    )
     g = p.add_argument_group("model and preprocessing")
     g.add_argument(
         "--model",
@@ -162,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             mode=args.mode,
             sigma_scale=sigma,
             sw_batch_size=args.sw_batch_size,
+            context_margin=args.context_margin,
             lower=args.lower,
             upper=args.upper,
             max_samples=args.max_samples if args.max_samples is not None else DEFAULT_MAX_SAMPLES,
