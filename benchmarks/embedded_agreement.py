@@ -18,21 +18,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from neurolink_monai.data.synthetic import generate_sample
 from neurolink_monai.inference import NeuroLinkInferer
 from neurolink_monai.networks import NeuroLinkNet
+from neurolink_monai.transforms import DEFAULT_PERCENTILES, intensity_window, scale_intensity
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def scaled_stack(depth: int) -> torch.Tensor:
     """A synthetic ``(1, 1, depth, 64, 64)`` stack scaled like the bundle (percentiles 0.5, 99.95, clipped)."""
-    image = generate_sample((depth, 64, 64), seed=depth)["image"].astype(np.float32)
-    lo, hi = np.percentile(image, [0.5, 99.95])
-    return torch.from_numpy(np.clip((image - lo) / (hi - lo), 0, 1).astype(np.float32))[None, None]
+    image = torch.from_numpy(generate_sample((depth, 64, 64), seed=depth)["image"])
+    return scale_intensity(image, intensity_window(image, *DEFAULT_PERCENTILES))[None, None]
 
 
 def agreement(net: torch.nn.Module, depth: int, context_margin: int, border: int = 16) -> float:

@@ -107,7 +107,7 @@ def test_margin_output_matches_the_stack_inside_background():
     net = NeuroLinkNet(**SMALL).eval()
     x = 0.1 + 0.01 * torch.rand(1, 1, 6, 8, 40)
     x[..., 3, 4, :] = 1.0
-    level = float(x.median())
+    level = float(np.median(x.numpy()))
     big = torch.full((1, 1, 6 + 2 * 4, 8 + 2 * 4, 40), level)
     big[:, :, 4:10, 4:12] = x
     with torch.no_grad():

@@ -48,6 +48,7 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
+from ..transforms.intensity import volume_percentiles
 from ..utils import as_positive_int
 from .blockwise.grid import SlidingWindowGrid
 
@@ -110,18 +111,13 @@ def context_margins(image_shape: Sequence[int], roi_size: Sequence[int], margin:
     )
 
 
-def _even_sample(values: torch.Tensor) -> torch.Tensor:
-    """An even subsample of at most 2^22 of ``values`` (flattened), for robust statistics of big stacks."""
-    flat = values.flatten()
-    return flat[:: max(1, -(-flat.numel() // _FLOOR_SAMPLES))]
-
-
 def pad_with_background(image: torch.Tensor, margins: Sequence[int]) -> torch.Tensor:
     """``image`` ``(B, C, D, H, W)`` padded by ``margins[a]`` voxels on both sides of spatial axis ``a``, with each
-    channel's median (its background level in a microscopy stack)."""
+    channel's median (its background level in a microscopy stack; :func:`volume_percentiles`, as the blockwise path
+    measures it)."""
     pads = [m for margin in reversed(margins) for m in (margin, margin)]
     channels = [
-        F.pad(image[:, c : c + 1].float(), pads, value=float(_even_sample(image[:, c]).median()))
+        F.pad(image[:, c : c + 1].float(), pads, value=volume_percentiles(image[:, c], (50.0,))[0])
         for c in range(image.shape[1])
     ]
     return torch.cat(channels, 1)
@@ -173,7 +169,9 @@ def background_floor(volume: torch.Tensor, z: float = DEFAULT_BACKGROUND_Z) -> N
         raise ValueError(f"volume must be (D, H, W), got shape {list(volume.shape)}.")
     if not math.isfinite(z) or z < 0:
         raise ValueError(f"background_z must be a finite number >= 0, got {z!r}.")
-    sample = _even_sample(_local_mean(volume))
+    flat = _local_mean(volume).flatten()
+    step = max(1, -(-flat.numel() // _FLOOR_SAMPLES))
+    sample = flat[::step]
     median = sample.median()
     sigma = 1.4826 * (sample - median).abs().median()
     return NoiseFloor(float(median), float(sigma), float(z))
