@@ -39,6 +39,7 @@ __all__ = [
     "sort_swc",
     "swc_to_physical",
     "swc_to_voxel",
+    "swc_parent_index",
 ]
 
 SWC_COLUMNS = ("id", "type", "x", "y", "z", "radius", "parent")
@@ -279,3 +280,14 @@ def swc_to_voxel(swc: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     out[:, 4] /= sz
     out[:, 5] /= sx
     return out
+
+
+def swc_parent_index(swc: np.ndarray) -> np.ndarray:
+    """Row index of each node's parent (``-1`` for roots), whatever the id numbering."""
+    ids = swc[:, 0]
+    order = np.argsort(ids, kind="stable")
+    pos = np.searchsorted(ids[order], swc[:, 6])
+    pos = np.clip(pos, 0, len(ids) - 1)
+    parent = order[pos]
+    parent[swc[:, 6] == -1] = -1
+    return parent

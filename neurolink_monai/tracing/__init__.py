@@ -12,6 +12,7 @@ from .classical import ClassicalConfig, classical_probability, classical_thresho
 from .endpoints import endpoint_directions, extend_tips
 from .linking import LinkParams, LinkResult, link_pieces
 from .pruning import prune_spurs
+from .smoothing import smooth_sections
 from .trace import TRACE_KEYWORDS, TraceConfig, trace_swc, trace_with_config
 from .transforms import TraceSWC, TraceSWCd
 from .trees import forest_to_swc, skeleton_radius
@@ -31,6 +32,7 @@ __all__ = [
     "TraceSWC",
     "TraceSWCd",
     "prune_spurs",
+    "smooth_sections",
     "endpoint_directions",
     "extend_tips",
     "bridge_gaps",

@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         "small-component removal), the classical reference",
     )
     p.add_argument("--no-extend-tips", action="store_true", help="do not walk endpoints on to the neurite tips")
+    p.add_argument(
+        "--smooth-iterations",
+        type=int,
+        default=d.smooth_iterations,
+        help="passes of smoothing along unbranched sections, off the voxel staircase; 0: none (%(default)s)",
+    )
     p.add_argument("--version", action="version", version=f"neurolink_monai {__version__}")
     return p
 
@@ -152,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bridge_to_side=not args.no_side_bridges,
             single_tree=args.single_tree,
             extend_tips=not args.no_extend_tips,
+            smooth_iterations=args.smooth_iterations,
             link_cost=args.link_cost if args.link_cost is not None else (30.0 if args.classical else 0.0),
             keep_length=args.keep_length,
             max_trees=args.max_trees if args.max_trees is not None else (3 if args.classical else 0),

@@ -25,6 +25,7 @@ from .contrast import gate_by_contrast
 from .endpoints import extend_tips as _extend_tips
 from .linking import LinkParams, link_pieces
 from .pruning import prune_spurs
+from .smoothing import smooth_sections
 from .trees import forest_to_swc, skeleton_radius
 
 __all__ = [
@@ -61,6 +62,7 @@ TRACE_KEYWORDS: dict[str, str] = {
     "keep_length": "link.keep_length",
     "max_trees": "link.max_trees",
     "min_contrast": "min_contrast",
+    "smooth_iterations": "smooth_iterations",
     "node_type": "node_type",
 }
 
@@ -91,6 +93,8 @@ class TraceConfig:
             noise sigmas above the local background are dropped before tracing (see
             :func:`~neurolink_monai.tracing.contrast.gate_by_contrast`); 0 disables.
         node_type: SWC type of the traced nodes (3: dendrite); a detected soma root gets type 1.
+        smooth_iterations: passes of section smoothing of the traced coordinates (tips, branch points and roots
+            stay; see :func:`~neurolink_monai.tracing.smoothing.smooth_sections`); 0 keeps the voxel staircase.
         bridge: gap bridging between endpoints that face each other (:class:`~neurolink_monai.tracing.BridgeParams`;
             ``max_gap`` 0 disables it).
         link: growth of the main tree through weak stretches and the choice of further trees
@@ -107,6 +111,7 @@ class TraceConfig:
     single_tree: bool = False
     min_contrast: float = 0.0
     node_type: int = 3
+    smooth_iterations: int = 10
     bridge: BridgeParams = field(default_factory=BridgeParams)
     link: LinkParams = field(default_factory=_no_linking)
 
@@ -121,6 +126,7 @@ class TraceConfig:
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}.")
         as_positive_int(self.node_type, "node_type", allow_zero=True)
+        as_positive_int(self.smooth_iterations, "smooth_iterations", allow_zero=True)
         for name, cls in (("bridge", BridgeParams), ("link", LinkParams)):
             if not isinstance(getattr(self, name), cls):
                 raise TypeError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}.")
@@ -324,6 +330,7 @@ def trace_swc(
     max_trees: int = _DEFAULT_KEYWORDS["max_trees"],
     image: Any | None = None,
     min_contrast: float = _DEFAULT_KEYWORDS["min_contrast"],
+    smooth_iterations: int = _DEFAULT_KEYWORDS["smooth_iterations"],
 ) -> np.ndarray:
     """Trace a neuron reconstruction from a probability map, bridging weak gaps with the direction map.
 
@@ -340,7 +347,8 @@ def trace_swc(
     at the soma (largest distance value) or, for a piece without a soma, an endpoint (preferably one on the volume
     border, where the neurite enters; the thickest such); pieces shorter than
     ``min_component_length`` are dropped; (5) one SWC node per skeleton voxel with radius = ``distance`` there
-    (without a distance map: the Euclidean distance to the nearest background voxel of the mask). Lengths, gaps
+    (without a distance map: the Euclidean distance to the nearest background voxel of the mask), the nodes inside
+    unbranched sections smoothed off the voxel staircase (``smooth_iterations``). Lengths, gaps
     and angles are measured in voxel steps, or, when ``spacing`` is given, in in-plane (x) voxels with the
     anisotropy honoured (a z step counts ``sz / sx``), the unit of SWC radii and of the distance map. The
     result is deterministic.
@@ -354,7 +362,8 @@ def trace_swc(
         spacing: voxel size ``(z, y, x)``; sets the anisotropy of the geometry and is needed for ``physical_units``.
         physical_units: return coordinates times the spacing (and radius times the x spacing) instead of voxels.
         max_gap, min_spur_length, min_component_length, min_facing_cos, bridge_to_side, direction_window, soma_ratio,
-        min_radius, extend_tips, single_tree, node_type, link_cost, keep_length, max_trees, min_contrast: see
+        min_radius, extend_tips, single_tree, node_type, link_cost, keep_length, max_trees, min_contrast,
+        smooth_iterations: see
             :class:`TraceConfig` (where each one lives: :data:`TRACE_KEYWORDS`).
         image: optional ``(D, H, W)`` or ``(C, D, H, W)`` image the probability was predicted from, for
             ``min_contrast``.
@@ -385,6 +394,7 @@ def trace_swc(
         keep_length=keep_length,
         max_trees=max_trees,
         min_contrast=min_contrast,
+        smooth_iterations=smooth_iterations,
     )
     return trace_with_config(prob, direction, distance, root, spacing, physical_units, cfg, image=image)
 
@@ -469,6 +479,7 @@ def _trace(
         first_node=main_node,
     )
     if len(swc):
+        swc = smooth_sections(swc, cfg.smooth_iterations)
         swc[:, 5] = np.maximum(swc[:, 5], cfg.min_radius)
     return swc
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ...io.swc import swc_parent_index
 from ...utils import as_spacing
 
 __all__ = ["spacing_ratio", "swc_parent_index", "swc_zyx", "sample_centreline"]
@@ -24,17 +25,6 @@ def spacing_ratio(spacing: Sequence[float] | None) -> np.ndarray:
     """
     sp = as_spacing(spacing, allow_none=True)
     return sp / sp[2]
-
-
-def swc_parent_index(swc: np.ndarray) -> np.ndarray:
-    """Row index of each node's parent (``-1`` for roots), whatever the id numbering."""
-    ids = swc[:, 0]
-    order = np.argsort(ids, kind="stable")
-    pos = np.searchsorted(ids[order], swc[:, 6])
-    pos = np.clip(pos, 0, len(ids) - 1)
-    parent = order[pos]
-    parent[swc[:, 6] == -1] = -1
-    return parent
 
 
 def swc_zyx(swc: np.ndarray) -> np.ndarray:
