@@ -119,3 +119,20 @@ def test_python_dash_m_entry_point(prob_tif, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert read_swc(out).shape[1] == 7
+
+
+def test_cli_smooth_iterations(tmp_path, capsys):
+    prob = np.zeros(SHAPE, dtype=np.float32)
+    for x in range(3, 45):  # an oblique line of slope 1/4: a staircase on the voxel grid
+        prob[6, 4 + x // 4, x] = 0.9
+    path = tmp_path / "oblique.tif"
+    write_tiff_stack(path, prob)
+    out0, out10 = tmp_path / "staircase.swc", tmp_path / "smooth.swc"
+    assert run(capsys, path, "-o", out0, "--smooth-iterations", 0)[0] == 0
+    code, text = run(capsys, path, "-o", out10)
+    assert code == 0
+    staircase, smooth = read_swc(out0), read_swc(out10)
+    assert np.all(np.mod(staircase[:, 2:5], 1.0) == 0.0) and not np.all(np.mod(smooth[:, 2:5], 1.0) == 0.0)
+    assert any("smooth_iterations=10" in h for h in out10.read_text().splitlines()[:5])
+    code, text = run(capsys, path, "-o", out0, "--smooth-iterations", -1)
+    assert code == 2 and "smooth_iterations" in text.strip().splitlines()[-1]
