@@ -50,8 +50,7 @@ def smooth_sections(swc: np.ndarray, iterations: int) -> np.ndarray:
     inner = np.flatnonzero(has_parent & (children == 1))
     child = np.full(len(out), -1, dtype=np.int64)
     child[parent[has_parent]] = np.flatnonzero(has_parent)  # the one child, where there is exactly one
-    xyz = out[:, 2:5]
+    xyz = out[:, 2:5]  # a view: the passes update ``out``
     for _ in range(int(iterations)):
         xyz[inner] = 0.5 * xyz[inner] + 0.25 * (xyz[parent[inner]] + xyz[child[inner]])
-    out[:, 2:5] = xyz
     return out
