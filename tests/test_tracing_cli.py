@@ -133,6 +133,9 @@ def test_cli_smooth_iterations(tmp_path, capsys):
     assert code == 0
     staircase, smooth = read_swc(out0), read_swc(out10)
     assert np.all(np.mod(staircase[:, 2:5], 1.0) == 0.0) and not np.all(np.mod(smooth[:, 2:5], 1.0) == 0.0)
-    assert any("smooth_iterations=10" in h for h in out10.read_text().splitlines()[:5])
+    header = out10.read_text().splitlines()[:5]
+    assert any("smooth_iterations=10" in h and "long_link_factor=1.0" in h for h in header)
+    assert run(capsys, path, "-o", out10, "--long-link-factor", 2)[0] == 0
+    assert any("long_link_factor=2.0" in h for h in out10.read_text().splitlines()[:5])
     code, text = run(capsys, path, "-o", out0, "--smooth-iterations", -1)
     assert code == 2 and "smooth_iterations" in text.strip().splitlines()[-1]

@@ -51,6 +51,18 @@ def test_dark_gap_beyond_the_budget_is_not_crossed():
         assert not (tree[:, 2].min() < 46 and tree[:, 2].max() > 56)
 
 
+def test_long_pieces_join_across_a_larger_budget():
+    # the 10-voxel dark gap costs 50: beyond link_cost 30, within 2 x 30 for two halves at least keep_length long
+    scene = _scene(0.0)
+    kwargs = dict(max_gap=0.0, link_cost=30.0, max_trees=1, keep_length=40.0)
+    (joined,) = _trees(trace_swc(scene, long_link_factor=2.0, **kwargs))
+    assert joined[:, 2].min() <= 8 and joined[:, 2].max() >= 96 and np.all(np.abs(joined[:, 3] - 30) <= 2)
+    (apart,) = _trees(trace_swc(scene, **kwargs))  # factor 1: the halves stay apart, the other neuron is longest
+    assert np.all(np.abs(apart[:, 3] - 56) <= 2)
+    (short,) = _trees(trace_swc(scene, long_link_factor=2.0, **{**kwargs, "keep_length": 50.0}))
+    assert np.all(np.abs(short[:, 3] - 56) <= 2)  # halves of 41 and 44 voxels are not long: budget 30
+
+
 def test_max_trees_keeps_the_longest_other_neurites_after_the_main_tree():
     swc = trace_swc(_scene(0.3), max_gap=0.0, link_cost=30.0, max_trees=3, keep_length=40.0)
     trees = _trees(swc)
@@ -82,7 +94,14 @@ def test_cost_volume_is_cheap_on_the_foreground_and_blocked_far_from_it():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"max_link_cost": -1.0}, {"min_piece_length": float("nan")}, {"max_trees": -1}, {"max_trees": 1.5}]
+    "kwargs",
+    [
+        {"max_link_cost": -1.0},
+        {"min_piece_length": float("nan")},
+        {"max_trees": -1},
+        {"max_trees": 1.5},
+        {"long_link_factor": 0.5},
+    ],
 )
 def test_bad_link_params(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):

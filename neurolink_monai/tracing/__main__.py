@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         "this long, voxels (%(default)s)",
     )
     p.add_argument(
+        "--long-link-factor",
+        type=float,
+        default=d.link.long_link_factor,
+        help="with --link-cost, a piece at least --keep-length long joins across this many times the link cost "
+        "(%(default)s)",
+    )
+    p.add_argument(
         "--classical",
         action="store_true",
         help="PROB is the raw image: trace it without a model (smoothing, the higher of Otsu and a noise threshold, "
@@ -161,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             smooth_iterations=args.smooth_iterations,
             link_cost=args.link_cost if args.link_cost is not None else (30.0 if args.classical else 0.0),
             keep_length=args.keep_length,
+            long_link_factor=args.long_link_factor,
             max_trees=args.max_trees if args.max_trees is not None else (3 if args.classical else 0),
         )
         prob, file_spacing = read_tiff_stack(args.prob)

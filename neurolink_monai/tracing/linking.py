@@ -57,16 +57,20 @@ class LinkParams:
         min_piece_length: pieces shorter than this never join (specks).
         keep_length: pieces that do not join but are at least this long stay as further trees.
         max_trees: most trees kept, the main tree included; 0 keeps every tree longer than ``keep_length``.
+        long_link_factor: a piece at least ``keep_length`` long, a neurite on its own rather than a speck, joins
+            across up to this many times ``max_link_cost`` (1: every piece has the same budget).
     """
 
     max_link_cost: float = 30.0
     min_piece_length: float = 8.0
     keep_length: float = 60.0
     max_trees: int = 3
+    long_link_factor: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("max_link_cost", "min_piece_length", "keep_length"):
             as_float_in_range(getattr(self, name), name, 0.0)
+        as_float_in_range(self.long_link_factor, "long_link_factor", 1.0)
         as_positive_int(self.max_trees, "max_trees", allow_zero=True)
 
 
@@ -114,23 +118,24 @@ def _link_round(
     sources: np.ndarray,
     candidates: np.ndarray,
     cost: np.ndarray,
-    budget: float,
+    budget: np.ndarray,
 ) -> list[tuple[int, np.ndarray]]:
-    """One growth step: the cheapest path from ``sources`` ((S, 3) voxels) to every candidate piece within
-    ``budget``. Returns ``(piece, path)`` per piece reached, the path (L, 3) voxels from the sources to the piece."""
+    """One growth step: the cheapest path from ``sources`` ((S, 3) voxels) to every candidate piece within its
+    ``budget`` ((P,) per piece). Returns ``(piece, path)`` per piece reached, the path (L, 3) voxels from the sources
+    to the piece."""
     # joining paths stay inside the box of all nodes
     lo = np.maximum(graph.points.min(axis=0) - 1, 0)
     hi = np.minimum(graph.points.max(axis=0) + 2, cost.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     scale = (1.0, 1.0, 1.0) if graph.spacing is None else tuple(float(s) for s in graph.spacing)
-    mcp = _BudgetMCP(cost[box], budget, fully_connected=True, sampling=scale)
+    mcp = _BudgetMCP(cost[box], float(budget[candidates].max()), fully_connected=True, sampling=scale)
     cum, _ = mcp.find_costs([tuple(int(v) for v in p - lo) for p in sources])
     node_cost = cum[tuple((graph.points - lo).T)]
     reached = []
     for piece in candidates:
         nodes = np.flatnonzero(labels == piece)
         best = nodes[np.argmin(node_cost[nodes])]
-        if np.isfinite(node_cost[best]) and node_cost[best] <= budget:
+        if np.isfinite(node_cost[best]) and node_cost[best] <= budget[piece]:
             path = np.asarray(mcp.traceback(tuple(int(v) for v in graph.points[best] - lo)), dtype=np.int64)
             reached.append((int(piece), path + lo))
     return reached
@@ -142,9 +147,10 @@ def _grow(
     eligible: np.ndarray,
     seed: int,
     cost: np.ndarray,
-    budget: float,
+    budget: np.ndarray,
 ) -> tuple[list[int], list[tuple[int, np.ndarray]]]:
-    """Grow piece ``seed`` round by round over the ``eligible`` pieces; its pieces and the joining paths."""
+    """Grow piece ``seed`` round by round over the ``eligible`` pieces, each within its ``budget`` ((P,) link
+    costs); its pieces and the joining paths."""
     group = [seed]
     joins: list[tuple[int, np.ndarray]] = []
     sources = graph.points[labels == seed]
@@ -178,9 +184,10 @@ def link_pieces(
     three not yet joined to an earlier seed's tree). Each growth round runs one cheapest-path search
     (:class:`skimage.graph.MCP_Geometric`, anisotropic steps) from the tree through :func:`link_cost_volume`, so
     a path may also run through other pieces; every piece at least ``min_piece_length`` long that is reached
-    within ``max_link_cost`` joins along its path (new path voxels become nodes, their radius the joined piece's
-    smallest). Rounds repeat until nothing joins. The main tree is the user's, else the longest grown tree; it and
-    the longest other pieces of at least ``keep_length`` are kept, at most ``max_trees`` in all.
+    within ``max_link_cost`` (``long_link_factor`` times that for a piece at least ``keep_length`` long) joins along
+    its path (new path voxels become nodes, their radius the joined piece's smallest). Rounds repeat until nothing
+    joins. The main tree is the user's, else the longest grown tree; it and the longest other pieces of at least
+    ``keep_length`` are kept, at most ``max_trees`` in all.
 
     With ``node_evidence`` (how clearly the image shows each node, e.g. the contrast of its mask piece from
     :func:`~neurolink_monai.tracing.contrast.gate_by_contrast`), "longest" becomes "most evidence": a piece weighs
@@ -216,11 +223,12 @@ def link_pieces(
     grouped = np.zeros(len(length), dtype=bool)
     best_seed, best_weight = order[0], -1.0
     if params.max_link_cost > 0:
-        cost = link_cost_volume(prob, threshold, float(params.max_link_cost), graph.spacing)
+        budget = np.where(length >= params.keep_length, params.long_link_factor, 1.0) * float(params.max_link_cost)
+        cost = link_cost_volume(prob, threshold, float(budget.max()), graph.spacing)
         for seed in [c for c in order if eligible[c] or user][:_MAX_SEEDS]:
             if grouped[seed]:
                 continue
-            group, group_joins = _grow(graph, labels, eligible & ~grouped, seed, cost, float(params.max_link_cost))
+            group, group_joins = _grow(graph, labels, eligible & ~grouped, seed, cost, budget)
             grouped[group] = True
             joins += group_joins
             if float(weight[group].sum()) > best_weight:

@@ -61,6 +61,7 @@ TRACE_KEYWORDS: dict[str, str] = {
     "link_cost": "link.max_link_cost",
     "keep_length": "link.keep_length",
     "max_trees": "link.max_trees",
+    "long_link_factor": "link.long_link_factor",
     "min_contrast": "min_contrast",
     "smooth_iterations": "smooth_iterations",
     "node_type": "node_type",
@@ -328,6 +329,7 @@ def trace_swc(
     link_cost: float = _DEFAULT_KEYWORDS["link_cost"],
     keep_length: float = _DEFAULT_KEYWORDS["keep_length"],
     max_trees: int = _DEFAULT_KEYWORDS["max_trees"],
+    long_link_factor: float = _DEFAULT_KEYWORDS["long_link_factor"],
     image: Any | None = None,
     min_contrast: float = _DEFAULT_KEYWORDS["min_contrast"],
     smooth_iterations: int = _DEFAULT_KEYWORDS["smooth_iterations"],
@@ -362,8 +364,8 @@ def trace_swc(
         spacing: voxel size ``(z, y, x)``; sets the anisotropy of the geometry and is needed for ``physical_units``.
         physical_units: return coordinates times the spacing (and radius times the x spacing) instead of voxels.
         max_gap, min_spur_length, min_component_length, min_facing_cos, bridge_to_side, direction_window, soma_ratio,
-        min_radius, extend_tips, single_tree, node_type, link_cost, keep_length, max_trees, min_contrast,
-        smooth_iterations: see
+        min_radius, extend_tips, single_tree, node_type, link_cost, keep_length, max_trees, long_link_factor,
+        min_contrast, smooth_iterations: see
             :class:`TraceConfig` (where each one lives: :data:`TRACE_KEYWORDS`).
         image: optional ``(D, H, W)`` or ``(C, D, H, W)`` image the probability was predicted from, for
             ``min_contrast``.
@@ -393,6 +395,7 @@ def trace_swc(
         link_cost=link_cost,
         keep_length=keep_length,
         max_trees=max_trees,
+        long_link_factor=long_link_factor,
         min_contrast=min_contrast,
         smooth_iterations=smooth_iterations,
     )
