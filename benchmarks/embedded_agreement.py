@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from neurolink_monai.data.synthetic import generate_sample
-from neurolink_monai.inference import NeuroLinkInferer
+from neurolink_monai.inference import NeuroLinkInferer, alone_and_embedded
 from neurolink_monai.networks import NeuroLinkNet
 from neurolink_monai.transforms import DEFAULT_PERCENTILES, intensity_window, scale_intensity
 
@@ -36,15 +36,10 @@ def scaled_stack(depth: int) -> torch.Tensor:
 
 def agreement(net: torch.nn.Module, depth: int, context_margin: int, border: int = 16) -> float:
     """Dice of the masks of a ``depth``-slice stack alone and embedded with ``border`` voxels of its median."""
-    x = scaled_stack(depth)
-    big = torch.full((1, 1, *(n + 2 * border for n in x.shape[2:])), float(x.median()))
-    inside = (slice(None), slice(None), *(slice(border, border + n) for n in x.shape[2:]))
-    big[inside] = x
     inferer = NeuroLinkInferer((64, 128, 128), skip_background=False, context_margin=context_margin)
-    with torch.no_grad():
-        alone = torch.sigmoid(inferer(x, net)) >= 0.5
-        embedded = torch.sigmoid(inferer(big, net)[inside]) >= 0.5
-    alone, embedded = alone[:, 0], embedded[:, 0]
+    alone, embedded = (
+        torch.sigmoid(out[:, 0]) >= 0.5 for out in alone_and_embedded(inferer, net, scaled_stack(depth), border)
+    )
     return float(2 * (alone & embedded).sum() / max(int(alone.sum() + embedded.sum()), 1))
 
 

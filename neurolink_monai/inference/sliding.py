@@ -54,6 +54,7 @@ from .blockwise.grid import SlidingWindowGrid
 
 __all__ = [
     "BACKGROUND_LOGIT",
+    "alone_and_embedded",
     "DEFAULT_BACKGROUND_Z",
     "DEFAULT_CONTEXT_MARGIN",
     "NeuroLinkInferer",
@@ -121,6 +122,23 @@ def pad_with_background(image: torch.Tensor, margins: Sequence[int]) -> torch.Te
         for c in range(image.shape[1])
     ]
     return torch.cat(channels, 1)
+
+
+def alone_and_embedded(
+    inferer: Callable[[torch.Tensor, Any], torch.Tensor], network: Any, image: torch.Tensor, border: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output for ``image`` ``(B, C, D, H, W)`` on its own and for the same image embedded in a larger volume of
+    its background level (:func:`pad_with_background` by ``border`` voxels on every side), cropped back to the image:
+    the check of issue 15 that the answer for a stack does not depend on what surrounds it. Runs without gradients.
+
+    Returns:
+        ``(alone, embedded)``, both ``(B, C_out, D, H, W)``.
+    """
+    as_positive_int(border, "border")
+    big = pad_with_background(image, (border,) * 3)
+    inside = (slice(None), slice(None), *(slice(border, border + n) for n in image.shape[2:]))
+    with torch.no_grad():
+        return inferer(image, network), inferer(big, network)[inside]
 
 
 def network_divisor(network: Any) -> int:
