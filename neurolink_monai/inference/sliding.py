@@ -105,8 +105,7 @@ def context_margins(image_shape: Sequence[int], roi_size: Sequence[int], margin:
     """
     if len(image_shape) != len(roi_size):
         raise ValueError(f"roi_size {list(roi_size)} and image shape {list(image_shape)} differ in length.")
-    if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
-        raise ValueError(f"context_margin must be an int >= 0, got {margin!r}.")
+    as_positive_int(margin, "context_margin", allow_zero=True)
     return tuple(
         min(margin, (int(r) - int(n)) // 2) if 0 < int(n) < int(r) else 0 for n, r in zip(image_shape, roi_size)
     )
