@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["background_and_noise", "component_contrast", "gate_by_contrast"]
+__all__ = ["background_and_noise", "component_contrast", "gate_by_contrast", "level_noise", "node_levels"]
 
 # in-plane width (voxels) of the window that estimates the local background; z is scaled by the anisotropy
 _BACKGROUND_WINDOW = 21
@@ -26,6 +26,8 @@ _BACKGROUND_WINDOW = 21
 _FOREGROUND_MARGIN = 2
 # a noise-free (clipped, quantised) background still has this noise, relative to the image's bright range
 _NOISE_FLOOR = 1e-3
+# offsets of a voxel's 3x3x3 neighbourhood, over which node levels are averaged
+_NEIGHBOURHOOD = np.stack(np.meshgrid(*([np.arange(-1, 2)] * 3), indexing="ij"), axis=-1).reshape(27, 3)
 
 
 def _window(scale: Sequence[float] | None) -> tuple[int, int, int]:
@@ -70,8 +72,45 @@ def background_and_noise(
     return background, max(sigma, _NOISE_FLOOR * max(bright_range, 0.0), 1e-12)
 
 
+def node_levels(image: np.ndarray, background: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Image level above the local background at skeleton nodes: the ``(N,)`` float64 mean of ``image`` over the
+    3x3x3 voxels around each of the ``(N, 3)`` int voxel indices ``points`` (``(z, y, x)``; clipped at the volume's
+    border) minus ``background`` (:func:`background_and_noise`) at the point."""
+    pts = np.asarray(points, dtype=np.int64).reshape(-1, 3)
+    around = np.clip(pts[:, None, :] + _NEIGHBOURHOOD[None], 0, np.asarray(image.shape) - 1)  # (N, 27, 3)
+    mean = np.asarray(image, dtype=np.float64)[around[..., 0], around[..., 1], around[..., 2]].mean(axis=1)
+    return mean - background[tuple(pts.T)]
+
+
+def level_noise(
+    image: np.ndarray, background: np.ndarray, foreground: np.ndarray, samples: int = 20000, seed: int = 0
+) -> float:
+    """Noise of :func:`node_levels`: their robust standard deviation (1.4826 MAD) at up to ``samples`` voxels drawn
+    (seeded, so deterministic) from those at least two voxels away from ``foreground``. Measured, not derived from
+    the voxel noise, because the noise of real and degraded stacks is correlated between neighbouring voxels.
+
+    Returns:
+        the noise, at least 1e-12; 0-noise stacks (a background clipped to a constant) give that floor.
+    """
+    rng = np.random.default_rng(seed)
+    shape = np.asarray(foreground.shape)
+    drawn = (rng.random((3 * samples, 3)) * shape).astype(np.int64)
+    margin = _FOREGROUND_MARGIN
+    offsets = np.stack(np.meshgrid(*([np.arange(-margin, margin + 1)] * 3), indexing="ij"), axis=-1).reshape(-1, 3)
+    near = np.clip(drawn[:, None, :] + offsets[None], 0, shape - 1)
+    clear = ~foreground[near[..., 0], near[..., 1], near[..., 2]].any(axis=1)
+    points = drawn[clear][:samples]
+    if len(points) == 0:
+        return 1e-12
+    levels = node_levels(image, background, points)
+    return max(1.4826 * float(np.median(np.abs(levels - np.median(levels)))), 1e-12)
+
+
 def component_contrast(
-    image: np.ndarray, mask: np.ndarray, scale: Sequence[float] | None = None
+    image: np.ndarray,
+    mask: np.ndarray,
+    scale: Sequence[float] | None = None,
+    background: tuple[np.ndarray, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Contrast of each 26-connected piece of ``mask`` in ``image``.
 
@@ -83,6 +122,8 @@ def component_contrast(
         image: ``(D, H, W)`` intensities.
         mask: ``(D, H, W)`` bool foreground.
         scale: voxel size ``(z, y, x)``, for the background window.
+        background: ``(background, sigma)`` of :func:`background_and_noise` for this ``mask``, when the caller has
+            them already; computed otherwise.
 
     Returns:
         ``(labels, contrast)``: ``(D, H, W)`` int32 piece labels (0: background) and ``(n_pieces + 1,)`` float64
@@ -92,7 +133,7 @@ def component_contrast(
     contrast = np.zeros(n + 1, dtype=np.float64)
     if n == 0:
         return labels, contrast
-    background, sigma = background_and_noise(image, mask, scale)
+    background, sigma = background_and_noise(image, mask, scale) if background is None else background
     inside = labels > 0
     excess = (np.asarray(image, dtype=np.float32) - background)[inside]
     piece = labels[inside]
@@ -113,6 +154,7 @@ def gate_by_contrast(
     min_contrast: float,
     scale: Sequence[float] | None = None,
     return_contrast: bool = False,
+    background: tuple[np.ndarray, float] | None = None,
 ) -> tuple[np.ndarray, int] | tuple[np.ndarray, int, np.ndarray]:
     """``prob`` with the pieces of ``prob >= threshold`` whose contrast is below ``min_contrast`` set to 0.
 
@@ -125,6 +167,8 @@ def gate_by_contrast(
         return_contrast: also return the ``(D, H, W)`` float32 contrast of the kept piece each voxel belongs to (0
             outside the kept pieces), the image evidence that :func:`~neurolink_monai.tracing.linking.link_pieces`
             ranks trees by.
+        background: ``(background, sigma)`` of :func:`background_and_noise` for the mask ``prob >= threshold``,
+            when the caller has them already (see :func:`component_contrast`).
 
     Returns:
         ``(gated, n_dropped)``: a float32 copy of ``prob`` with the rejected pieces at 0 (their surroundings below the
@@ -138,7 +182,7 @@ def gate_by_contrast(
         img = img.mean(axis=0)
     if img.shape != prob.shape:
         raise ValueError(f"the image {img.shape} and the probability map {prob.shape} must have the same shape.")
-    labels, contrast = component_contrast(img, prob >= threshold, scale)
+    labels, contrast = component_contrast(img, prob >= threshold, scale, background)
     rejected = contrast < min_contrast
     rejected[0] = False
     gated = np.array(prob, dtype=np.float32, copy=True)

@@ -21,10 +21,10 @@ from ..io import swc_to_physical
 from ..skeleton import SkeletonGraph, spanning_forest, thin_curves, voxel_graph
 from ..utils import as_float_in_range, as_positive_int, as_spacing, count_nonfinite, to_numpy
 from .bridging import BridgeParams, bridge_gaps
-from .contrast import gate_by_contrast
+from .contrast import background_and_noise, gate_by_contrast, level_noise, node_levels
 from .endpoints import extend_tips as _extend_tips
 from .linking import LinkParams, link_pieces
-from .pruning import prune_spurs
+from .pruning import prune_faint_spurs, prune_spurs
 from .smoothing import smooth_sections
 from .trees import forest_to_swc, skeleton_radius
 
@@ -63,6 +63,7 @@ TRACE_KEYWORDS: dict[str, str] = {
     "max_trees": "link.max_trees",
     "long_link_factor": "link.long_link_factor",
     "min_contrast": "min_contrast",
+    "faint_spur_ratio": "faint_spur_ratio",
     "smooth_iterations": "smooth_iterations",
     "node_type": "node_type",
 }
@@ -93,6 +94,9 @@ class TraceConfig:
         min_contrast: with an image, pieces of the mask whose median intensity is less than this many background
             noise sigmas above the local background are dropped before tracing (see
             :func:`~neurolink_monai.tracing.contrast.gate_by_contrast`); 0 disables.
+        faint_spur_ratio: with an image, spurs of the final trace whose image level (above the local background)
+            is below this fraction of the neurite they leave are removed (see
+            :func:`~neurolink_monai.tracing.pruning.prune_faint_spurs`); 0 disables.
         node_type: SWC type of the traced nodes (3: dendrite); a detected soma root gets type 1.
         smooth_iterations: passes of section smoothing of the traced coordinates (tips, branch points and roots
             stay; see :func:`~neurolink_monai.tracing.smoothing.smooth_sections`); 0 keeps the voxel staircase.
@@ -111,6 +115,7 @@ class TraceConfig:
     extend_tips: bool = True
     single_tree: bool = False
     min_contrast: float = 0.0
+    faint_spur_ratio: float = 0.0
     node_type: int = 3
     smooth_iterations: int = 10
     bridge: BridgeParams = field(default_factory=BridgeParams)
@@ -123,6 +128,7 @@ class TraceConfig:
         as_float_in_range(self.soma_ratio, "soma_ratio", 1.0)
         as_float_in_range(self.min_radius, "min_radius", 0.0)
         as_float_in_range(self.min_contrast, "min_contrast", 0.0)
+        as_float_in_range(self.faint_spur_ratio, "faint_spur_ratio", 0.0, 1.0)
         for flag in ("extend_tips", "single_tree"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}.")
@@ -332,6 +338,7 @@ def trace_swc(
     long_link_factor: float = _DEFAULT_KEYWORDS["long_link_factor"],
     image: Any | None = None,
     min_contrast: float = _DEFAULT_KEYWORDS["min_contrast"],
+    faint_spur_ratio: float = _DEFAULT_KEYWORDS["faint_spur_ratio"],
     smooth_iterations: int = _DEFAULT_KEYWORDS["smooth_iterations"],
 ) -> np.ndarray:
     """Trace a neuron reconstruction from a probability map, bridging weak gaps with the direction map.
@@ -365,10 +372,10 @@ def trace_swc(
         physical_units: return coordinates times the spacing (and radius times the x spacing) instead of voxels.
         max_gap, min_spur_length, min_component_length, min_facing_cos, bridge_to_side, direction_window, soma_ratio,
         min_radius, extend_tips, single_tree, node_type, link_cost, keep_length, max_trees, long_link_factor,
-        min_contrast, smooth_iterations: see
+        min_contrast, faint_spur_ratio, smooth_iterations: see
             :class:`TraceConfig` (where each one lives: :data:`TRACE_KEYWORDS`).
         image: optional ``(D, H, W)`` or ``(C, D, H, W)`` image the probability was predicted from, for
-            ``min_contrast``.
+            ``min_contrast`` and ``faint_spur_ratio``.
 
     Returns:
         ``(N, 7)`` float64 SWC array (id, type, x, y, z, radius, parent), ids 1..N, parents before children,
@@ -397,6 +404,7 @@ def trace_swc(
         max_trees=max_trees,
         long_link_factor=long_link_factor,
         min_contrast=min_contrast,
+        faint_spur_ratio=faint_spur_ratio,
         smooth_iterations=smooth_iterations,
     )
     return trace_with_config(prob, direction, distance, root, spacing, physical_units, cfg, image=image)
@@ -427,10 +435,16 @@ def trace_with_config(
     if physical_units and sp is None:
         raise ValueError("physical_units=True needs the voxel spacing (z, y, x); pass spacing=(sz, sy, sx).")
     scale = None if sp is None else np.asarray(sp, dtype=np.float64) / sp[2]
-    evidence = None
-    if image is not None and cfg.min_contrast > 0:
-        p, evidence = _gate(p, image, cfg, scale, p_name)
-    swc = _trace(p, dirs, dist, root_zyx, cfg, scale, evidence)
+    uses_image = image is not None and (cfg.min_contrast > 0 or cfg.faint_spur_ratio > 0)
+    img = _image_array(image, p.shape, p_name) if uses_image else None
+    evidence = faint = None
+    if img is not None:
+        background = background_and_noise(img, p >= cfg.threshold, scale)
+        if cfg.min_contrast > 0:
+            p, evidence = _gate(p, img, cfg, scale, background)
+        if cfg.faint_spur_ratio > 0:
+            faint = (img, background[0], level_noise(img, background[0], p >= cfg.threshold))
+    swc = _trace(p, dirs, dist, root_zyx, cfg, scale, evidence, faint)
     if physical_units and len(swc):
         swc = swc_to_physical(swc, sp)
     return swc
@@ -444,9 +458,12 @@ def _trace(
     cfg: TraceConfig,
     scale: np.ndarray | None = None,
     evidence: np.ndarray | None = None,
+    faint: tuple[np.ndarray, np.ndarray, float] | None = None,
 ) -> np.ndarray:
     """The tracing pipeline on validated inputs; voxel units out, lengths measured with ``scale``; ``evidence``
-    (D, H, W), the image contrast of the mask's pieces, ranks the trees (:func:`link_pieces`)."""
+    (D, H, W), the image contrast of the mask's pieces, ranks the trees (:func:`link_pieces`); ``faint``, the image,
+    its local background (:func:`background_and_noise`) and the noise of node levels (:func:`level_noise`), drives
+    the removal of faint spurs."""
     mask = prob >= cfg.threshold
     coords = thin_curves(mask, return_coords=True)
     if len(coords) == 0:
@@ -470,6 +487,9 @@ def _trace(
         node_evidence = None if evidence is None else evidence[tuple(graph.points.T)]
         linked = link_pieces(graph, radius, prob, cfg.threshold, cfg.link, root_node, node_evidence)
         graph, radius, main_node = linked.graph, linked.radius, linked.main_node
+    if faint is not None:
+        # last, on the final graph: a spur removed earlier could no longer be bridged or linked to its continuation
+        graph, radius, main_node = _drop_faint_spurs(graph, radius, main_node, faint, cfg.faint_spur_ratio)
     swc = forest_to_swc(
         graph,
         radius,
@@ -487,15 +507,45 @@ def _trace(
     return swc
 
 
+def _drop_faint_spurs(
+    graph: SkeletonGraph,
+    radius: np.ndarray,
+    main_node: int | None,
+    faint: tuple[np.ndarray, np.ndarray, float],
+    ratio: float,
+) -> tuple[SkeletonGraph, np.ndarray, int | None]:
+    """``graph`` and ``radius`` without the faint spurs (:func:`prune_faint_spurs`), ``main_node`` renumbered."""
+    image, background, noise = faint
+    levels = node_levels(image, background, graph.points)
+    protect = None if main_node is None or main_node < 0 else main_node
+    keep = prune_faint_spurs(graph, levels, noise, ratio, protect)
+    logger.debug("%d nodes of faint spurs removed", int((~keep).sum()))
+    if keep.all():
+        return graph, radius, main_node
+    new_main = main_node if protect is None else int(np.cumsum(keep)[protect] - 1)
+    return graph.subgraph(keep), radius[keep], new_main
+
+
+def _image_array(image: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``image`` as a finite float32 ``(D, H, W)`` array (channels averaged) on the probability map's grid."""
+    img = _to_numpy(image, "image").astype(np.float32, copy=False)
+    if img.shape[-3:] != shape or img.ndim not in (3, 4):
+        raise ValueError(f"{name}: the image {tuple(img.shape)} does not match the probability map {shape}.")
+    _check_finite(img, "image")
+    return img.mean(axis=0) if img.ndim == 4 else img
+
+
 def _gate(
-    prob: np.ndarray, image: Any, cfg: TraceConfig, scale: np.ndarray | None, name: str
+    prob: np.ndarray,
+    img: np.ndarray,
+    cfg: TraceConfig,
+    scale: np.ndarray | None,
+    background: tuple[np.ndarray, float],
 ) -> tuple[np.ndarray, np.ndarray]:
     """``prob`` without the pieces the image does not show, and the contrast map of the kept pieces."""
-    img = _to_numpy(image, "image").astype(np.float32, copy=False)
-    if img.shape[-3:] != prob.shape or img.ndim not in (3, 4):
-        raise ValueError(f"{name}: the image {tuple(img.shape)} does not match the probability map {prob.shape}.")
-    _check_finite(img, "image")
-    gated, dropped, contrast = gate_by_contrast(prob, img, cfg.threshold, cfg.min_contrast, scale, return_contrast=True)
+    gated, dropped, contrast = gate_by_contrast(
+        prob, img, cfg.threshold, cfg.min_contrast, scale, return_contrast=True, background=background
+    )
     logger.debug("%d pieces below contrast %s dropped", dropped, cfg.min_contrast)
     return gated, contrast
 
