@@ -252,32 +252,37 @@ class DSConv3D(nn.Module):
         """The snake convolution of ``x`` ``(B, C, D, H, W)`` before ``norm``/``act``, given the ``grids``
         ``(K - 1, B, A, P0, P1, 2)`` of the non-centre kernel points (:meth:`_grids`).
 
-        The input is brought to the axis-first layout ``(B, C, A, P0, P1)`` (a view along D, one copy along H or
-        W), where the planes across the kernel axis are contiguous and kernel point ``k``'s planes are a slice
-        along ``A``: output plane ``a`` reads plane ``a + k - K // 2``, and output planes whose input plane lies
-        outside the volume get nothing (zero padding), so no padded copy is made. The centre kernel point has no
-        offset: its term is one matrix product with the input (with the bias), which starts the
-        ``(B, out_channels, A, P0, P1)`` accumulator. Each other point is sampled by one 2D ``grid_sample`` over
-        its planes and added right away, so at most one kernel point's samples are alive at a time. When
-        ``out_channels < C`` the point's slice of the fusion weight is applied before sampling (sampling is linear
-        and the same for every channel), so fewer channels are interpolated; otherwise the samples are fused by a
-        batched matrix product per plane. The accumulator goes back to ``(B, out_channels, D, H, W)`` (a view along
-        D, one copy along H or W).
+        Kernel point ``k``'s planes are a slice along the kernel axis ``A`` of the input seen axis-first,
+        ``(B, C, A, P0, P1)``: output plane ``a`` reads plane ``a + k - K // 2``, and output planes whose input
+        plane lies outside the volume get nothing (zero padding), so no padded copy is made. Along D and H these
+        planes are views of ``x`` (rows along W stay contiguous); along W they would be strided in both plane axes,
+        so the input is copied to the axis-first layout once and the output copied back once. The centre kernel
+        point has no offset: its term is one matrix product with the input (with the bias), which starts the
+        ``(B, out_channels, ...)`` accumulator in the input's layout. Each other point is sampled by one 2D
+        ``grid_sample`` over its planes and added right away (through the accumulator's axis-first view), so at
+        most one kernel point's samples are alive at a time. When ``out_channels < C`` the point's slice of the
+        fusion weight is applied before sampling (sampling is linear and the same for every channel), so fewer
+        channels are interpolated; otherwise the samples are fused by a matrix product per plane (an outer product
+        added in place for a single input channel).
         """
         k_n = self.kernel_size
         c = k_n // 2
         o = self.out_channels
         weight = self.fusion.weight.to(x.dtype)[:, :, :, 0, 0]  # (O, C, K)
         bias = self.fusion.bias
-        xa = x.permute(self.to_axis_first).contiguous()  # (B, C, A, P0, P1)
-        b, ch, a, p0, p1 = xa.shape
-        flat = xa.reshape(b, ch, a * p0 * p1)
+        copy = self.axis == 2  # planes across W are strided views of a (B, C, D, H, W) tensor: copy them
+        xs = x.permute(self.to_axis_first).contiguous() if copy else x  # the layout of the products
+        b, ch = xs.shape[0], xs.shape[1]
+        flat = xs.reshape(b, ch, -1)
         centre = weight[:, :, c].expand(b, o, ch)
         if bias is None:
             acc = torch.bmm(centre, flat)
         else:
             acc = torch.baddbmm(bias.to(x.dtype).reshape(1, o, 1), centre, flat)
-        acc_planes = acc.reshape(b, o, a, p0, p1)
+        acc = acc.reshape((b, o) + xs.shape[2:])
+        xa = xs if copy else xs.permute(self.to_axis_first)  # (B, C, A, P0, P1)
+        acc_planes = acc if copy else acc.permute(self.to_axis_first)  # (B, O, A, P0, P1)
+        a, p0, p1 = xa.shape[2], xa.shape[3], xa.shape[4]
         fuse_first = o < ch
         for i in range(b):
             point = 0
@@ -290,21 +295,29 @@ class DSConv3D(nn.Module):
                 point += 1
                 if hi <= lo:
                     continue
-                src = xa[i, :, lo + shift : hi + shift]  # (C, A', P0, P1)
                 target = acc_planes[i, :, lo:hi]  # (O, A', P0, P1)
                 if fuse_first:
-                    fused = torch.mm(weight[:, :, k], src.reshape(ch, -1)).reshape(o, hi - lo, p0, p1)
+                    if copy or self.axis == 0:  # the input planes are one block of the flat input
+                        src = xa[i, :, lo + shift : hi + shift].reshape(ch, -1)
+                        fused = torch.mm(weight[:, :, k], src).reshape(o, hi - lo, p0, p1)
+                    else:
+                        fused = torch.mm(weight[:, :, k], flat[i]).reshape((1, o) + xs.shape[2:])
+                        fused = fused.permute(self.to_axis_first)[0, :, lo + shift : hi + shift]
                     sampled = F.grid_sample(
                         fused.transpose(0, 1), grid.to(fused.dtype), "bilinear", "zeros", align_corners=False
                     )
                     target.add_(sampled.transpose(0, 1))
                 else:
+                    src = xa[i, :, lo + shift : hi + shift]  # (C, A', P0, P1)
                     sampled = F.grid_sample(
                         src.transpose(0, 1), grid.to(src.dtype), "bilinear", "zeros", align_corners=False
                     )
-                    fused = torch.matmul(weight[:, :, k], sampled.reshape(hi - lo, ch, p0 * p1))  # (A', O, P)
-                    target.add_(fused.reshape(hi - lo, o, p0, p1).transpose(0, 1))
-        return acc_planes.permute(self.from_axis_first).contiguous()
+                    if ch == 1:  # one image channel: an outer product, added in one pass
+                        target.addcmul_(weight[:, :, k].reshape(o, 1, 1, 1), sampled.transpose(0, 1))
+                    else:
+                        fused = torch.matmul(weight[:, :, k], sampled.reshape(hi - lo, ch, p0 * p1))  # (A', O, P)
+                        target.add_(fused.reshape(hi - lo, o, p0, p1).transpose(0, 1))
+        return acc.permute(self.from_axis_first).contiguous() if copy else acc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the snake convolution to ``x`` of shape ``(B, C, D, H, W)``."""
