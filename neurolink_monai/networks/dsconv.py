@@ -71,11 +71,12 @@ class DSConv3D(nn.Module):
     of a standard convolution. With all offsets zero the layer is a 1D convolution of size ``K`` along ``axis`` with
     zero padding ``K // 2``.
 
-    Implementation (:meth:`snake_conv`): the centre kernel point never moves, so its term is a pointwise product.
-    The other ``K - 1`` points are looped over; each is one 2D :func:`torch.nn.functional.grid_sample` over the
-    planes of the input shifted by an integer step along ``axis`` (a view of one zero-padded copy, never ``K``
-    copies) and is fused into the output by a matrix product right away, so only one kernel point's samples are
-    alive at a time. Index arithmetic stays inside ``grid_sample`` (int64), so volumes beyond 2^24 voxels are
+    Implementation (:meth:`_fuse_samples`): the centre kernel point never moves, so its term is a pointwise
+    product. The other ``K - 1`` points are looped over; each is one 2D :func:`torch.nn.functional.grid_sample` over
+    the planes of the input shifted by an integer step along ``axis`` (a slice of the input seen axis-first: a view
+    of the input or of one copy of it, never ``K`` copies) and is fused into the output by a matrix
+    product right away, so only one kernel point's samples are alive at a time. In eval mode the offset BatchNorm
+    is folded into the offset convolution (:meth:`offset_parameters`). Index arithmetic stays inside ``grid_sample`` (int64), so volumes beyond 2^24 voxels are
     handled correctly. Plain PyTorch operators throughout: autograd, TorchScript and autocast work unchanged.
 
     Args:
@@ -254,9 +255,11 @@ class DSConv3D(nn.Module):
 
         Kernel point ``k``'s planes are a slice along the kernel axis ``A`` of the input seen axis-first,
         ``(B, C, A, P0, P1)``: output plane ``a`` reads plane ``a + k - K // 2``, and output planes whose input
-        plane lies outside the volume get nothing (zero padding), so no padded copy is made. Along D and H these
-        planes are views of ``x`` (rows along W stay contiguous); along W they would be strided in both plane axes,
-        so the input is copied to the axis-first layout once and the output copied back once. The centre kernel
+        plane lies outside the volume get nothing (zero padding), so no padded copy is made. Along D these planes
+        are views of ``x``, and along H too when at most 8 channels are sampled (rows along W stay contiguous);
+        along W (strided in both plane axes) and along H with more channels (sampling slower than a copy,
+        ``benchmarks/bench_dsconv.py``) the input is copied to the axis-first layout once and the output back
+        once. The centre kernel
         point has no offset: its term is one matrix product with the input (with the bias), which starts the
         ``(B, out_channels, ...)`` accumulator in the input's layout. Each other point is sampled by one 2D
         ``grid_sample`` over its planes and added right away (through the accumulator's axis-first view), so at
@@ -270,7 +273,9 @@ class DSConv3D(nn.Module):
         o = self.out_channels
         weight = self.fusion.weight.to(x.dtype)[:, :, :, 0, 0]  # (O, C, K)
         bias = self.fusion.bias
-        copy = self.axis == 2  # planes across W are strided views of a (B, C, D, H, W) tensor: copy them
+        # Planes across W are strided in both plane axes, and planes across H whose sampled channels (the fewer of
+        # C and O) are many have their W-rows spread over the whole volume: those are copied axis-first.
+        copy = self.axis == 2 or (self.axis == 1 and min(x.shape[1], o) > 8)
         xs = x.permute(self.to_axis_first).contiguous() if copy else x  # the layout of the products
         b, ch = xs.shape[0], xs.shape[1]
         flat = xs.reshape(b, ch, -1)
