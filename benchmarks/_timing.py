@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import statistics
 import time
 import tracemalloc
@@ -10,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["median_seconds", "paired_seconds", "peak_memory_mb", "with_onednn_convs"]
+__all__ = ["keep_freed_memory", "median_seconds", "paired_seconds", "peak_memory_mb", "with_onednn_convs"]
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
@@ -102,3 +103,13 @@ def with_onednn_convs(net: torch.nn.Module) -> torch.nn.Module:
         if type(module) is torch.nn.Conv3d:
             module.__class__ = Conv3d
     return net
+
+
+def keep_freed_memory() -> None:
+    """Make glibc's malloc keep freed memory for reuse (``mallopt``: no ``mmap`` below 1 GiB, no trimming below
+    2 GiB) instead of returning every large block to the system, so that each new large tensor does not pay the page
+    faults of fresh memory again. Process-wide, glibc (Linux) only; raises ``OSError`` elsewhere."""
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if not (libc.mallopt(m_mmap_threshold, 2**30) and libc.mallopt(m_trim_threshold, 2**31 - 1)):
+        raise OSError("mallopt refused the thresholds (glibc malloc required).")

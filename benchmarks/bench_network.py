@@ -2,22 +2,59 @@
 """NeuroLinkNet next to MONAI's BasicUNet of similar width: parameters and forward+backward time, one run.
 
 python benchmarks/bench_network.py [--threads 2] [--size 64] [--features 8 16 32 64] [--kernel-size 3]
+python benchmarks/bench_network.py --inference [--threads 2] [--repeats 3] [--keep-freed-memory]
 
 The defaults are the bundle's configuration (``bundle/configs/train.json``). Each network is timed alternately
 with BasicUNet (pairs), and the ratio is the median of the per-pair ratios (goal for the bundle's configuration:
 <= 2.5). NeuroLinkNet's convolutions always take oneDNN on CPU (``neurolink_monai.networks.Conv3d``); the row
 "BasicUNet, oneDNN convs" gives BasicUNet the same kernels, for a like-for-like ratio.
+
+``--inference`` times the forward pass alone instead, as the bundle's inference runs it: one window of
+``roi_size`` (``bundle/configs/inference.json``, 64x128x128) through ``network_def`` with the shipped weights
+``bundle/models/model.pt``, in eval mode under ``torch.inference_mode``, paired with BasicUNet of the same width. ``--keep-freed-memory``
+first makes glibc's malloc keep freed memory (``_timing.keep_freed_memory``), to show what the page faults of
+fresh large tensors cost.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import torch
-from _timing import paired_seconds, with_onednn_convs
+from _timing import keep_freed_memory, paired_seconds, with_onednn_convs
 from monai.networks.nets import BasicUNet
 
 from neurolink_monai.networks import NeuroLinkNet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def inference_pass(threads: int, repeats: int, device: torch.device, note: str = "") -> None:
+    """Forward-only seconds of one ``roi_size`` window: the shipped network next to BasicUNet of the same width."""
+    from neurolink_monai.bundle_utils import load_pretrained
+
+    config = json.loads((REPO / "bundle" / "configs" / "inference.json").read_text())
+    spec = {k: v for k, v in config["network_def"].items() if k != "_target_"}
+    net = load_pretrained(NeuroLinkNet(**spec), REPO / "bundle" / "models" / "model.pt").to(device).eval()
+    f = spec["features"]
+    basic_features = (f[0], *f, f[0])
+    basic = with_onednn_convs(BasicUNet(3, 1, 1, features=basic_features)).to(device).eval()
+    x = torch.randn(1, spec["in_channels"], *config["roi_size"], device=device)
+
+    def forward(model: torch.nn.Module):
+        def run() -> None:
+            with torch.inference_mode():
+                model(x)
+
+        return run
+
+    base_s, seconds, ratio = paired_seconds(forward(basic), forward(net), repeats)
+    print(f"device={device} threads={threads} window={tuple(x.shape)} forward only, eval, inference_mode{note}")
+    print(f"{'network':<52}{'fwd s':>10}{'ratio':>8}")
+    print(f"{f'BasicUNet{basic_features}, oneDNN convs':<52}{base_s:>10.3f}{1.0:>8.2f}")
+    print(f"{f'NeuroLinkNet bundle network_def, model.pt':<52}{seconds:>10.3f}{ratio:>8.2f}", flush=True)
 
 
 def main() -> None:
@@ -28,10 +65,19 @@ def main() -> None:
     parser.add_argument("--features", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--kernel-size", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--inference", action="store_true", help="forward-only time of one bundle inference window")
+    parser.add_argument("--keep-freed-memory", action="store_true", help="glibc malloc keeps freed memory (mallopt)")
     args = parser.parse_args()
+    if args.keep_freed_memory:
+        keep_freed_memory()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
+    if args.inference:
+        inference_pass(
+            args.threads, args.repeats, device, ", malloc keeps freed memory" if args.keep_freed_memory else ""
+        )
+        return
     x = torch.randn(1, 1, args.size, args.size, args.size, device=device)
     f = args.features
     basic = (f[0], *(list(f) + [f[-1] * 2] * 4)[:4], f[0])  # BasicUNet: 5 levels + the output width

@@ -255,3 +255,46 @@ def test_bad_input_shapes():
         layer(torch.randn(2, 4, 4, 4))
     with pytest.raises(ValueError, match="2 input channels"):
         layer(torch.randn(1, 3, 4, 4, 4))
+
+
+def test_eval_folds_the_offset_batchnorm_into_the_offset_convolution():
+    torch.manual_seed(0)
+    layer = DSConv3D(3, 2, kernel_size=5, axis=1)
+    layer.train()(torch.randn(2, 3, 5, 6, 7) * 3 + 1)  # running statistics away from 0 / 1
+    with torch.no_grad():
+        layer.offset_norm.weight.uniform_(0.5, 2.0)
+        layer.offset_norm.bias.uniform_(-1.0, 1.0)
+    x = torch.randn(2, 3, 5, 6, 7)
+    assert not layer.offset_parameters()[2]  # training mode uses batch statistics: nothing to fold
+    layer.eval()
+    weight, bias, folded = layer.offset_parameters()
+    assert folded
+    with torch.no_grad():
+        plain = layer.forward_with_offset_logits(x, layer.offset_conv(x))
+        torch.testing.assert_close(layer(x), plain, atol=1e-5, rtol=1e-5)
+        ref = legacy_snake_conv(x, layer.snake_offsets(x), layer)
+        torch.testing.assert_close(layer.snake_conv(x, layer.snake_offsets(x)), ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            layer.offset_norm(layer.offset_conv(x)),
+            layer.offset_conv._conv_forward(x, weight, bias),
+            atol=1e-5,
+            rtol=1e-5,
+        )
+
+
+@pytest.mark.parametrize("channels", [(9, 12), (12, 9)])  # more than 8 sampled channels: H copies axis-first too
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_many_channels_match_legacy_implementation(axis, channels):
+    layer = raw_layer(in_channels=channels[0], out_channels=channels[1], kernel_size=5, axis=axis)
+    with torch.no_grad():
+        layer.offset_conv.weight.mul_(10.0)
+    x = torch.randn(2, channels[0], 4, 5, 6, requires_grad=True)
+    offsets = layer.snake_offsets(x)
+    out = layer.snake_conv(x, offsets)
+    ref = legacy_snake_conv(x, offsets, layer)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x, layer.fusion.weight], grad, retain_graph=True)
+    want = torch.autograd.grad(ref, [x, layer.fusion.weight], grad)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-3, rtol=1e-4)

@@ -158,3 +158,19 @@ def test_block_computes_its_convolutions_of_the_input_as_one_and_matches_the_sep
     block.refine(block.fuse(torch.cat(separate(block, x), dim=1))).square().sum().backward()
     for name, grad in fused_grads.items():
         torch.testing.assert_close(grad, dict(block.named_parameters())[name].grad, rtol=1e-4, atol=1e-5)
+
+
+def test_block_inference_fuses_the_views_without_concatenating_and_matches_the_concatenation():
+    from neurolink_monai.networks import MultiViewBlock
+
+    torch.manual_seed(0)
+    block = MultiViewBlock(3, 4, kernel_size=3, extend_scope=1.0, dsconv=True, norm=("instance", {"affine": True}),
+                           act=("leakyrelu", {"negative_slope": 0.1})).eval()  # fmt: skip
+    x = torch.randn(2, 3, 6, 10, 12)
+    with torch.no_grad():
+        views = block._views_one_convolution(x)
+        torch.testing.assert_close(block._fuse_views(views), block.fuse(torch.cat(views, dim=1)), rtol=1e-5, atol=1e-5)
+        with torch.inference_mode():
+            fast = block(x)
+    with torch.enable_grad():
+        torch.testing.assert_close(fast, block(x).detach(), rtol=1e-5, atol=1e-5)  # with gradients: concatenated

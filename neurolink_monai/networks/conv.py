@@ -6,6 +6,8 @@ batch of one uses oneDNN (MKLDNN) only when ``N * C * D * H`` of the input excee
 not counted), otherwise the im2col fallback ``slow_conv3d``. For the 3D volumes of this project the rule is wrong:
 at the coarser U-Net levels and for the one-channel input of the offset branches it selects the fallback, which is
 3 to 12 times slower in the forward pass at the same result (``python benchmarks/bench_conv_paths.py``).
+oneDNN in turn is slow for a pointwise (1x1x1) convolution of a large volume in the NCDHW layout (about 30 times a
+matrix product for 8 -> 1 channels at 64x128x128), so those run as one batched matrix product.
 """
 
 # no `from __future__ import annotations`: TorchScript compiles Conv3d and must see real annotations
@@ -55,4 +57,18 @@ class Conv3d(nn.Conv3d):
     @torch.jit.unused
     def _onednn_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         padding, stride, dilation = list(self.padding), list(self.stride), list(self.dilation)
+        if weight.shape[2:] == (1, 1, 1) and max(padding) == 0 and max(stride) == 1 and self.groups == 1:
+            return self._pointwise_forward(input, weight, bias)
         return torch.mkldnn_convolution(input.contiguous(), weight, bias, padding, stride, dilation, self.groups)
+
+    @torch.jit.unused
+    def _pointwise_forward(
+        self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """A 1x1x1 convolution as ``weight (O, C) @ input (B, C, D * H * W)``, with the bias added in the product."""
+        b, c = input.shape[0], input.shape[1]
+        o = weight.shape[0]
+        flat = input.reshape(b, c, -1)
+        matrix = weight.reshape(o, c).expand(b, o, c)
+        out = torch.bmm(matrix, flat) if bias is None else torch.baddbmm(bias.reshape(1, o, 1), matrix, flat)
+        return out.reshape((b, o) + input.shape[2:])

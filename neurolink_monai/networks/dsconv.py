@@ -71,11 +71,12 @@ class DSConv3D(nn.Module):
     of a standard convolution. With all offsets zero the layer is a 1D convolution of size ``K`` along ``axis`` with
     zero padding ``K // 2``.
 
-    Implementation (:meth:`snake_conv`): the centre kernel point never moves, so its term is a pointwise product.
-    The other ``K - 1`` points are looped over; each is one 2D :func:`torch.nn.functional.grid_sample` over the
-    planes of the input shifted by an integer step along ``axis`` (a view of one zero-padded copy, never ``K``
-    copies) and is fused into the output by a matrix product right away, so only one kernel point's samples are
-    alive at a time. Index arithmetic stays inside ``grid_sample`` (int64), so volumes beyond 2^24 voxels are
+    Implementation (:meth:`_fuse_samples`): the centre kernel point never moves, so its term is a pointwise
+    product. The other ``K - 1`` points are looped over; each is one 2D :func:`torch.nn.functional.grid_sample` over
+    the planes of the input shifted by an integer step along ``axis`` (a slice of the input seen axis-first: a view
+    of the input or of one copy of it, never ``K`` copies) and is fused into the output by a matrix
+    product right away, so only one kernel point's samples are alive at a time. In eval mode the offset BatchNorm
+    is folded into the offset convolution (:meth:`offset_parameters`). Index arithmetic stays inside ``grid_sample`` (int64), so volumes beyond 2^24 voxels are
     handled correctly. Plain PyTorch operators throughout: autograd, TorchScript and autocast work unchanged.
 
     Args:
@@ -152,24 +153,71 @@ class DSConv3D(nn.Module):
         cum = torch.einsum("kj,bpjdhw->bpkdhw", self.accumulate.to(raw.dtype), raw)
         return cum * self.extend_scope
 
-    def _grids(self, offsets: torch.Tensor, a: int, p0: int, p1: int) -> list[torch.Tensor]:
-        """``grid_sample`` grids of the ``K`` kernel points, each ``(B * A, P0, P1, 2)`` (``align_corners=False``).
+    def _point_offsets(self, logits: torch.Tensor, normalised: bool) -> torch.Tensor:
+        """Accumulated offsets of the ``K - 1`` non-centre kernel points, ``(B, 2, K - 1, D, H, W)``, in units of
+        ``extend_scope`` voxels (:meth:`offsets_from_logits` without the centre's zeros and the scaling, which
+        :meth:`_grids` applies). ``normalised``: ``logits`` already went through ``offset_norm``
+        (:meth:`offset_parameters`)."""
+        b = logits.shape[0]
+        k = self.kernel_size
+        raw = torch.tanh(logits if normalised else self.offset_norm(logits))
+        raw = raw.reshape(b, 2, k - 1, logits.shape[2], logits.shape[3], logits.shape[4])
+        if k == 3:  # each point's offset is its own: the accumulation is the identity
+            return raw
+        c = k // 2
+        rows = torch.cat((self.accumulate[:c], self.accumulate[c + 1 :]), dim=0).to(raw.dtype)
+        return torch.einsum("kj,bpjdhw->bpkdhw", rows, raw)
+
+    def offset_parameters(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """The offset convolution's ``(weight, bias)`` and whether ``offset_norm`` is folded into them.
+
+        In eval mode a BatchNorm with running statistics is an affine map per channel, folded exactly into the
+        convolution (``w * s``, ``(b - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``), so the offsets
+        cost one pass less over the volume; without a norm there is nothing to fold. Otherwise (training, batch
+        statistics, other norms) the plain parameters come back with ``False``.
+        """
+        conv = self.offset_conv
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(conv.weight[:, 0, 0, 0, 0])
+        norm = self.offset_norm
+        if isinstance(norm, nn.Identity):
+            return conv.weight, bias, True
+        foldable = (
+            isinstance(norm, nn.modules.batchnorm._BatchNorm)
+            and not norm.training
+            and norm.running_mean is not None
+            and norm.running_var is not None
+        )
+        if not foldable:
+            return conv.weight, bias, False
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        shift = -norm.running_mean * scale
+        if norm.weight is not None:
+            scale = scale * norm.weight
+            shift = shift * norm.weight + norm.bias
+        weight = conv.weight * scale.to(conv.weight.dtype).reshape(-1, 1, 1, 1, 1)
+        return weight, (bias * scale + shift).to(bias.dtype), True
+
+    def _grids(self, cum: torch.Tensor, scale: float) -> torch.Tensor:
+        """``grid_sample`` grids ``(N, B, A, P0, P1, 2)`` (``align_corners=False``) of ``N`` kernel points whose
+        accumulated offsets ``cum`` are ``(B, 2, N, D, H, W)`` in units of ``scale`` voxels.
 
         Kernel point ``k`` of the output voxel ``(a, i0, i1)`` (axis-first layout) samples its plane at
-        ``(i0 + o0, i1 + o1)``; the grid holds it normalised as ``(2 (i + o) + 1) / P - 1`` in ``(P1, P0)`` order.
-        Built for all kernel points at once so that autograd sees one tensor, not ``2 K`` slices of the offsets.
+        ``(i0 + o0, i1 + o1)``; the grid holds it normalised as ``(2 (i + o) + 1) / P - 1`` in ``(P1, P0)`` order,
+        computed as ``(2 i + 1) / P - 1 + o (2 / P)`` in one pass per coordinate (two ``out=`` writes when no
+        gradient is needed, one stack otherwise).
         """
-        b = offsets.shape[0]
-        # (B, 2, K, D, H, W) -> (K, B, A, P0, P1, 2) with the last dim in grid order (P1, P0).
         spatial = [self.to_axis_first[i] + 1 for i in (2, 3, 4)]
-        oa = offsets.permute([2, 0] + spatial + [1]).flip(-1)
-        i0 = torch.arange(p0, device=offsets.device, dtype=offsets.dtype).reshape(p0, 1).expand(p0, p1)
-        i1 = torch.arange(p1, device=offsets.device, dtype=offsets.dtype).reshape(1, p1).expand(p0, p1)
-        index = torch.stack((i1, i0), dim=-1)  # (P0, P1, 2)
-        size = torch.tensor([p1, p0], device=offsets.device, dtype=offsets.dtype)
-        # (2 (i + o) + 1) / P - 1 in one pass over the offsets: (2 i + 1) / P - 1 + o * (2 / P).
-        grid = torch.addcmul((2.0 * index + 1.0) / size - 1.0, oa, 2.0 / size)
-        return list(grid.reshape(self.kernel_size, b * a, p0, p1, 2).unbind(0))
+        oa = cum.permute([2, 0] + spatial + [1])  # (N, B, A, P0, P1, 2) in (P0, P1) order: a view
+        p0, p1 = oa.shape[3], oa.shape[4]
+        base0 = ((2.0 * torch.arange(p0, device=cum.device, dtype=cum.dtype) + 1.0) / p0 - 1.0).reshape(p0, 1)
+        base1 = (2.0 * torch.arange(p1, device=cum.device, dtype=cum.dtype) + 1.0) / p1 - 1.0
+        s0, s1 = 2.0 * scale / p0, 2.0 * scale / p1
+        if torch.is_grad_enabled() and cum.requires_grad:
+            return torch.stack((torch.add(base1, oa[..., 1], alpha=s1), torch.add(base0, oa[..., 0], alpha=s0)), -1)
+        grid = torch.empty(oa.shape, device=cum.device, dtype=cum.dtype)
+        torch.add(base1, oa[..., 1], alpha=s1, out=grid[..., 0])
+        torch.add(base0, oa[..., 0], alpha=s0, out=grid[..., 1])
+        return grid
 
     def sample(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """Snake samples of ``x`` in the axis-first layout (materialises all ``K`` samples: for inspection and
@@ -182,71 +230,99 @@ class DSConv3D(nn.Module):
         Returns:
             samples ``(B, A, K, C, P0, P1)``: ``A`` the kernel axis, ``P0``/``P1`` the perpendicular axes.
         """
-        planes = self._shifted_planes(x)
-        b, a2, ch, p0, p1 = planes.shape
-        a = a2 - 2 * (self.kernel_size // 2)
-        grids = self._grids(offsets, a, p0, p1)
+        c = self.kernel_size // 2
+        xa = F.pad(x.permute(self.to_axis_first), [0, 0, 0, 0, c, c])  # (B, C, A + 2c, P0, P1)
+        b, ch, _, p0, p1 = xa.shape
+        a = xa.shape[2] - 2 * c
+        grids = self._grids(offsets, 1.0)
         samples = []
         for k in range(self.kernel_size):
-            plane_k = planes[:, k : k + a].reshape(b * a, ch, p0, p1)
-            grid = grids[k].to(plane_k.dtype)
+            plane_k = xa[:, :, k : k + a].transpose(1, 2).reshape(b * a, ch, p0, p1)
+            grid = grids[k].reshape(b * a, p0, p1, 2).to(plane_k.dtype)
             samples.append(F.grid_sample(plane_k, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
         return torch.stack(samples, dim=1).reshape(b, a, self.kernel_size, ch, p0, p1)
 
-    def _shifted_planes(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` as planes across the kernel axis, ``(B, A + 2 (K // 2), C, P0, P1)``, zero planes at both ends.
-
-        Kernel point ``k`` of output plane ``a`` reads plane ``a + k`` of this tensor, so the planes of kernel point
-        ``k`` are the slice ``[:, k : k + A]``: a view, not a copy, when ``B == 1``.
-        """
-        c = self.kernel_size // 2
-        xa = x.permute(self.to_axis_first).transpose(1, 2)  # (B, A, C, P0, P1)
-        return F.pad(xa, [0, 0, 0, 0, 0, 0, c, c])
-
     def snake_conv(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """The snake convolution before ``norm``/``act``: ``(B, C, D, H, W)`` -> ``(B, out_channels, D, H, W)``.
+        """The snake convolution before ``norm``/``act``: ``(B, C, D, H, W)`` -> ``(B, out_channels, D, H, W)``,
+        for accumulated ``offsets`` ``(B, 2, K, D, H, W)`` (:meth:`snake_offsets`); see :meth:`_fuse_samples`."""
+        c = self.kernel_size // 2
+        points = torch.cat((offsets[:, :, :c], offsets[:, :, c + 1 :]), dim=2)  # the centre never moves
+        return self._fuse_samples(x, self._grids(points, 1.0))
 
-        The centre kernel point has no offset, so its term is one matrix product with ``x`` itself (with the bias),
-        which starts an ``(out_channels, B * A * P0 * P1)`` accumulator. The other ``K - 1`` points are looped over:
-        each is sampled by one 2D ``grid_sample`` over the ``B * A`` planes of the shifted input and immediately
-        accumulated by one matrix product with its ``(out_channels, C)`` slice of the fusion weight, so at most one
-        kernel point's samples are alive at a time. When ``out_channels < C`` the fusion weight is applied before sampling instead (sampling is
-        linear and the same for every channel), so fewer channels are interpolated.
+    def _fuse_samples(self, x: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
+        """The snake convolution of ``x`` ``(B, C, D, H, W)`` before ``norm``/``act``, given the ``grids``
+        ``(K - 1, B, A, P0, P1, 2)`` of the non-centre kernel points (:meth:`_grids`).
+
+        Kernel point ``k``'s planes are a slice along the kernel axis ``A`` of the input seen axis-first,
+        ``(B, C, A, P0, P1)``: output plane ``a`` reads plane ``a + k - K // 2``, and output planes whose input
+        plane lies outside the volume get nothing (zero padding), so no padded copy is made. Along D these planes
+        are views of ``x``, and along H too when at most 8 channels are sampled (rows along W stay contiguous);
+        along W (strided in both plane axes) and along H with more channels (sampling slower than a copy,
+        ``benchmarks/bench_dsconv.py``) the input is copied to the axis-first layout once and the output back
+        once. The centre kernel
+        point has no offset: its term is one matrix product with the input (with the bias), which starts the
+        ``(B, out_channels, ...)`` accumulator in the input's layout. Each other point is sampled by one 2D
+        ``grid_sample`` over its planes and added right away (through the accumulator's axis-first view), so at
+        most one kernel point's samples are alive at a time. When ``out_channels < C`` the point's slice of the
+        fusion weight is applied before sampling (sampling is linear and the same for every channel), so fewer
+        channels are interpolated; otherwise the samples are fused by a matrix product per plane (an outer product
+        added in place for a single input channel).
         """
         k_n = self.kernel_size
         c = k_n // 2
         o = self.out_channels
-        weight = self.fusion.weight.to(x.dtype)  # (O, C, K, 1, 1)
+        weight = self.fusion.weight.to(x.dtype)[:, :, :, 0, 0]  # (O, C, K)
         bias = self.fusion.bias
-        planes = self._shifted_planes(x)
-        b, _, ch, p0, p1 = planes.shape
-        a = planes.shape[1] - 2 * c
-        # The centre point reads x itself: (C, B * A * P), a view of x for B == 1 along D, else one copy.
-        centre = x.permute(self.to_axis_first).transpose(0, 1).reshape(ch, -1)
+        # Planes across W are strided in both plane axes, and planes across H whose sampled channels (the fewer of
+        # C and O) are many have their W-rows spread over the whole volume: those are copied axis-first.
+        copy = self.axis == 2 or (self.axis == 1 and min(x.shape[1], o) > 8)
+        xs = x.permute(self.to_axis_first).contiguous() if copy else x  # the layout of the products
+        b, ch = xs.shape[0], xs.shape[1]
+        flat = xs.reshape(b, ch, -1)
+        centre = weight[:, :, c].expand(b, o, ch)
         if bias is None:
-            acc = torch.mm(weight[:, :, c, 0, 0], centre)
+            acc = torch.bmm(centre, flat)
         else:
-            acc = torch.addmm(bias.to(x.dtype).reshape(o, 1), weight[:, :, c, 0, 0], centre)
-        grids = self._grids(offsets, a, p0, p1)
+            acc = torch.baddbmm(bias.to(x.dtype).reshape(1, o, 1), centre, flat)
+        acc = acc.reshape((b, o) + xs.shape[2:])
+        xa = xs if copy else xs.permute(self.to_axis_first)  # (B, C, A, P0, P1)
+        acc_planes = acc if copy else acc.permute(self.to_axis_first)  # (B, O, A, P0, P1)
+        a, p0, p1 = xa.shape[2], xa.shape[3], xa.shape[4]
         fuse_first = o < ch
-        for k in range(k_n):
-            if k == c:
-                continue
-            plane_k = planes[:, k : k + a].reshape(b * a, ch, p0, p1)
-            grid = grids[k].to(plane_k.dtype)
-            w_k = weight[:, :, k, 0, 0]
-            if fuse_first:
-                # (B * A, C, P) -> (C, B * A * P) for one plain matrix product, then back to planes for sampling.
-                flat = plane_k.reshape(b * a, ch, p0 * p1).transpose(0, 1).reshape(ch, -1)
-                fused = torch.mm(w_k, flat).reshape(o, b * a, p0, p1).transpose(0, 1)
-                sampled = F.grid_sample(fused, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-                acc.view(o, b * a, p0 * p1).add_(sampled.reshape(b * a, o, p0 * p1).transpose(0, 1))
-            else:
-                sampled = F.grid_sample(plane_k, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-                acc.addmm_(w_k, sampled.transpose(0, 1).reshape(ch, -1))
-        # (O, B, A, P0, P1) -> (B, O, A, P0, P1) -> (B, O, D, H, W): no copy for B == 1 along D.
-        out = acc.reshape(o, b, a, p0, p1).transpose(0, 1).permute(self.from_axis_first)
-        return out.contiguous()
+        for i in range(b):
+            point = 0
+            for k in range(k_n):
+                if k == c:
+                    continue
+                shift = k - c
+                lo, hi = max(0, -shift), a - max(0, shift)  # output planes that read a plane of the volume
+                grid = grids[point, i, lo:hi]
+                point += 1
+                if hi <= lo:
+                    continue
+                target = acc_planes[i, :, lo:hi]  # (O, A', P0, P1)
+                if fuse_first:
+                    if copy or self.axis == 0:  # the input planes are one block of the flat input
+                        src = xa[i, :, lo + shift : hi + shift].reshape(ch, -1)
+                        fused = torch.mm(weight[:, :, k], src).reshape(o, hi - lo, p0, p1)
+                    else:
+                        fused = torch.mm(weight[:, :, k], flat[i]).reshape((1, o) + xs.shape[2:])
+                        fused = fused.permute(self.to_axis_first)[0, :, lo + shift : hi + shift]
+                    sampled = F.grid_sample(
+                        fused.transpose(0, 1), grid.to(fused.dtype), "bilinear", "zeros", align_corners=False
+                    )
+                    target.add_(sampled.transpose(0, 1))
+                else:
+                    src = xa[i, :, lo + shift : hi + shift]  # (C, A', P0, P1)
+                    sampled = F.grid_sample(
+                        src.transpose(0, 1), grid.to(src.dtype), "bilinear", "zeros", align_corners=False
+                    )
+                    if ch == 1:  # one image channel: an outer product, added in one pass
+                        target.addcmul_(weight[:, :, k].reshape(o, 1, 1, 1), sampled.transpose(0, 1))
+                    else:
+                        fused = torch.matmul(weight[:, :, k], sampled.reshape(hi - lo, ch, p0 * p1))  # (A', O, P)
+                        target.add_(fused.reshape(hi - lo, o, p0, p1).transpose(0, 1))
+        return acc.permute(self.from_axis_first).contiguous() if copy else acc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the snake convolution to ``x`` of shape ``(B, C, D, H, W)``."""
@@ -254,8 +330,16 @@ class DSConv3D(nn.Module):
             raise ValueError(f"DSConv3D expects a (B, C, D, H, W) input, got shape {list(x.shape)}.")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"DSConv3D expects {self.in_channels} input channels, got shape {list(x.shape)}.")
-        return self.forward_with_offset_logits(x, self.offset_conv(x))
+        if torch.jit.is_scripting() or torch.jit.is_tracing():
+            return self.forward_with_offset_logits(x, self.offset_conv(x))
+        weight, bias, normalised = self.offset_parameters()
+        return self.forward_with_offset_logits(x, self.offset_conv._conv_forward(x, weight, bias), normalised)
 
-    def forward_with_offset_logits(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` with the offset convolution's output ``logits`` ``(B, 2 (K - 1), D, H, W)`` given."""
-        return self.act(self.norm(self.snake_conv(x, self.offsets_from_logits(logits))))
+    def forward_with_offset_logits(
+        self, x: torch.Tensor, logits: torch.Tensor, normalised: bool = False
+    ) -> torch.Tensor:
+        """:meth:`forward` with the offset convolution's output ``logits`` ``(B, 2 (K - 1), D, H, W)`` given;
+        ``normalised``: ``offset_norm`` is already applied (folded into the convolution by
+        :meth:`offset_parameters`)."""
+        grids = self._grids(self._point_offsets(logits, normalised), self.extend_scope)
+        return self.act(self.norm(self._fuse_samples(x, grids)))

@@ -83,25 +83,51 @@ class MultiViewBlock(nn.Module):
             views = [self.standard(x)]
             for snake in self.snakes:
                 views.append(snake(x))
-        else:
-            views = self._views_one_convolution(x)
-        return self.refine(self.fuse(torch.cat(views, dim=1)))
+            return self.refine(self.fuse(torch.cat(views, dim=1)))
+        views = self._views_one_convolution(x)
+        if torch.is_grad_enabled():
+            return self.refine(self.fuse(torch.cat(views, dim=1)))
+        return self.refine(self._fuse_views(views))
 
     @torch.jit.unused
     def _views_one_convolution(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four views, with the standard 3x3x3 convolution and the three snakes' offset convolutions (all of ``x``,
         all 3x3x3) computed as one convolution of stacked weights: one pass over ``x`` instead of four (the offset
         convolutions have only ``2 (K - 1)`` output channels each, which oneDNN runs at about the cost of a wide one;
-        ``python benchmarks/bench_conv_paths.py`` times it). Same parameters, same results to float32 rounding."""
+        ``python benchmarks/bench_conv_paths.py`` times it). In eval mode the snakes' offset BatchNorms are folded
+        into their stacked weights (:meth:`DSConv3D.offset_parameters`). Same parameters, same results to float32
+        rounding."""
         conv = self.standard[0]
-        parts = [conv] + [snake.offset_conv for snake in self.snakes]
-        weight = torch.cat([part.weight for part in parts], dim=0)
-        bias = torch.cat([part.bias for part in parts], dim=0)
-        logits = torch.split(conv._conv_forward(x, weight, bias), [part.out_channels for part in parts], dim=1)
+        offsets = [snake.offset_parameters() for snake in self.snakes]
+        weight = torch.cat([conv.weight] + [part[0] for part in offsets], dim=0)
+        bias = torch.cat([conv.bias] + [part[1] for part in offsets], dim=0)
+        sizes = [conv.out_channels] + [snake.offset_conv.out_channels for snake in self.snakes]
+        logits = torch.split(conv._conv_forward(x, weight, bias), sizes, dim=1)
         views = [self.standard[2](self.standard[1](logits[0]))]
-        for snake, offset_logits in zip(self.snakes, logits[1:]):
-            views.append(snake.forward_with_offset_logits(x, offset_logits))
+        for snake, offset_logits, part in zip(self.snakes, logits[1:], offsets):
+            views.append(snake.forward_with_offset_logits(x, offset_logits, part[2]))
         return views
+
+    @torch.jit.unused
+    def _fuse_views(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """``self.fuse`` of the views' concatenation without concatenating, for inference (no gradients): the 1x1x1
+        convolution of the four ``(B, out_channels, D, H, W)`` views is the sum of four matrix products with the
+        slices of its weight, so the ``(B, 4 out_channels, D, H, W)`` copy is never made
+        (``python benchmarks/bench_network.py --inference`` times the forward pass). Same parameters, same results
+        to float32 rounding; with gradients :meth:`forward` concatenates, whose gradients match the separate
+        convolutions' to the last bit."""
+        conv = self.fuse[0]
+        b, o = views[0].shape[0], conv.out_channels
+        weight = conv.weight.reshape(o, len(views), -1)
+        flat = [view.reshape(b, view.shape[1], -1) for view in views]
+        first = weight[:, 0].expand(b, o, -1)
+        if conv.bias is None:
+            out = torch.bmm(first, flat[0])
+        else:
+            out = torch.baddbmm(conv.bias.reshape(1, o, 1), first, flat[0])
+        for i in range(1, len(views)):  # dtypes as `out`'s: autocast does not cast in-place products
+            out = out.baddbmm_(weight[:, i].expand(b, o, -1).to(out.dtype), flat[i].to(out.dtype))
+        return self.fuse[2](self.fuse[1](out.reshape(views[0].shape[:1] + (o,) + views[0].shape[2:])))
 
 
 class NeuroLinkNet(nn.Module):
