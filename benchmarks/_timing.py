@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import statistics
 import time
 import tracemalloc
@@ -106,10 +105,9 @@ def with_onednn_convs(net: torch.nn.Module) -> torch.nn.Module:
 
 
 def keep_freed_memory() -> None:
-    """Make glibc's malloc keep freed memory for reuse (``mallopt``: no ``mmap`` below 1 GiB, no trimming below
-    2 GiB) instead of returning every large block to the system, so that each new large tensor does not pay the page
-    faults of fresh memory again. Process-wide, glibc (Linux) only; raises ``OSError`` elsewhere."""
-    libc = ctypes.CDLL("libc.so.6")
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    if not (libc.mallopt(m_mmap_threshold, 2**30) and libc.mallopt(m_trim_threshold, 2**31 - 1)):
+    """:func:`neurolink_monai.utils.keep_freed_memory`, raising ``OSError`` where it cannot apply (the benchmark's
+    figures would not mean what they say)."""
+    from neurolink_monai.utils import keep_freed_memory as keep
+
+    if not keep():
         raise OSError("mallopt refused the thresholds (glibc malloc required).")

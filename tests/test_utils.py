@@ -103,3 +103,15 @@ def test_describe_source_names_the_file():
     assert describe_source(img, "prob", with_fallback=True) == "prob (/data/OP_1.tif)"
     assert describe_source(torch.zeros(2), "label") == "label"
     assert describe_source(np.zeros(2), "label", with_fallback=True) == "label"
+
+
+def test_keep_freed_memory_applies_on_glibc_and_is_a_switch():
+    import platform
+
+    from neurolink_monai.utils import keep_freed_memory
+
+    assert keep_freed_memory(False) is False
+    applied = keep_freed_memory()
+    assert isinstance(applied, bool)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert applied

@@ -146,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(e))
 
     from ...transforms.intensity import DEFAULT_MAX_SAMPLES
+    from ...utils import keep_freed_memory
     from .runner import BlockwiseRunError, run_blockwise
     from .sources import BlockwiseInputError
     from .store import BlockwiseOutputError
@@ -154,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
+    keep_freed_memory()  # this process only runs the network: large tensors reuse memory (see the function)
     try:
         result = run_blockwise(
             args.input,
