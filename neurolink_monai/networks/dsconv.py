@@ -59,9 +59,10 @@ class DSConv3D(nn.Module):
     A 3x3x3 convolution predicts the offsets (``K = kernel_size``) for the two axes perpendicular to ``axis``:
     ``2 (K - 1)`` channels, one per non-centre kernel point and axis (the centre offset of the paper's ``2K`` is never
     used, so it is not computed). They are normalised and squashed by ``tanh``, accumulated outwards from the kernel
-    centre (:func:`snake_accumulation_matrix`) and scaled by ``extend_scope``. Kernel point ``k`` of the output voxel ``p``
-    samples the input at ``p + (k - K // 2)`` along ``axis`` (an exact integer step) and at ``p + offset_k`` across
-    it, by bilinear interpolation in the perpendicular plane. A convolution of size ``K`` and stride ``K`` along
+    centre (:func:`snake_accumulation_matrix`) and scaled by ``extend_scope``. Kernel point ``k`` of the output
+    voxel ``p`` samples the input at ``p + (k - K // 2)`` along ``axis`` (an exact integer step) and at
+    ``p + offset_k`` across it, by bilinear interpolation in the perpendicular plane. A convolution of size ``K`` and
+    stride ``K`` along
     ``axis`` (held in ``self.fusion``) fuses the ``K`` samples, followed by ``norm`` and ``act``.
 
     Gradients reach the offset branch through the interpolation weights.
@@ -261,12 +262,12 @@ class DSConv3D(nn.Module):
         along W (strided in both plane axes) and along H with more channels (sampling slower than a copy,
         ``benchmarks/bench_dsconv.py``) the input is copied to the axis-first layout once and the output back
         once. The centre kernel point has no offset: its term is one matrix product with the input (with the
-        bias), which starts the ``(B, out_channels, ...)`` accumulator in the input's layout. Each other point is sampled by one 2D
-        ``grid_sample`` over its planes and added right away (through the accumulator's axis-first view), so at
-        most one kernel point's samples are alive at a time. When ``out_channels < C`` the point's slice of the
-        fusion weight is applied before sampling (sampling is linear and the same for every channel), so fewer
-        channels are interpolated; otherwise the samples are fused by a matrix product per plane (an outer product
-        added in place for a single input channel).
+        bias), which starts the ``(B, out_channels, ...)`` accumulator in the input's layout. Each other point is
+        sampled by one 2D ``grid_sample`` over its planes and added right away (through the accumulator's
+        axis-first view), so at most one kernel point's samples are alive at a time. When ``out_channels < C`` the
+        point's slice of the fusion weight is applied before sampling (sampling is linear and the same for every
+        channel), so fewer channels are interpolated; otherwise the samples are fused by a matrix product per plane
+        (an outer product added in place for a single input channel).
         """
         k_n = self.kernel_size
         c = k_n // 2
