@@ -26,8 +26,16 @@ _BACKGROUND_WINDOW = 21
 _FOREGROUND_MARGIN = 2
 # a noise-free (clipped, quantised) background still has this noise, relative to the image's bright range
 _NOISE_FLOOR = 1e-3
+
+
+def _cube_offsets(radius: int) -> np.ndarray:
+    """``((2 radius + 1)^3, 3)`` int offsets of the voxels of a cube around a voxel, the voxel itself included."""
+    side = np.arange(-radius, radius + 1)
+    return np.stack(np.meshgrid(side, side, side, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
 # offsets of a voxel's 3x3x3 neighbourhood, over which node levels are averaged
-_NEIGHBOURHOOD = np.stack(np.meshgrid(*([np.arange(-1, 2)] * 3), indexing="ij"), axis=-1).reshape(27, 3)
+_NEIGHBOURHOOD = _cube_offsets(1)
 
 
 def _window(scale: Sequence[float] | None) -> tuple[int, int, int]:
@@ -95,9 +103,7 @@ def level_noise(
     rng = np.random.default_rng(seed)
     shape = np.asarray(foreground.shape)
     drawn = (rng.random((3 * samples, 3)) * shape).astype(np.int64)
-    margin = _FOREGROUND_MARGIN
-    offsets = np.stack(np.meshgrid(*([np.arange(-margin, margin + 1)] * 3), indexing="ij"), axis=-1).reshape(-1, 3)
-    near = np.clip(drawn[:, None, :] + offsets[None], 0, shape - 1)
+    near = np.clip(drawn[:, None, :] + _cube_offsets(_FOREGROUND_MARGIN)[None], 0, shape - 1)
     clear = ~foreground[near[..., 0], near[..., 1], near[..., 2]].any(axis=1)
     points = drawn[clear][:samples]
     if len(points) == 0:
