@@ -148,12 +148,9 @@ class DSConv3D(nn.Module):
         """:meth:`snake_offsets` from the offset convolution's output ``(B, 2 (K - 1), D, H, W)``, for a caller that
         computed that convolution itself (:class:`~neurolink_monai.networks.MultiViewBlock` runs it together with
         its other convolutions of the same input)."""
-        b = logits.shape[0]
-        k = self.kernel_size
-        raw = torch.tanh(self.offset_norm(logits))
-        raw = raw.reshape(b, 2, k - 1, logits.shape[2], logits.shape[3], logits.shape[4])
-        cum = torch.einsum("kj,bpjdhw->bpkdhw", self.accumulate.to(raw.dtype), raw)
-        return cum * self.extend_scope
+        points = self._point_offsets(logits, normalised=False) * self.extend_scope
+        c = self.kernel_size // 2
+        return torch.cat((points[:, :, :c], torch.zeros_like(points[:, :, :1]), points[:, :, c:]), dim=2)
 
     def _point_offsets(self, logits: torch.Tensor, normalised: bool) -> torch.Tensor:
         """Accumulated offsets of the ``K - 1`` non-centre kernel points, ``(B, 2, K - 1, D, H, W)``, in units of
