@@ -109,6 +109,9 @@ def test_interpret_outputs_reads_all_heads_and_any_selection_alike(seg_channels)
     assert torch.equal(full["prob"], prob) and torch.equal(full["mask"], prob >= 0.4)
     norm = full["direction"].norm(dim=0)
     assert torch.allclose(norm[norm > 0], torch.ones(())) and (norm[0, 0, :2] == 0).all()
+    raw = pred[seg_channels : seg_channels + 3]
+    unit = raw / torch.linalg.vector_norm(raw, dim=0, keepdim=True)
+    assert torch.allclose(full["direction"][:, norm > 0], unit[:, norm > 0], atol=1e-6)
     assert torch.equal(full["distance"], pred[-1:])
     assert head_channels(seg_channels) == list(range(seg_channels + 4))
     for heads in (("seg",), ("seg", "direction"), ("seg", "distance"), ("distance", "seg")):

@@ -112,23 +112,31 @@ def link_cost_volume(prob: np.ndarray, threshold: float, budget: float, scale: n
     return cost.astype(np.float64)
 
 
+def _path_search(graph: SkeletonGraph, cost: np.ndarray) -> tuple[_BudgetMCP, np.ndarray]:
+    """The cheapest-path search of the joining paths over ``cost`` and the offset ``(3,)`` of its box, the box of
+    all nodes (joining paths stay inside it). Built once per graph and reused by every growth round: building it
+    costs about a second on a 76 x 512 x 512 stack, and :meth:`~skimage.graph.MCP.find_costs` starts afresh on
+    each call."""
+    lo = np.maximum(graph.points.min(axis=0) - 1, 0)
+    hi = np.minimum(graph.points.max(axis=0) + 2, cost.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    scale = (1.0, 1.0, 1.0) if graph.spacing is None else tuple(float(s) for s in graph.spacing)
+    return _BudgetMCP(cost[box], 0.0, fully_connected=True, sampling=scale), lo
+
+
 def _link_round(
     graph: SkeletonGraph,
     labels: np.ndarray,
     sources: np.ndarray,
     candidates: np.ndarray,
-    cost: np.ndarray,
+    search: tuple[_BudgetMCP, np.ndarray],
     budget: np.ndarray,
 ) -> list[tuple[int, np.ndarray]]:
     """One growth step: the cheapest path from ``sources`` ((S, 3) voxels) to every candidate piece within its
-    ``budget`` ((P,) per piece). Returns ``(piece, path)`` per piece reached, the path (L, 3) voxels from the sources
-    to the piece."""
-    # joining paths stay inside the box of all nodes
-    lo = np.maximum(graph.points.min(axis=0) - 1, 0)
-    hi = np.minimum(graph.points.max(axis=0) + 2, cost.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    scale = (1.0, 1.0, 1.0) if graph.spacing is None else tuple(float(s) for s in graph.spacing)
-    mcp = _BudgetMCP(cost[box], float(budget[candidates].max()), fully_connected=True, sampling=scale)
+    ``budget`` ((P,) per piece), by the ``search`` of :func:`_path_search`. Returns ``(piece, path)`` per piece
+    reached, the path (L, 3) voxels from the sources to the piece."""
+    mcp, lo = search
+    mcp.budget = float(budget[candidates].max())
     cum, _ = mcp.find_costs([tuple(int(v) for v in p - lo) for p in sources])
     node_cost = cum[tuple((graph.points - lo).T)]
     reached = []
@@ -146,11 +154,11 @@ def _grow(
     labels: np.ndarray,
     eligible: np.ndarray,
     seed: int,
-    cost: np.ndarray,
+    search: tuple[_BudgetMCP, np.ndarray],
     budget: np.ndarray,
 ) -> tuple[list[int], list[tuple[int, np.ndarray]]]:
     """Grow piece ``seed`` round by round over the ``eligible`` pieces, each within its ``budget`` ((P,) link
-    costs); its pieces and the joining paths."""
+    costs), by the ``search`` of :func:`_path_search`; its pieces and the joining paths."""
     group = [seed]
     joins: list[tuple[int, np.ndarray]] = []
     sources = graph.points[labels == seed]
@@ -160,7 +168,7 @@ def _grow(
         candidates = np.flatnonzero(open_pieces)
         if len(candidates) == 0:
             break
-        reached = _link_round(graph, labels, sources, candidates, cost, budget)
+        reached = _link_round(graph, labels, sources, candidates, search, budget)
         if not reached:
             break
         joins += reached
@@ -224,11 +232,11 @@ def link_pieces(
     best_seed, best_weight = order[0], -1.0
     if params.max_link_cost > 0:
         budget = np.where(length >= params.keep_length, params.long_link_factor, 1.0) * float(params.max_link_cost)
-        cost = link_cost_volume(prob, threshold, float(budget.max()), graph.spacing)
+        search = _path_search(graph, link_cost_volume(prob, threshold, float(budget.max()), graph.spacing))
         for seed in [c for c in order if eligible[c] or user][:_MAX_SEEDS]:
             if grouped[seed]:
                 continue
-            group, group_joins = _grow(graph, labels, eligible & ~grouped, seed, cost, budget)
+            group, group_joins = _grow(graph, labels, eligible & ~grouped, seed, search, budget)
             grouped[group] = True
             joins += group_joins
             if float(weight[group].sum()) > best_weight:
