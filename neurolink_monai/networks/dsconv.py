@@ -264,8 +264,7 @@ class DSConv3D(nn.Module):
         axis-first view), so at most one kernel point's samples are alive at a time. When ``out_channels < C`` the
         points' slices of the fusion weight are applied before sampling (sampling is linear and the same for every
         channel), so fewer channels are interpolated: all ``K`` of them, the centre's included, as one matrix product
-        ``(K O, C) @ (C, D H W)`` (one pass over the input instead of ``K``: the full-resolution decoder block's
-        snakes 16 -> 8 channels, 486 instead of 514 ms per 64x128x128 window); otherwise the samples are fused by a matrix product per plane
+        ``(K O, C) @ (C, D H W)``, one pass over the input instead of ``K``; otherwise the samples are fused by a matrix product per plane
         (an outer product added in place for a single input channel).
         """
         k_n = self.kernel_size
