@@ -111,7 +111,7 @@ def _split_selected(pred: torch.Tensor, out_channels: int, heads: Sequence[str])
 def _vector_length(vectors: torch.Tensor) -> torch.Tensor:
     """Euclidean length over the channel axis of ``(.., C, D, H, W)``, as ``(.., 1, D, H, W)``: a sum of squares
     over the ``C`` channel slices, one pass each (``Tensor.norm(dim=-4)`` reduces across the strided channel axis,
-    about 70 times slower on a whole-stack direction map; same result to float32 rounding)."""
+    many times slower on a whole-stack direction map; same result to float32 rounding)."""
     channels = vectors.unbind(-4)
     total = channels[0] * channels[0]
     for channel in channels[1:]:
