@@ -19,6 +19,7 @@ from neurolink_monai.bundle_utils import (
     OutputWriteError,
     SaveNeuroLinkOutputsd,
     image_preprocessing_from_config,
+    inference_heads,
     input_stem,
     list_inference_inputs,
     load_datalist,
@@ -82,6 +83,31 @@ def test_inference_with_a_segmentation_only_network(tiny_dataset, tmp_path):
         run_inference(root, image, out2, save_direction=True, **single)
     assert any("no direction head" in m and Path(image).name in m for m in exception_messages(info.value))
     assert not out2.exists() or not any(out2.iterdir())
+
+
+def test_inference_needs_only_the_heads_it_saves_or_traces():
+    assert inference_heads() == ["seg"] and inference_heads("false", "0") == ["seg"]
+    assert inference_heads(save_direction="true") == ["seg", "direction"]
+    assert inference_heads(trace_distance_key="pred_distance") == ["seg", "distance"]
+    assert inference_heads(True, trace_distance_key="d") == ["seg", "direction", "distance"]
+    with pytest.raises(ValueError, match="save_distance must be true or false, got 'maybe'"):
+        inference_heads(save_distance="maybe")
+
+
+def test_outputs_of_predictions_holding_some_heads():
+    torch.manual_seed(0)
+    pred = torch.randn(5, 6, 8, 8)
+    keys = {"prob_key": "prob", "direction_key": "dir", "distance_key": "dist"}
+    full = NeuroLinkOutputsd("pred", **keys)({"pred": pred})
+    seg = NeuroLinkOutputsd("pred", allow_missing_heads=True, heads=["seg"], **keys)({"pred": pred[:1]})
+    assert torch.equal(seg["pred"], full["pred"]) and torch.equal(seg["prob"], full["prob"])
+    assert seg["dir"] is None and seg["dist"] is None
+    dist = NeuroLinkOutputsd("pred", heads=["distance", "seg"], distance_key="dist")({"pred": pred[[0, 4]]})
+    assert torch.equal(dist["dist"], full["dist"])
+    with pytest.raises(ValueError, match="no direction head"):  # left out by the inferer: missing
+        NeuroLinkOutputsd("pred", heads=["seg"], **keys)({"pred": pred[:1]})
+    with pytest.raises(ValueError, match="heads"):
+        NeuroLinkOutputsd("pred", heads=["direction"])
 
 
 def test_outputs_of_a_single_task_prediction():

@@ -155,6 +155,29 @@ def test_background_windows_are_skipped_and_filled():
     assert (out[0, 0, :, :, 96:] < -10).all() and (out[0, 1:, :, :, 96:] == 0).all()
 
 
+def test_heads_keep_only_those_channels_of_every_window_and_of_the_background_fill():
+    volume, _ = _faint_neurite_stack()
+    volume = volume[:, :, :128].clone()
+    volume[:, :, 96:] = 0.0  # skipped windows: their voxels get the background output
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(0)
+        return torch.randn(x.shape[0], 5, *x.shape[2:])
+
+    full = NeuroLinkInferer((32, 64, 32), overlap=0.25, divisor=1)(volume[None, None], net)
+    for heads, channels in ((("seg",), [0]), (("seg", "distance"), [0, 4]), (("direction", "seg"), [0, 1, 2, 3])):
+        kept = NeuroLinkInferer((32, 64, 32), overlap=0.25, divisor=1, heads=heads)(volume[None, None], net)
+        assert torch.equal(kept, full[:, channels]), heads
+    seg_only = NeuroLinkInferer((32, 64, 32), divisor=1, heads=("seg", "direction"))
+    out = seg_only(volume[None, None], lambda x: torch.zeros(x.shape[0], 1, *x.shape[2:]))
+    assert out.shape == (1, 1) + tuple(volume.shape)  # a segmentation-only output is kept whole
+    with pytest.raises(ValueError, match="multi-task output of 5 channels.*gives 3"):
+        seg_only(volume[None, None], lambda x: torch.zeros(x.shape[0], 3, *x.shape[2:]))
+    for bad in ("seg", ("direction",), ("seg", "curvature")):
+        with pytest.raises(ValueError, match="heads"):
+            NeuroLinkInferer((8, 8, 8), heads=bad)
+
+
 def test_all_background_stack_still_gives_an_output():
     inferer = NeuroLinkInferer((8, 8, 8), overlap=0.0, divisor=1)
     out = inferer(torch.zeros(1, 1, 8, 16, 16), lambda x: torch.zeros(x.shape[0], 2, *x.shape[2:]))

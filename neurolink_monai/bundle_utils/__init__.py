@@ -40,7 +40,7 @@ from .paths import (
     paired_datalist,
     resolve_dataset_dir,
 )
-from .postprocessing import NeuroLinkOutputsd
+from .postprocessing import NeuroLinkOutputsd, inference_heads
 from .preprocessing import (
     BinaryLabel,
     BinaryLabeld,
@@ -83,6 +83,7 @@ __all__ = [
     "default_bundle_root",
     "default_inference_input",
     "image_preprocessing_from_config",
+    "inference_heads",
     "init_foreground_prior",
     "input_stem",
     "latest_checkpoint",

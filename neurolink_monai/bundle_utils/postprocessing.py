@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -12,13 +12,32 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from neurolink_monai.networks import check_threshold, interpret_outputs
+from neurolink_monai.bundle_utils.flags import as_bool
+from neurolink_monai.networks import HEADS, check_threshold, head_channels, interpret_outputs
 
-__all__ = ["NeuroLinkOutputsd"]
+__all__ = ["NeuroLinkOutputsd", "inference_heads"]
 
 
 def _plain(x: Any) -> torch.Tensor:
     return x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
+
+
+def inference_heads(
+    save_direction: Any = False,
+    save_distance: Any = False,
+    trace_direction_key: str | None = None,
+    trace_distance_key: str | None = None,
+) -> list[str]:
+    """The heads the bundle's inference needs: ``"seg"``, plus the direction and distance maps when they are saved
+    (``save_*``, bools or flag strings, :func:`~neurolink_monai.bundle_utils.as_bool`) or traced (``trace_*_key``
+    not None). ``inference.json`` gives them to the inferer and to :class:`NeuroLinkOutputsd`, so that heads
+    nobody reads are neither blended nor kept for the whole stack."""
+    heads = ["seg"]
+    if as_bool(save_direction, "save_direction") or trace_direction_key is not None:
+        heads.append("direction")
+    if as_bool(save_distance, "save_distance") or trace_distance_key is not None:
+        heads.append("distance")
+    return heads
 
 
 class NeuroLinkOutputsd(MapTransform):
@@ -38,6 +57,9 @@ class NeuroLinkOutputsd(MapTransform):
         allow_missing_heads: for a segmentation-only network (``NeuroLinkNet(multitask=False)``) store None under
             ``direction_key`` / ``distance_key`` (tracing then estimates directions from the skeleton) instead of
             raising ``ValueError``.
+        heads: the heads the prediction holds when an inferer kept only some
+            (:class:`~neurolink_monai.inference.NeuroLinkInferer` ``heads``; ``"seg"`` among them); a head left out
+            counts as missing. None: read from the channel count.
         allow_missing_keys: skip absent keys.
     """
 
@@ -50,6 +72,7 @@ class NeuroLinkOutputsd(MapTransform):
         direction_key: str | None = None,
         distance_key: str | None = None,
         allow_missing_heads: bool = False,
+        heads: Sequence[str] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -61,6 +84,18 @@ class NeuroLinkOutputsd(MapTransform):
         self.threshold = check_threshold(threshold)
         self.extra = {"prob": prob_key, "direction": direction_key, "distance": distance_key}
         self.allow_missing_heads = bool(allow_missing_heads)
+        if heads is not None and (isinstance(heads, str) or "seg" not in heads):
+            raise ValueError(f"heads must be a list of output heads with 'seg' among them, got {heads!r}.")
+        self.heads = None if heads is None else tuple(head for head in HEADS if head in heads)
+        if self.heads is not None:
+            head_channels(out_channels, self.heads)  # validates the names
+
+    def _heads_of(self, pred: torch.Tensor) -> tuple[str, ...] | None:
+        """The heads ``pred`` holds: ``self.heads``, the segmentation alone for a segmentation-only output, or None
+        (all, read from the channel count)."""
+        if self.heads is None:
+            return None
+        return ("seg",) if pred.shape[0] == self.out_channels else self.heads
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -68,7 +103,7 @@ class NeuroLinkOutputsd(MapTransform):
             pred = d[key]
             if pred.ndim != 4:
                 raise ValueError(f"{key!r} must be one case (C, D, H, W), got shape {list(pred.shape)}.")
-            heads = interpret_outputs(_plain(pred).float(), self.out_channels, self.threshold)
+            heads = interpret_outputs(_plain(pred).float(), self.out_channels, self.threshold, self._heads_of(pred))
             meta = dict(pred.meta) if isinstance(pred, MetaTensor) else {}
             d[key] = MetaTensor(heads["mask"].float(), meta=meta)
             for name, out_key in self.extra.items():
