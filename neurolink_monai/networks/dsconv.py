@@ -14,11 +14,12 @@ import math
 import torch
 import torch.nn.functional as F
 from monai.networks.layers.factories import Act, Norm
-from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from monai.networks.layers.utils import get_act_layer
 from torch import nn
 
 from ..utils import as_positive_int
 from .conv import Conv3d
+from .norm import make_norm
 
 __all__ = ["DSConv3D", "check_snake_args", "snake_accumulation_matrix"]
 
@@ -126,17 +127,13 @@ class DSConv3D(nn.Module):
         self.from_axis_first = [self.to_axis_first.index(i) for i in range(5)]
 
         self.offset_conv = Conv3d(in_channels, 2 * (kernel_size - 1), kernel_size=3, padding=1)
-        self.offset_norm = (
-            get_norm_layer(offset_norm, spatial_dims=3, channels=2 * (kernel_size - 1))
-            if offset_norm is not None
-            else nn.Identity()
-        )
+        self.offset_norm = make_norm(offset_norm, 2 * (kernel_size - 1)) if offset_norm is not None else nn.Identity()
         # Stored as the conv of size K and stride K along the kernel axis described by the paper;
         # applied as one matrix product over the (C, K) samples of each voxel.
         self.fusion = nn.Conv3d(
             in_channels, out_channels, kernel_size=(kernel_size, 1, 1), stride=(kernel_size, 1, 1), bias=bias
         )
-        self.norm = get_norm_layer(norm, spatial_dims=3, channels=out_channels) if norm is not None else nn.Identity()
+        self.norm = make_norm(norm, out_channels) if norm is not None else nn.Identity()
         self.act = get_act_layer(act) if act is not None else nn.Identity()
         self.register_buffer("accumulate", snake_accumulation_matrix(kernel_size), persistent=False)
 

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from monai.networks.layers.utils import get_act_layer
 from torch import nn
 
 from .conv import Conv3d
 from .dsconv import DSConv3D, check_snake_args
+from .norm import make_norm
 from .outputs import DIRECTION_CHANNELS, DISTANCE_CHANNELS
 
 __all__ = ["ConvNormAct", "MultiViewBlock", "NeuroLinkNet"]
@@ -32,7 +33,7 @@ class ConvNormAct(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, norm, act, kernel_size: int = 3) -> None:
         super().__init__(
             Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
-            get_norm_layer(norm, spatial_dims=3, channels=out_channels),
+            make_norm(norm, out_channels),
             get_act_layer(act),
         )
 

@@ -1,0 +1,85 @@
+# Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
+"""The normalisation layers of the networks: MONAI's norm factory, with instance norm normalising in place at
+inference.
+
+An instance norm of a ``(1, 8, 64, 128, 128)`` full-resolution feature map reads it twice for its statistics and
+writes a new tensor; at inference its input is always a fresh temporary (a convolution's output), so the layer
+instead subtracts the mean, scales and shifts that tensor in place: fewer passes and no new tensor
+(``python benchmarks/bench_network.py --inference`` times the forward pass).
+"""
+
+# no `from __future__ import annotations`: TorchScript compiles InstanceNorm3d and must see real annotations
+import torch
+import torch.nn.functional as F
+from monai.networks.layers.utils import get_norm_layer
+from torch import nn
+
+__all__ = ["InstanceNorm3d", "make_norm"]
+
+
+class InstanceNorm3d(nn.InstanceNorm3d):
+    """:class:`torch.nn.InstanceNorm3d` (same parameters, same state dict) that, without gradients and outside
+    TorchScript, normalises a batched float32/float64 input **in place** and returns it.
+
+    Only for inputs the caller no longer needs, as inside :class:`~neurolink_monai.networks.NeuroLinkNet`, where
+    every norm reads a convolution's fresh output. With gradients, under TorchScript or tracing, with running
+    statistics in eval mode, and for other dtypes (half precision under autocast) it is
+    :class:`torch.nn.InstanceNorm3d`. Results agree with it to float32 rounding (the variance is the mean square of
+    the centred values, as there).
+
+    Shapes: ``(B, C, D, H, W)`` -> the same tensor, normalised per sample and channel.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting() or torch.jit.is_tracing():
+            return F.instance_norm(
+                input,
+                self.running_mean,
+                self.running_var,
+                self.weight,
+                self.bias,
+                self.training or not self.track_running_stats,
+                self.momentum if self.momentum is not None else 0.0,
+                self.eps,
+            )
+        return self._eager_forward(input)
+
+    @torch.jit.unused
+    def _eager_forward(self, input: torch.Tensor) -> torch.Tensor:
+        in_place = (
+            not torch.is_grad_enabled()
+            and input.dim() == 5
+            and input.dtype in (torch.float32, torch.float64)
+            and input.is_contiguous()
+            and (self.training or not self.track_running_stats)
+            and input[0, 0].numel() > 1
+        )
+        return self._normalise_in_place(input) if in_place else super().forward(input)
+
+    @torch.jit.unused
+    def _normalise_in_place(self, input: torch.Tensor) -> torch.Tensor:
+        b, c = input.shape[0], input.shape[1]
+        flat = input.view(b * c, -1)
+        flat.sub_(flat.mean(dim=1, keepdim=True))
+        scale = torch.rsqrt(torch.linalg.vecdot(flat, flat) / flat.shape[1] + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight.to(input.dtype).repeat(b)
+        flat.mul_(scale.unsqueeze(1))
+        if self.bias is not None:
+            flat.add_(self.bias.to(input.dtype).repeat(b).unsqueeze(1))
+        return input
+
+
+def make_norm(norm, channels: int) -> nn.Module:
+    """MONAI's ``get_norm_layer(norm, spatial_dims=3, channels=channels)``, with a 3D instance norm made an
+    :class:`InstanceNorm3d` of the same settings (and the same state dict)."""
+    layer = get_norm_layer(norm, spatial_dims=3, channels=channels)
+    if type(layer) is not nn.InstanceNorm3d:
+        return layer
+    return InstanceNorm3d(
+        layer.num_features,
+        eps=layer.eps,
+        momentum=layer.momentum,
+        affine=layer.affine,
+        track_running_stats=layer.track_running_stats,
+    )
