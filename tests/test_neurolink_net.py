@@ -177,3 +177,11 @@ def test_block_inference_fuses_the_views_without_concatenating_and_matches_the_c
             fast = block(x)
     with torch.enable_grad():
         torch.testing.assert_close(fast, block(x).detach(), rtol=1e-5, atol=1e-5)  # with gradients: concatenated
+
+
+def test_inference_downsampling_equals_max_pooling():
+    net = NeuroLinkNet(**SMALL)
+    x = torch.randn(2, 3, 4, 6, 8)
+    x[0, 0, :2, :2, :2] = 1.0  # ties
+    with torch.no_grad():
+        assert torch.equal(net._downsample(x), torch.nn.functional.max_pool3d(x, 2))

@@ -264,6 +264,8 @@ class DSConv3D(nn.Module):
         ``(K O, C) @ (C, D H W)``, one pass over the input instead of ``K``; otherwise the samples are fused by a matrix product per plane
         (an outer product added in place for a single input channel).
         """
+        if x.shape[1] == 1:
+            return self._fuse_one_channel(x, grids)
         k_n = self.kernel_size
         c = k_n // 2
         o = self.out_channels
@@ -321,6 +323,41 @@ class DSConv3D(nn.Module):
                         fused = torch.matmul(weight[:, :, k], sampled.reshape(hi - lo, ch, p0 * p1))  # (A', O, P)
                         target.add_(fused.reshape(hi - lo, o, p0, p1).transpose(0, 1))
         return acc.permute(self.from_axis_first).contiguous() if copy else acc
+
+    def _fuse_one_channel(self, x: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
+        """:meth:`_fuse_samples` of a one-channel input ``(B, 1, D, H, W)`` (the image, in the first block): the
+        ``K`` samples of every voxel are gathered as ``K`` channels in the axis-first layout (the centre's is the
+        input; planes outside the volume stay 0), brought back to the input's layout and fused by one
+        ``(O, K)`` matrix product, so the ``out_channels`` output is written once."""
+        k_n = self.kernel_size
+        c = k_n // 2
+        b = x.shape[0]
+        xa = x.permute(self.to_axis_first)  # (B, 1, A, P0, P1)
+        a, p0, p1 = xa.shape[2], xa.shape[3], xa.shape[4]
+        samples = torch.zeros((b, k_n, a, p0, p1), dtype=x.dtype, device=x.device)
+        samples[:, c] = xa[:, 0]
+        for i in range(b):
+            point = 0
+            for k in range(k_n):
+                if k == c:
+                    continue
+                shift = k - c
+                lo, hi = max(0, -shift), a - max(0, shift)
+                grid = grids[point, i, lo:hi]
+                point += 1
+                if hi <= lo:
+                    continue
+                src = xa[i, :, lo + shift : hi + shift].transpose(0, 1)  # (A', 1, P0, P1)
+                sampled = F.grid_sample(src, grid.to(src.dtype), "bilinear", "zeros", align_corners=False)
+                samples[i, k, lo:hi] = sampled[:, 0]
+        samples = samples.permute(self.from_axis_first).reshape(b, k_n, -1)  # one copy back, K channels
+        weight = self.fusion.weight.to(x.dtype)[:, 0, :, 0, 0].expand(b, self.out_channels, k_n)
+        bias = self.fusion.bias
+        if bias is None:
+            out = torch.bmm(weight, samples)
+        else:
+            out = torch.baddbmm(bias.to(x.dtype).reshape(1, -1, 1), weight, samples)
+        return out.reshape((b, self.out_channels) + x.shape[2:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the snake convolution to ``x`` of shape ``(B, C, D, H, W)``."""
