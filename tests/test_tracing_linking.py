@@ -133,3 +133,20 @@ def test_piece_weights_are_length_times_mean_evidence_and_check_their_input():
     assert np.allclose(piece_weights(labels, length, np.array([1.0, 3.0, 0.0, 0.0, 3.0])), [4.0, 3.0])
     with pytest.raises(ValueError, match=r"node_evidence must be \(5,\)"):
         piece_weights(labels, length, np.ones(4))
+
+
+@pytest.mark.parametrize(
+    "shape, sampling",
+    [((80, 40, 50), (1.0, 1.0, 1.0)), ((60, 30, 30), (3.0, 1.0, 1.0)), ((9, 30, 30), (1.0, 1.0, 1.0))],
+)
+def test_distance_within_reach_is_the_whole_volume_transform(shape, sampling):
+    from scipy import ndimage as ndi
+
+    from neurolink_monai.tracing.linking import _distance_within
+
+    fg = np.random.default_rng(0).random(shape) < 0.003
+    fg[0, 0, 0] = True
+    whole = ndi.distance_transform_edt(~fg, sampling=sampling)
+    slabs = _distance_within(fg, sampling, 16.0)
+    near = whole <= 16.0
+    assert np.array_equal(slabs[near], whole[near]) and (slabs[~near] > 16.0).all()
