@@ -257,3 +257,12 @@ def test_small_stack_agrees_with_the_embedded_stack(depth, shipped_net):
 @pytest.mark.parametrize("depth", [60, 200])
 def test_deep_stack_agrees_with_the_embedded_stack(depth, shipped_net):
     assert _stack_and_embedded(depth, shipped_net) >= 0.95
+
+
+@pytest.mark.parametrize("spot", [(0, 0, 0), (5, 17, 30), (11, 31, 12)])
+def test_mean_at_the_brightest_voxel_is_the_local_mean_there(spot):
+    from neurolink_monai.inference.sliding import _local_mean, _mean_at_brightest
+
+    window = torch.rand(12, 32, 40, generator=torch.Generator().manual_seed(1))
+    window[spot] = 5.0
+    assert _mean_at_brightest(window) == float(_local_mean(window)[spot])

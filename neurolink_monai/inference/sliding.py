@@ -160,6 +160,16 @@ def _local_mean(volume: torch.Tensor) -> torch.Tensor:
     return F.avg_pool3d(v, 3, stride=1, padding=1, count_include_pad=False)[0, 0]
 
 
+def _mean_at_brightest(window: torch.Tensor) -> float:
+    """:func:`_local_mean` of ``window`` ``(D, H, W)`` at its brightest voxel, computed on the 5x5x5 block around it
+    (clipped to the window): the voxel's whole 3x3x3 neighbourhood lies in the block, so the value is the same to
+    the bit, for a fraction of the cost."""
+    z, y, x = (int(i) for i in torch.unravel_index(window.argmax(), window.shape))
+    lo = (max(z - 2, 0), max(y - 2, 0), max(x - 2, 0))
+    block = window[lo[0] : z + 3, lo[1] : y + 3, lo[2] : x + 3]
+    return float(_local_mean(block)[z - lo[0], y - lo[1], x - lo[2]])
+
+
 @dataclass(frozen=True)
 class NoiseFloor:
     """Background statistics of a stack's 3x3x3 mean: ``median`` and robust ``sigma`` (1.4826 MAD), and ``z``."""
@@ -177,6 +187,8 @@ class NoiseFloor:
         """Whether ``window`` ``(D, H, W)`` is background: its 3x3x3 mean (own voxels only) nowhere exceeds
         :attr:`level`, and nowhere exceeds its own median by more than ``z * sigma`` (so a faint neurite in a
         region darker than the stack's typical background still keeps its window)."""
+        if _mean_at_brightest(window) > self.level:  # a neurite's window, usually: decided without the whole map
+            return False
         local = _local_mean(window)
         peak = float(local.max())
         if peak > self.level:

@@ -14,6 +14,7 @@ neither be traced nor serve as stepping stones for the joining paths.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -70,13 +71,16 @@ def background_and_noise(
         outside = ~foreground if (~foreground).any() else np.ones_like(foreground, dtype=bool)
     weight = outside.astype(np.float32)
     size = _window(scale)
-    total = ndi.uniform_filter(img * weight, size=size, mode="nearest")
-    count = ndi.uniform_filter(weight, size=size, mode="nearest")
-    fallback = np.float32(np.median(img[outside]))
-    background = np.where(count > 1e-3, total / np.maximum(count, 1e-3), fallback).astype(np.float32)
-    residual = (img - background)[outside]
-    sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-    bright_range = float(np.percentile(img, 99.9)) - float(fallback)
+    with ThreadPoolExecutor(3) as pool:  # independent passes over the volume; NumPy and SciPy release the GIL
+        total = pool.submit(ndi.uniform_filter, img * weight, size=size, mode="nearest")
+        count = pool.submit(ndi.uniform_filter, weight, size=size, mode="nearest")
+        bright = pool.submit(np.percentile, img, 99.9)
+        fallback = np.float32(np.median(img[outside]))
+        total, count = total.result(), count.result()
+        background = np.where(count > 1e-3, total / np.maximum(count, 1e-3), fallback).astype(np.float32)
+        residual = (img - background)[outside]
+        sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+        bright_range = float(bright.result()) - float(fallback)
     return background, max(sigma, _NOISE_FLOOR * max(bright_range, 0.0), 1e-12)
 
 
