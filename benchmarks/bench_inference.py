@@ -11,6 +11,8 @@ of NeuroLinkNet next to MONAI's BasicUNet of the same width, in one run.
    NeuroLinkNet and for ``BasicUNet`` with features ``(8, 8, 16, 32, 64, 8)`` (random weights: only the cost
    matters), each with background skipping as configured (``--no-skip`` turns it off for both); BasicUNet also
    with NeuroLinkNet's CPU convolution kernels (``neurolink_monai.networks.Conv3d``), for a like-for-like ratio.
+   The benchmark's process keeps freed memory for reuse as the bundle's inference does (``keep_freed_memory``);
+   ``--default-allocator`` leaves glibc's default instead.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _timing import with_onednn_convs
+from _timing import keep_freed_memory, with_onednn_convs
 from monai.networks.nets import BasicUNet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +96,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-skip", action="store_true", help="do not skip background windows")
     parser.add_argument("--no-bundle", action="store_true", help="only the network passes")
+    parser.add_argument("--default-allocator", action="store_true", help="network passes without keep_freed_memory")
     args = parser.parse_args()
+    if not args.default_allocator:
+        keep_freed_memory()
     torch.set_num_threads(args.threads)
     config = json.loads((REPO / "bundle" / "configs" / "inference.json").read_text())
     roi = list(config["roi_size"])
