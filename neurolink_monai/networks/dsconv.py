@@ -245,6 +245,22 @@ class DSConv3D(nn.Module):
         points = torch.cat((offsets[:, :, :c], offsets[:, :, c + 1 :]), dim=2)  # the centre never moves
         return self._fuse_samples(x, self._grids(points, 1.0))
 
+    def _kernel_points(self, a: int) -> list[tuple[int, int, int, int]]:
+        """``(k, point, lo, hi)`` of each non-centre kernel point ``k`` (``point``: its index among them, in
+        :meth:`_grids`) along a kernel axis of ``a`` planes: output planes ``lo:hi`` read a plane of the volume
+        (plane ``a + k - K // 2``); the others read the zero padding. Points that reach no plane are left out."""
+        c = self.kernel_size // 2
+        out: list[tuple[int, int, int, int]] = []
+        point = 0
+        for k in range(self.kernel_size):
+            if k == c:
+                continue
+            lo, hi = max(0, c - k), a - max(0, k - c)
+            if hi > lo:
+                out.append((k, point, lo, hi))
+            point += 1
+        return out
+
     def _fuse_samples(self, x: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
         """The snake convolution of ``x`` ``(B, C, D, H, W)`` before ``norm``/``act``, given the ``grids``
         ``(K - 1, B, A, P0, P1, 2)`` of the non-centre kernel points (:meth:`_grids`).
@@ -260,9 +276,9 @@ class DSConv3D(nn.Module):
         sampled by one 2D ``grid_sample`` over its planes and added right away (through the accumulator's
         axis-first view), so at most one kernel point's samples are alive at a time. When ``out_channels < C`` the
         points' slices of the fusion weight are applied before sampling (sampling is linear and the same for every
-        channel), so fewer channels are interpolated: all ``K`` of them, the centre's included, as one matrix product
-        ``(K O, C) @ (C, D H W)``, one pass over the input instead of ``K``; otherwise the samples are fused by a matrix product per plane
-        (an outer product added in place for a single input channel).
+        channel), so fewer channels are interpolated: all ``K`` of them, the centre's included, as one matrix
+        product ``(K O, C) @ (C, D H W)``, one pass over the input instead of ``K``; otherwise the samples are fused
+        by a matrix product per plane. A one-channel input takes :meth:`_fuse_one_channel`.
         """
         if x.shape[1] == 1:
             return self._fuse_one_channel(x, grids)
@@ -294,16 +310,9 @@ class DSConv3D(nn.Module):
         acc_planes = acc if copy else acc.permute(self.to_axis_first)  # (B, O, A, P0, P1)
         a, p0, p1 = xa.shape[2], xa.shape[3], xa.shape[4]
         for i in range(b):
-            point = 0
-            for k in range(k_n):
-                if k == c:
-                    continue
+            for k, point, lo, hi in self._kernel_points(a):
                 shift = k - c
-                lo, hi = max(0, -shift), a - max(0, shift)  # output planes that read a plane of the volume
                 grid = grids[point, i, lo:hi]
-                point += 1
-                if hi <= lo:
-                    continue
                 target = acc_planes[i, :, lo:hi]  # (O, A', P0, P1)
                 if fuse_first:
                     fused = products[i, k] if copy else products[i, k][None].permute(self.to_axis_first)[0]
@@ -317,11 +326,8 @@ class DSConv3D(nn.Module):
                     sampled = F.grid_sample(
                         src.transpose(0, 1), grid.to(src.dtype), "bilinear", "zeros", align_corners=False
                     )
-                    if ch == 1:  # one image channel: an outer product, added in one pass
-                        target.addcmul_(weight[:, :, k].reshape(o, 1, 1, 1), sampled.transpose(0, 1))
-                    else:
-                        fused = torch.matmul(weight[:, :, k], sampled.reshape(hi - lo, ch, p0 * p1))  # (A', O, P)
-                        target.add_(fused.reshape(hi - lo, o, p0, p1).transpose(0, 1))
+                    fused = torch.matmul(weight[:, :, k], sampled.reshape(hi - lo, ch, p0 * p1))  # (A', O, P)
+                    target.add_(fused.reshape(hi - lo, o, p0, p1).transpose(0, 1))
         return acc.permute(self.from_axis_first).contiguous() if copy else acc
 
     def _fuse_one_channel(self, x: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
@@ -337,16 +343,9 @@ class DSConv3D(nn.Module):
         samples = torch.zeros((b, k_n, a, p0, p1), dtype=x.dtype, device=x.device)
         samples[:, c] = xa[:, 0]
         for i in range(b):
-            point = 0
-            for k in range(k_n):
-                if k == c:
-                    continue
+            for k, point, lo, hi in self._kernel_points(a):
                 shift = k - c
-                lo, hi = max(0, -shift), a - max(0, shift)
                 grid = grids[point, i, lo:hi]
-                point += 1
-                if hi <= lo:
-                    continue
                 src = xa[i, :, lo + shift : hi + shift].transpose(0, 1)  # (A', 1, P0, P1)
                 sampled = F.grid_sample(src, grid.to(src.dtype), "bilinear", "zeros", align_corners=False)
                 samples[i, k, lo:hi] = sampled[:, 0]
