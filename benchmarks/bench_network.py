@@ -2,7 +2,7 @@
 """NeuroLinkNet next to MONAI's BasicUNet of similar width: parameters and forward+backward time, one run.
 
 python benchmarks/bench_network.py [--threads 2] [--size 64] [--features 8 16 32 64] [--kernel-size 3]
-python benchmarks/bench_network.py --inference [--threads 2] [--repeats 3] [--keep-freed-memory]
+python benchmarks/bench_network.py --inference [--threads 2] [--repeats 3] [--keep-freed-memory] [--bfloat16]
 
 The defaults are the bundle's configuration (``bundle/configs/train.json``). Each network is timed alternately
 with BasicUNet (pairs), and the ratio is the median of the per-pair ratios (goal for the bundle's configuration:
@@ -31,7 +31,9 @@ from neurolink_monai.networks import NeuroLinkNet
 REPO = Path(__file__).resolve().parents[1]
 
 
-def inference_pass(threads: int, repeats: int, device: torch.device, note: str = "") -> None:
+def inference_pass(
+    threads: int, repeats: int, device: torch.device, note: str = "", autocast: torch.dtype | None = None
+) -> None:
     """Forward-only seconds of one ``roi_size`` window: the shipped network next to BasicUNet of the same width."""
     from neurolink_monai.bundle_utils import load_pretrained
 
@@ -45,13 +47,14 @@ def inference_pass(threads: int, repeats: int, device: torch.device, note: str =
 
     def forward(model: torch.nn.Module):
         def run() -> None:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 model(x)
 
         return run
 
     base_s, seconds, ratio = paired_seconds(forward(basic), forward(net), repeats)
-    print(f"device={device} threads={threads} window={tuple(x.shape)} forward only, eval, inference_mode{note}")
+    cast = "" if autocast is None else f", autocast {autocast}"
+    print(f"device={device} threads={threads} window={tuple(x.shape)} forward only, eval, inference_mode{cast}{note}")
     print(f"{'network':<52}{'fwd s':>10}{'ratio':>8}")
     print(f"{f'BasicUNet{basic_features}, oneDNN convs':<52}{base_s:>10.3f}{1.0:>8.2f}")
     print(f"{f'NeuroLinkNet bundle network_def, model.pt':<52}{seconds:>10.3f}{ratio:>8.2f}", flush=True)
@@ -67,6 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--inference", action="store_true", help="forward-only time of one bundle inference window")
     parser.add_argument("--keep-freed-memory", action="store_true", help="glibc malloc keeps freed memory (mallopt)")
+    parser.add_argument("--bfloat16", action="store_true", help="with --inference: both networks under bf16 autocast")
     args = parser.parse_args()
     if args.keep_freed_memory:
         keep_freed_memory()
@@ -74,9 +78,8 @@ def main() -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
     if args.inference:
-        inference_pass(
-            args.threads, args.repeats, device, ", malloc keeps freed memory" if args.keep_freed_memory else ""
-        )
+        note = ", malloc keeps freed memory" if args.keep_freed_memory else ""
+        inference_pass(args.threads, args.repeats, device, note, torch.bfloat16 if args.bfloat16 else None)
         return
     x = torch.randn(1, 1, args.size, args.size, args.size, device=device)
     f = args.features
