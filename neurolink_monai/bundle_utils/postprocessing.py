@@ -13,7 +13,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from neurolink_monai.bundle_utils.flags import as_bool
-from neurolink_monai.networks import HEADS, check_threshold, head_channels, interpret_outputs
+from neurolink_monai.networks import check_heads, check_threshold, interpret_outputs
 
 __all__ = ["NeuroLinkOutputsd", "inference_heads"]
 
@@ -84,11 +84,7 @@ class NeuroLinkOutputsd(MapTransform):
         self.threshold = check_threshold(threshold)
         self.extra = {"prob": prob_key, "direction": direction_key, "distance": distance_key}
         self.allow_missing_heads = bool(allow_missing_heads)
-        if heads is not None and (isinstance(heads, str) or "seg" not in heads):
-            raise ValueError(f"heads must be a list of output heads with 'seg' among them, got {heads!r}.")
-        self.heads = None if heads is None else tuple(head for head in HEADS if head in heads)
-        if self.heads is not None:
-            head_channels(out_channels, self.heads)  # validates the names
+        self.heads = None if heads is None else check_heads(heads)
 
     def _heads_of(self, pred: torch.Tensor) -> tuple[str, ...] | None:
         """The heads ``pred`` holds: ``self.heads``, the segmentation alone for a segmentation-only output, or None

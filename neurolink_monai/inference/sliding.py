@@ -52,7 +52,7 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
-from ..networks.outputs import head_channels, num_output_channels
+from ..networks.outputs import check_heads, head_channels, num_output_channels
 from ..transforms.intensity import volume_percentiles
 from ..utils import as_positive_int
 from .blockwise.grid import SlidingWindowGrid
@@ -297,11 +297,7 @@ class NeuroLinkInferer(Inferer):
         self.seg_channels = seg_channels
         context_margins((1, 1, 1), roi, context_margin)  # validates it
         self.context_margin = context_margin
-        if heads is not None and (isinstance(heads, str) or "seg" not in heads):
-            raise ValueError(f"heads must be a list of output heads with 'seg' among them, got {heads!r}.")
-        self.heads = None if heads is None else tuple(heads)
-        if self.heads is not None:
-            head_channels(seg_channels, self.heads)  # validates the names
+        self.heads = None if heads is None else check_heads(heads)
         self.last_windows = 0
         self.last_skipped = 0
 

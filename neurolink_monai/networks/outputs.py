@@ -20,6 +20,7 @@ __all__ = [
     "DIRECTION_CHANNELS",
     "DISTANCE_CHANNELS",
     "HEADS",
+    "check_heads",
     "check_threshold",
     "head_channels",
     "interpret_outputs",
@@ -59,6 +60,18 @@ def head_channels(out_channels: int, heads: Sequence[str] = HEADS) -> list[int]:
             out += list(range(start, start + size))
         start += size
     return out
+
+
+def check_heads(heads: Sequence[str]) -> tuple[str, ...]:
+    """``heads``, a selection of :data:`HEADS` that includes ``"seg"``, in layout order.
+
+    Raises:
+        ValueError: a string instead of a list, no ``"seg"``, or an unknown head name.
+    """
+    if isinstance(heads, str) or "seg" not in heads:
+        raise ValueError(f"heads must include 'seg', got {heads!r}.")
+    head_channels(1, heads)  # validates the names
+    return tuple(head for head in HEADS if head in heads)
 
 
 def split_outputs(pred: torch.Tensor, out_channels: int = 1) -> dict[str, torch.Tensor | None]:
@@ -152,11 +165,8 @@ def interpret_outputs(
         raise ValueError(f"pred must be (B, C, D, H, W) or (C, D, H, W), got shape {list(pred.shape)}.")
     if heads is None:
         parts = split_outputs(pred, out_channels)
-    elif "seg" not in heads:
-        raise ValueError(f"heads must include 'seg', got {list(heads)}.")
     else:
-        head_channels(out_channels, heads)  # validates the names
-        parts = _split_selected(pred, out_channels, heads)
+        parts = _split_selected(pred, out_channels, check_heads(heads))
     seg = parts["seg"]
     prob = torch.sigmoid(seg) if out_channels == 1 else torch.softmax(seg, dim=-4).narrow(-4, 1, 1)
     direction = parts["direction"]
