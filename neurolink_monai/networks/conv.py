@@ -17,10 +17,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Conv3d"]
+__all__ = ["Conv3d", "channel_product"]
 
 # oneDNN indexes with 32-bit integers: larger tensors keep PyTorch's own choice
 _MAX_ELEMENTS = 2**31 - 1
+
+
+def channel_product(weight: torch.Tensor, flat: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A 1x1x1 convolution of flattened volumes: ``weight (O, C) @ flat (B, C, N)`` plus ``bias (O,)``, as one
+    batched matrix product (the bias added by the product itself), ``(B, O, N)``."""
+    b, o = flat.shape[0], weight.shape[0]
+    matrix = weight.expand(b, o, weight.shape[1])
+    if bias is None:
+        return torch.bmm(matrix, flat)
+    return torch.baddbmm(bias.reshape(1, o, 1), matrix, flat)
 
 
 class Conv3d(nn.Conv3d):
@@ -66,9 +76,6 @@ class Conv3d(nn.Conv3d):
         self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
     ) -> torch.Tensor:
         """A 1x1x1 convolution as ``weight (O, C) @ input (B, C, D * H * W)``, with the bias added in the product."""
-        b, c = input.shape[0], input.shape[1]
-        o = weight.shape[0]
-        flat = input.reshape(b, c, -1)
-        matrix = weight.reshape(o, c).expand(b, o, c)
-        out = torch.bmm(matrix, flat) if bias is None else torch.baddbmm(bias.reshape(1, o, 1), matrix, flat)
+        b, c, o = input.shape[0], input.shape[1], weight.shape[0]
+        out = channel_product(weight.reshape(o, c), input.reshape(b, c, -1), bias)
         return out.reshape((b, o) + input.shape[2:])

@@ -18,7 +18,7 @@ from monai.networks.layers.utils import get_act_layer
 from torch import nn
 
 from ..utils import as_positive_int
-from .conv import Conv3d
+from .conv import Conv3d, channel_product
 from .norm import make_norm
 
 __all__ = ["DSConv3D", "check_snake_args", "snake_accumulation_matrix"]
@@ -299,11 +299,7 @@ class DSConv3D(nn.Module):
             products = products.reshape((b, k_n, o) + xs.shape[2:])  # (B, K, O, ...) in the layout of xs
             acc = products[:, c].clone() if bias is None else products[:, c] + bias.to(x.dtype).reshape(1, o, 1, 1, 1)
         else:
-            centre = weight[:, :, c].expand(b, o, ch)
-            if bias is None:
-                acc = torch.bmm(centre, flat)
-            else:
-                acc = torch.baddbmm(bias.to(x.dtype).reshape(1, o, 1), centre, flat)
+            acc = channel_product(weight[:, :, c], flat, None if bias is None else bias.to(x.dtype))
             acc = acc.reshape((b, o) + xs.shape[2:])
             products = acc.unsqueeze(1)  # not read: TorchScript wants the name bound on both branches
         xa = xs if copy else xs.permute(self.to_axis_first)  # (B, C, A, P0, P1)
@@ -350,12 +346,9 @@ class DSConv3D(nn.Module):
                 sampled = F.grid_sample(src, grid.to(src.dtype), "bilinear", "zeros", align_corners=False)
                 samples[i, k, lo:hi] = sampled[:, 0]
         samples = samples.permute(self.from_axis_first).reshape(b, k_n, -1)  # one copy back, K channels
-        weight = self.fusion.weight.to(x.dtype)[:, 0, :, 0, 0].expand(b, self.out_channels, k_n)
         bias = self.fusion.bias
-        if bias is None:
-            out = torch.bmm(weight, samples)
-        else:
-            out = torch.baddbmm(bias.to(x.dtype).reshape(1, -1, 1), weight, samples)
+        weight = self.fusion.weight.to(x.dtype)[:, 0, :, 0, 0]  # (O, K)
+        out = channel_product(weight, samples, None if bias is None else bias.to(x.dtype))
         return out.reshape((b, self.out_channels) + x.shape[2:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer
 from torch import nn
 
-from .conv import Conv3d
+from .conv import Conv3d, channel_product
 from .dsconv import DSConv3D, check_snake_args
 from .norm import make_norm
 from .outputs import DIRECTION_CHANNELS, DISTANCE_CHANNELS
@@ -121,11 +121,7 @@ class MultiViewBlock(nn.Module):
         b, o = views[0].shape[0], conv.out_channels
         weight = conv.weight.reshape(o, len(views), -1)
         flat = [view.reshape(b, view.shape[1], -1) for view in views]
-        first = weight[:, 0].expand(b, o, -1)
-        if conv.bias is None:
-            out = torch.bmm(first, flat[0])
-        else:
-            out = torch.baddbmm(conv.bias.reshape(1, o, 1), first, flat[0])
+        out = channel_product(weight[:, 0], flat[0], conv.bias)
         for i in range(1, len(views)):  # dtypes as `out`'s: autocast does not cast in-place products
             out = out.baddbmm_(weight[:, i].expand(b, o, -1).to(out.dtype), flat[i].to(out.dtype))
         return self.fuse[2](self.fuse[1](out.reshape(views[0].shape[:1] + (o,) + views[0].shape[2:])))
