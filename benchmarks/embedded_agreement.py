@@ -11,6 +11,7 @@ Usage::
 
     python benchmarks/embedded_agreement.py                                   # the shipped weights
     python benchmarks/embedded_agreement.py --ckpt /tmp/bn/model.pt --norm batch --context-margin 8
+    python benchmarks/embedded_agreement.py --ckpt /tmp/lcn/model.pt --norm batch --local-contrast 6 12 12 --context-margin 8
 """
 
 from __future__ import annotations
@@ -55,12 +56,15 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ckpt", type=Path, default=REPO / "bundle" / "models" / "model.pt")
     p.add_argument("--norm", default="instance", help="the network's normalisation (MONAI name), as trained")
+    p.add_argument("--local-contrast", type=int, nargs=3, default=None, metavar=("RD", "RH", "RW"),
+                   help="the network's local-contrast radii, as trained (network_def#local_contrast)")  # fmt: skip
     p.add_argument("--context-margin", type=int, default=0)
     p.add_argument("--depths", type=int, nargs="+", default=[16, 37, 60, 200])
     args = p.parse_args(argv)
-    net = NeuroLinkNet(features=(8, 16, 32, 64), kernel_size=3, norm=(args.norm, {"affine": True})).eval()
+    norm = (args.norm, {"affine": True})
+    net = NeuroLinkNet(features=(8, 16, 32, 64), kernel_size=3, norm=norm, local_contrast=args.local_contrast).eval()
     net.load_state_dict(torch.load(args.ckpt, map_location="cpu", weights_only=True))
-    print(f"{args.ckpt} ({args.norm} norm), context_margin {args.context_margin}")
+    print(f"{args.ckpt} ({args.norm} norm, local contrast {args.local_contrast}), context_margin {args.context_margin}")
     for depth in args.depths:
         print(f"  {depth:4d} slices: Dice alone vs embedded {agreement(net, depth, args.context_margin):.3f}")
     print(f"  pure-noise window marked neurite: {100 * noise_fraction(net):.2f} %")

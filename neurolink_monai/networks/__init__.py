@@ -1,6 +1,7 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
 from __future__ import annotations
 
+from .contrast import LocalContrast3d
 from .conv import Conv3d
 from .dsconv import DSConv3D, snake_accumulation_matrix
 from .neurolink_net import ConvNormAct, MultiViewBlock, NeuroLinkNet
@@ -23,6 +24,7 @@ __all__ = [
     "DISTANCE_CHANNELS",
     "DSConv3D",
     "HEADS",
+    "LocalContrast3d",
     "MultiViewBlock",
     "NeuroLinkNet",
     "check_heads",

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer
 from torch import nn
 
+from .contrast import LocalContrast3d
 from .conv import Conv3d, channel_product
 from .dsconv import DSConv3D, check_snake_args
 from .norm import make_norm
@@ -154,6 +155,9 @@ class NeuroLinkNet(nn.Module):
         multitask: add the direction and distance heads.
         norm: MONAI norm name or ``(name, args)``.
         act: MONAI activation name or ``(name, args)``.
+        local_contrast: if given, the ``(D, H, W)`` box radii (voxels) of a :class:`LocalContrast3d` that appends
+            each input channel's local contrast before the first block (use with ``norm="batch"`` for a network
+            whose output does not depend on the window it sees).
     """
 
     def __init__(
@@ -168,6 +172,7 @@ class NeuroLinkNet(nn.Module):
         multitask: bool = True,
         norm: tuple | str = DEFAULT_NORM,
         act: tuple | str = DEFAULT_ACT,
+        local_contrast: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims != 3:
@@ -187,7 +192,9 @@ class NeuroLinkNet(nn.Module):
         def block(cin: int, cout: int) -> MultiViewBlock:
             return MultiViewBlock(cin, cout, kernel_size, extend_scope, dsconv, norm, act)
 
-        self.encoders = nn.ModuleList([block(in_channels, features[0])])
+        self.contrast = LocalContrast3d(local_contrast) if local_contrast is not None else nn.Identity()
+        first_channels = 2 * in_channels if local_contrast is not None else in_channels
+        self.encoders = nn.ModuleList([block(first_channels, features[0])])
         for cin, cout in zip(features[:-1], features[1:]):
             self.encoders.append(block(cin, cout))
         self.ups = nn.ModuleList()
@@ -221,6 +228,7 @@ class NeuroLinkNet(nn.Module):
             raise ValueError(f"NeuroLinkNet expects a (B, C, D, H, W) input, got shape {list(x.shape)}.")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"NeuroLinkNet expects {self.in_channels} input channels, got shape {list(x.shape)}.")
+        x = self.contrast(x)
         d, h, w = x.shape[2], x.shape[3], x.shape[4]
         pad_d = (self.divisor - d % self.divisor) % self.divisor
         pad_h = (self.divisor - h % self.divisor) % self.divisor
