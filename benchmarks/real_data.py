@@ -27,6 +27,7 @@ Usage::
     python benchmarks/real_data.py                                   # all methods, both conditions
     python benchmarks/real_data.py --methods classical --conditions bright
     python benchmarks/real_data.py --retrace                         # trace the stored maps again (new tracer)
+    python benchmarks/real_data.py --retrace --gold-root             # ... with the main tree rooted at the gold root
     python benchmarks/real_data.py --table
 """
 
@@ -325,9 +326,12 @@ def retrace_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         if not output_paths(out_dir, image)["direction"].is_file():
             print(f"{method} {condition} {stack}: no stored maps in {out_dir}, run it again without --retrace")
             continue
-        records[i] = retrace(rec, image, args.data / f"{stack}.swc", out_dir, jar, dict(args.trace_override))
-        if args.trace_override:
-            records[i]["trace_overrides"] = dict(args.trace_override)
+        overrides = dict(args.trace_override)
+        if args.gold_root:
+            overrides["trace_root"] = [float(v) for v in read_swc(args.data / f"{stack}.swc")[0, 2:5]]
+        records[i] = retrace(rec, image, args.data / f"{stack}.swc", out_dir, jar, overrides)
+        if overrides:
+            records[i]["trace_overrides"] = overrides
         print(f"{method:9s} {condition:6s} {stack}: " + ", ".join(f"{m} {_fmt(records[i][m], m)}" for m in METRICS))
         atomic_write_text(args.results, json.dumps(records, indent=1))
     return records
@@ -355,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="KEY=VALUE override of inference.json (JSON values) for the model rows, e.g. context_margin=8")  # fmt: skip
     p.add_argument("--trace-override", type=_override, action="append", default=[],
                    help="with --retrace: KEY=VALUE override of inference.json (JSON values), repeatable")  # fmt: skip
+    p.add_argument("--gold-root", action="store_true",
+                   help="with --retrace: root the main tree at the gold SWC's root (trace_root), as a user who "
+                   "knows where the neuron enters the stack would")  # fmt: skip
     p.add_argument("--table", action="store_true", help="print the tables of --results and exit")
     return p
 

@@ -258,3 +258,15 @@ def test_real_stack_passes_the_input_checks(diadem_dir):
     from neurolink_monai.io import spacing_from_affine
 
     np.testing.assert_allclose(spacing_from_affine(img.affine), (0.9988, 0.3296, 0.3296), rtol=1e-3)
+
+
+def test_trace_root_reaches_the_tracer():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(Path(__file__).resolve().parents[1] / "bundle" / "configs" / "inference.json"))
+    steps = parser.get("postprocessing#transforms")
+    index = next(i for i, t in enumerate(steps) if str(t.get("_target_", "")).endswith("TraceSWCd"))
+    assert parser.get_parsed_content(f"postprocessing#transforms#{index}").tracer.root is None
+    parser.update({"trace_root": [12, 30.5, 4]})
+    assert parser.get_parsed_content(f"postprocessing#transforms#{index}").tracer.root == (12.0, 30.5, 4.0)

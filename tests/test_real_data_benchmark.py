@@ -96,3 +96,6 @@ def test_model_rows_keep_their_maps_and_retrace_rescores_them(op_folder, tmp_pat
     assert again["network_seconds"] == pytest.approx(row["seconds"])
     assert again["seconds"] == pytest.approx(again["network_seconds"] + again["trace_seconds"])
     assert set(real_data.METRICS) <= set(again)
+    assert real_data.main([*argv, "--retrace", "--gold-root"]) == 0
+    (rooted,) = json.loads(results.read_text())
+    assert rooted["trace_overrides"] == {"trace_root": [4.0, 10.0, 4.0]}
