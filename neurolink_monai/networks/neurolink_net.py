@@ -172,7 +172,7 @@ class NeuroLinkNet(nn.Module):
         multitask: bool = True,
         norm: tuple | str = DEFAULT_NORM,
         act: tuple | str = DEFAULT_ACT,
-        local_contrast: Sequence[float] | None = None,
+        local_contrast: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims != 3:
