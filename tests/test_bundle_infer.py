@@ -5,6 +5,7 @@ NIfTI axis order, and the input checks that fail before anything is written."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -261,12 +262,8 @@ def test_real_stack_passes_the_input_checks(diadem_dir):
 
 
 def test_trace_root_reaches_the_tracer():
-    from monai.bundle import ConfigParser
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from real_data import bundle_tracer  # the benchmarks' one reading of inference.json's tracer
 
-    parser = ConfigParser()
-    parser.read_config(str(Path(__file__).resolve().parents[1] / "bundle" / "configs" / "inference.json"))
-    steps = parser.get("postprocessing#transforms")
-    index = next(i for i, t in enumerate(steps) if str(t.get("_target_", "")).endswith("TraceSWCd"))
-    assert parser.get_parsed_content(f"postprocessing#transforms#{index}").tracer.root is None
-    parser.update({"trace_root": [12, 30.5, 4]})
-    assert parser.get_parsed_content(f"postprocessing#transforms#{index}").tracer.root == (12.0, 30.5, 4.0)
+    assert bundle_tracer()[1].tracer.root is None
+    assert bundle_tracer({"trace_root": [12, 30.5, 4]})[1].tracer.root == (12.0, 30.5, 4.0)

@@ -46,19 +46,17 @@ class LocalContrast3d(nn.Module):
         self.radius = radius
         self.floor = float(floor)
 
-    def _box_mean(self, x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    def _box_sum(self, x: torch.Tensor) -> torch.Tensor:
         for dim, r in zip((2, 3, 4), self.radius):
             x = box_sum(x, r, dim)
-        return x / count
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:
             raise ValueError(f"LocalContrast3d expects a (B, C, D, H, W) input, got shape {list(x.shape)}.")
-        count = torch.ones_like(x[:1, :1])
-        for dim, r in zip((2, 3, 4), self.radius):
-            count = box_sum(count, r, dim)
-        mean = self._box_mean(x, count)
-        variance = (self._box_mean(x * x, count) - mean * mean).clamp_min(0.0)
+        count = self._box_sum(torch.ones_like(x[:1, :1]))
+        mean = self._box_sum(x) / count
+        variance = (self._box_sum(x * x) / count - mean * mean).clamp_min(0.0)
         return torch.cat([x, (x - mean) * torch.rsqrt(variance + self.floor**2)], dim=1)
 
     def extra_repr(self) -> str:
