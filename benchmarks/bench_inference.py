@@ -81,8 +81,10 @@ def make_stack(shape: list[int], folder: Path) -> Path:
     return path
 
 
-def network_pass(image: torch.Tensor, net: torch.nn.Module, roi: list[int], skip: bool) -> tuple[float, int, int]:
-    inferer = NeuroLinkInferer(roi, overlap=0.25, mode="gaussian", skip_background=skip)
+def network_pass(
+    image: torch.Tensor, net: torch.nn.Module, roi: list[int], skip: bool, context_margin: int
+) -> tuple[float, int, int]:
+    inferer = NeuroLinkInferer(roi, overlap=0.25, mode="gaussian", skip_background=skip, context_margin=context_margin)
     start = time.perf_counter()
     with torch.no_grad():
         inferer(image, net)
@@ -102,8 +104,9 @@ def main() -> None:
         keep_freed_memory()
     torch.set_num_threads(args.threads)
     config = json.loads((REPO / "bundle" / "configs" / "inference.json").read_text())
-    roi = list(config["roi_size"])
-    features = list(config["network_def"]["features"])
+    roi, margin = list(config["roi_size"]), int(config["context_margin"])
+    spec = {k: v for k, v in config["network_def"].items() if k != "_target_"}
+    features = list(spec["features"])
     with tempfile.TemporaryDirectory() as tmp:
         stack = args.input if args.input is not None else make_stack(args.shape, Path(tmp))
         from monai.transforms import Compose
@@ -112,14 +115,16 @@ def main() -> None:
         image = Compose(chain)({"image": str(stack)})
         image = image["image"].as_tensor()[None].float()
         voxels = int(np.prod(image.shape[2:]))
-        print(f"stack {stack.name} shape {tuple(image.shape[2:])} threads={torch.get_num_threads()} roi={roi}")
+        print(
+            f"stack {stack.name} shape {tuple(image.shape[2:])} threads={torch.get_num_threads()} roi={roi} margin={margin}"
+        )
         print(f"{'run':<64}{'seconds':>10}{'Mvox/s':>10}{'peak RSS MB':>13}")
         if not args.no_bundle:
             seconds, rss = bundle_run(stack, Path(tmp) / "out", args.threads)
             print(
                 f"{'bundle inference.json, image to SWC':<64}{seconds:>10.1f}{voxels / seconds / 1e6:>10.3f}{rss:>13.0f}"
             )
-        net = NeuroLinkNet(features=features, kernel_size=config["network_def"]["kernel_size"]).eval()
+        net = NeuroLinkNet(**spec).eval()
         net.load_state_dict(torch.load(REPO / "bundle" / "models" / "model.pt", map_location="cpu", weights_only=True))
         basic_features = (features[0], *features, features[0])
         basic = BasicUNet(3, 1, 1, features=basic_features).eval()
@@ -130,7 +135,7 @@ def main() -> None:
             f"BasicUNet {basic_features}, oneDNN convs, network pass": basic_onednn,
         }
         for name, model in runs.items():
-            seconds, windows, skipped = network_pass(image, model, roi, not args.no_skip)
+            seconds, windows, skipped = network_pass(image, model, roi, not args.no_skip, margin)
             label = f"{name} ({windows - skipped}/{windows} windows)"
             print(f"{label:<64}{seconds:>10.1f}{voxels / seconds / 1e6:>10.3f}{'':>13}", flush=True)
 

@@ -10,7 +10,7 @@ with BasicUNet (pairs), and the ratio is the median of the per-pair ratios (goal
 "BasicUNet, oneDNN convs" gives BasicUNet the same kernels, for a like-for-like ratio.
 
 ``--inference`` times the forward pass alone instead, as the bundle's inference runs it: one window of
-``roi_size`` (``bundle/configs/inference.json``, 64x128x128) through ``network_def`` with the shipped weights
+``roi_size`` (``bundle/configs/inference.json``, 80x128x128) through ``network_def`` with the shipped weights
 ``bundle/models/model.pt``, in eval mode under ``torch.inference_mode``, paired with BasicUNet of the same width. ``--keep-freed-memory``
 first makes glibc's malloc keep freed memory (``_timing.keep_freed_memory``), to show what the page faults of
 fresh large tensors cost.
@@ -31,6 +31,12 @@ from neurolink_monai.networks import NeuroLinkNet
 REPO = Path(__file__).resolve().parents[1]
 
 
+def bundle_network_spec(config_name: str) -> dict:
+    """The keyword arguments of ``network_def`` in ``bundle/configs/<config_name>`` (plain JSON values)."""
+    config = json.loads((REPO / "bundle" / "configs" / config_name).read_text())
+    return {k: v for k, v in config["network_def"].items() if k != "_target_"}
+
+
 def inference_pass(
     threads: int, repeats: int, device: torch.device, note: str = "", autocast: torch.dtype | None = None
 ) -> None:
@@ -38,7 +44,7 @@ def inference_pass(
     from neurolink_monai.bundle_utils import load_pretrained
 
     config = json.loads((REPO / "bundle" / "configs" / "inference.json").read_text())
-    spec = {k: v for k, v in config["network_def"].items() if k != "_target_"}
+    spec = bundle_network_spec("inference.json")
     net = load_pretrained(NeuroLinkNet(**spec), REPO / "bundle" / "models" / "model.pt").to(device).eval()
     f = spec["features"]
     basic_features = (f[0], *f, f[0])
@@ -89,6 +95,7 @@ def main() -> None:
         f"BasicUNet{basic}, oneDNN convs": with_onednn_convs(BasicUNet(3, 1, 1, features=basic)),
         f"NeuroLinkNet plain {tuple(f)}": NeuroLinkNet(features=f, dsconv=False),
         f"NeuroLinkNet K={args.kernel_size} {tuple(f)}": NeuroLinkNet(features=f, kernel_size=args.kernel_size),
+        "NeuroLinkNet train.json network_def": NeuroLinkNet(**bundle_network_spec("train.json")),
     }
     print(f"device={device} threads={torch.get_num_threads()} input={tuple(x.shape)}")
     print(f"{'network':<44}{'params':>12}{'fwd+bwd s':>12}{'ratio':>8}")

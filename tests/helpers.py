@@ -118,6 +118,17 @@ def bundle_configs(*names: str) -> list[str]:
     return [str(CONFIGS / n) for n in names]
 
 
+def bundle_net(config: str = "inference.json", **network_def: Any) -> torch.nn.Module:
+    """The ``network_def`` of the bundle config ``config`` (norm, local contrast and all), with its entries
+    ``network_def`` changed (``features=[4, 8]``), freshly initialised."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / config))
+    parser.update({f"network_def#{k}": v for k, v in network_def.items()})
+    return parser.get_parsed_content("network_def")
+
+
 def bundle_workflow(names: Sequence[str], workflow_type: str = "train", **override: Any):
     """An initialised ``ConfigWorkflow`` of the bundle configs ``names`` with ``override``."""
     from monai.bundle import ConfigWorkflow

@@ -9,9 +9,7 @@ import torch
 from monai.bundle import ckpt_export, verify_net_in_out
 from monai.data import load_net_with_metadata
 
-from neurolink_monai.networks import NeuroLinkNet
-
-from helpers import CONFIGS, META
+from helpers import CONFIGS, META, bundle_net
 
 
 def test_ckpt_export_and_verify_net_in_out(trained, tmp_path):
@@ -28,7 +26,7 @@ def test_ckpt_export_and_verify_net_in_out(trained, tmp_path):
     )
     ts, meta, _ = load_net_with_metadata(str(ts_path))
     assert meta["version"] == json.loads((CONFIGS / "metadata.json").read_text())["version"]
-    net = NeuroLinkNet(features=(4, 8), kernel_size=3)
+    net = bundle_net(features=[4, 8])
     net.load_state_dict(torch.load(root / "models" / "trained" / "model.pt", weights_only=True))
     net.eval()
     x = torch.rand(1, 1, 16, 24, 32)

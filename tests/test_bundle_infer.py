@@ -26,9 +26,8 @@ from neurolink_monai.bundle_utils import (
     load_datalist,
 )
 from neurolink_monai.io import read_swc, read_tiff_stack, write_tiff_stack
-from neurolink_monai.networks import NeuroLinkNet
 
-from helpers import exception_messages, run_inference
+from helpers import bundle_net, exception_messages, run_inference
 
 
 def test_inference_writes_all_outputs_named_after_the_stem(trained, tiny_dataset, tmp_path):
@@ -69,7 +68,7 @@ def test_inference_writes_all_outputs_named_after_the_stem(trained, tiny_dataset
 def test_inference_with_a_segmentation_only_network(tiny_dataset, tmp_path):
     root = tmp_path / "bundle"
     (root / "models").mkdir(parents=True)
-    net = NeuroLinkNet(spatial_dims=3, in_channels=1, out_channels=1, features=(4, 8), kernel_size=3, multitask=False)
+    net = bundle_net(features=[4, 8], multitask=False)
     torch.save(net.state_dict(), root / "models" / "model.pt")
     image = load_datalist(tiny_dataset, "test")[0]["image"]
     stem = input_stem(image)

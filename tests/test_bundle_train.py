@@ -14,9 +14,18 @@ import pytest
 import torch
 
 from neurolink_monai.bundle_utils import PrepareKeyedBatch, latest_checkpoint
-from neurolink_monai.networks import NeuroLinkNet
 
-from helpers import CONFIGS, META, REPO, TINY, bundle_configs, bundle_workflow, exception_messages, run_bundle
+from helpers import (
+    CONFIGS,
+    META,
+    REPO,
+    TINY,
+    bundle_configs,
+    bundle_net,
+    bundle_workflow,
+    exception_messages,
+    run_bundle,
+)
 
 
 def test_training_writes_best_and_last_checkpoints(trained):
@@ -24,7 +33,7 @@ def test_training_writes_best_and_last_checkpoints(trained):
     assert (root / "models" / "trained" / "model.pt").is_file()
     assert not (root / "models" / "model.pt").exists()  # a training never writes over the shipped weights
     state = torch.load(root / "models" / "trained" / "model.pt", weights_only=True)
-    net = NeuroLinkNet(features=(4, 8), kernel_size=3)
+    net = bundle_net("train.json", features=[4, 8])
     net.load_state_dict(state)  # the best model is a plain state dict of the network
     assert trained["ckpt1"].name == "checkpoint_epoch=1.pt"
     assert any((root / "runs").iterdir())  # TensorBoard event files

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 
 from neurolink_monai.data.synthetic import generate_sample
@@ -15,20 +16,29 @@ from neurolink_monai.inference import (
     background_floor,
     context_margins,
     fit_roi_size,
+    margin_pads,
     pad_with_background,
 )
 from neurolink_monai.networks import NeuroLinkNet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = REPO_ROOT / "bundle" / "models" / "model.pt"
+INFERENCE_CONFIG = REPO_ROOT / "bundle" / "configs" / "inference.json"
 SMALL = {"features": (4, 8, 16), "kernel_size": 3}
+
+
+def inference_config() -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(str(INFERENCE_CONFIG))
+    return parser
 
 
 @pytest.fixture(scope="module")
 def shipped_net() -> NeuroLinkNet:
+    """The shipped weights in the network ``inference.json`` defines, in eval mode."""
     if not SHIPPED.is_file():
         pytest.skip("the bundle's shipped weights are absent")
-    net = NeuroLinkNet(features=(8, 16, 32, 64), kernel_size=3).eval()
+    net = inference_config().get_parsed_content("network_def").eval()
     net.load_state_dict(torch.load(SHIPPED, map_location="cpu", weights_only=True))
     return net
 
@@ -84,9 +94,26 @@ def test_windows_never_larger_than_the_stack():
     x = torch.rand(1, 1, 37, 20, 300)
     NeuroLinkInferer((64, 128, 128), divisor=8, skip_background=False, context_margin=0)(x, net)
     assert set(shapes) == {(32, 16, 128)}
-    shapes.clear()  # with a margin of 8: 37 + 2 * 8 and 20 + 2 * 8 voxels, windows of 48 and 32
-    out = NeuroLinkInferer((64, 128, 128), divisor=8, skip_background=False, context_margin=8)(x, net)
+    shapes.clear()  # with a margin of up to 8: 37 + 11 and 20 + 12 voxels, one window of 48 and of 32 deep
+    inferer = NeuroLinkInferer((64, 128, 128), divisor=8, skip_background=False, context_margin=8)
+    out = inferer(x, net)
     assert set(shapes) == {(48, 32, 128)} and out.shape == (1, 5, 37, 20, 300)
+    assert inferer.last_windows == 3  # 300 voxels in windows of 128 at overlap 0.25
+
+
+def test_margin_pads_fill_whole_windows():
+    pads = margin_pads((60, 62, 37, 61, 300), (80, 80, 80, 64, 128), 8, divisor=8)
+    assert pads == ((6, 6), (5, 5), (5, 6), (1, 1), (0, 0))
+    assert margin_pads((60, 62), (80, 80), 0, divisor=8) == ((0, 0), (0, 0))
+    shapes = []
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(x.shape[2:]))
+        return torch.zeros(x.shape[0], 5, *x.shape[2:])
+
+    inferer = NeuroLinkInferer((80, 128, 128), divisor=8, skip_background=False, context_margin=8)
+    out = inferer(torch.rand(1, 1, 60, 128, 128), net)
+    assert shapes == [(72, 128, 128)] and out.shape == (1, 5, 60, 128, 128)
 
 
 def test_context_margins_pad_short_axes_with_the_background():
@@ -109,11 +136,13 @@ def test_margin_output_matches_the_stack_inside_background():
     x = 0.1 + 0.01 * torch.rand(1, 1, 6, 8, 40)
     x[..., 3, 4, :] = 1.0
     level = float(np.median(x.numpy()))
-    big = torch.full((1, 1, 6 + 2 * 4, 8 + 2 * 4, 40), level)
-    big[:, :, 4:10, 4:12] = x
+    # margins of 4, trimmed along D to fill a 12-slice window: 3 + 3 (margin_pads, divisor 4)
+    assert margin_pads((6, 8, 40), (16, 16, 16), 4, divisor=4) == ((3, 3), (4, 4), (0, 0))
+    big = torch.full((1, 1, 6 + 2 * 3, 8 + 2 * 4, 40), level)
+    big[:, :, 3:9, 4:12] = x
     with torch.no_grad():
         alone = NeuroLinkInferer((16, 16, 16), context_margin=4, skip_background=False)(x, net)
-        inside = NeuroLinkInferer((16, 16, 16), context_margin=0, skip_background=False)(big, net)[:, :, 4:10, 4:12]
+        inside = NeuroLinkInferer((16, 16, 16), context_margin=0, skip_background=False)(big, net)[:, :, 3:9, 4:12]
     torch.testing.assert_close(alone, inside, rtol=0, atol=1e-6)
 
 
@@ -209,8 +238,10 @@ def test_tiny_stack_is_not_mostly_neurite(shipped_net):
 
 
 def _stack_and_embedded(depth: int, shipped_net) -> float:
+    """Dice of the masks for a ``depth``-slice synthetic stack alone and embedded, windowed as ``inference.json``."""
+    config = inference_config()
     x = scaled(generate_sample((depth, 64, 64), seed=depth)["image"])
-    inferer = NeuroLinkInferer((64, 128, 128), skip_background=False)
+    inferer = NeuroLinkInferer(config["roi_size"], skip_background=False, context_margin=config["context_margin"])
     alone, embedded = (torch.sigmoid(out[0, 0]) >= 0.5 for out in alone_and_embedded(inferer, shipped_net, x))
     return dice(alone, embedded)
 
@@ -219,7 +250,7 @@ def test_batch_norm_and_the_margin_make_the_output_independent_of_the_surroundin
     """The mechanism of issue 15 item 1 with a small network: with batch norm (running statistics, so no statistic of
     the window's content) and the context margin, a 16-slice stack gives the output of the same stack embedded in a
     larger background volume (mean difference about 0.04 % of the output's spread); without the margin it does not (45 %),
-    and with instance norm (the shipped weights' normalisation) it does not either (56 %)."""
+    and with instance norm (the normalisation of the weights shipped before 0.5.0) it does not either (56 %)."""
     x = scaled(generate_sample((16, 64, 64), seed=16)["image"])
     spread = {}
     for norm in ("batch", "instance"):
@@ -236,24 +267,13 @@ def test_batch_norm_and_the_margin_make_the_output_independent_of_the_surroundin
     assert min(spread["batch", 0], spread["instance", 8]) > 0.1, spread
 
 
-_EMBEDDED_XFAIL = (
-    "open (issue 15 item 1): a stack and the same stack embedded in a constant-background volume give Dice 0.360 / "
-    "0.343 / 0.528 / 0.736 at 16 / 37 / 60 / 200 slices with the shipped weights: instance norm sees different "
-    "statistics. Batch-norm weights trained by the main command, with context_margin 8, give 0.998 / 0.995 / 0.982 / "
-    "0.982 (benchmarks/embedded_agreement.py) but lose recall on the weak real stacks "
-    "(benchmarks/results/real_data_batchnorm.json), so they are not shipped"
-)
-
-
-@pytest.mark.slow  # ~2 min with the shipped weights; xfail until the agreement holds
-@pytest.mark.xfail(reason=_EMBEDDED_XFAIL, strict=False)
 @pytest.mark.parametrize("depth", [16, 37])
 def test_small_stack_agrees_with_the_embedded_stack(depth, shipped_net):
+    """Issue 15: the shipped weights give a short stack the mask of the same stack inside a larger volume."""
     assert _stack_and_embedded(depth, shipped_net) >= 0.95
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(reason=_EMBEDDED_XFAIL, strict=False)
+@pytest.mark.slow  # ~20 s
 @pytest.mark.parametrize("depth", [60, 200])
 def test_deep_stack_agrees_with_the_embedded_stack(depth, shipped_net):
     assert _stack_and_embedded(depth, shipped_net) >= 0.95

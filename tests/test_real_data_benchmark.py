@@ -13,6 +13,8 @@ import pytest
 
 from neurolink_monai.io import read_tiff_stack, write_swc, write_tiff_stack
 
+from helpers import bundle_net
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import real_data  # noqa: E402
 
@@ -78,11 +80,9 @@ def test_classical_rows_and_tables(op_folder, tmp_path):
 def test_model_rows_keep_their_maps_and_retrace_rescores_them(op_folder, tmp_path):
     import torch
 
-    from neurolink_monai.networks import NeuroLinkNet
-
     ckpt = tmp_path / "random.pt"
     torch.manual_seed(0)
-    torch.save(NeuroLinkNet(features=(8, 16, 32, 64), kernel_size=3).state_dict(), ckpt)
+    torch.save(bundle_net().state_dict(), ckpt)
     results = tmp_path / "results.json"
     argv = ["--data", str(op_folder), "--work-dir", str(tmp_path / "work"), "--results", str(results),
             "--methods", "synthetic", "--conditions", "bright", "--stacks", "OP_1", "--synthetic-ckpt", str(ckpt),

@@ -42,6 +42,18 @@ def test_without_linking_the_weak_stretch_splits_the_neurite():
     assert len(_trees(swc)) >= 3  # two halves and the second neuron (the speck may be dropped as too short)
 
 
+def test_a_piece_beyond_the_budget_joins_through_a_piece_joined_before():
+    """Each weak stretch costs 26 <= 30, both together 52: the last piece joins in the second growth round, whose
+    search starts from the piece joined in the first (and skips what the main tree reaches as cheaply)."""
+    prob = np.zeros((20, 64, 110), dtype=np.float32)
+    for x0, x1, value in [(5, 46, 0.9), (46, 56, 0.3), (56, 70, 0.9), (70, 80, 0.3), (80, 100, 0.9)]:
+        _line(prob, 30, x0, x1, value)
+    (tree,) = _trees(trace_swc(prob, max_gap=0.0, link_cost=30.0, max_trees=1))
+    assert tree[:, 2].min() <= 8 and tree[:, 2].max() >= 96
+    (alone,) = _trees(trace_swc(prob, max_gap=0.0, link_cost=20.0, max_trees=1))  # neither stretch: 26 > 20
+    assert alone[:, 2].max() <= 48
+
+
 def test_dark_gap_beyond_the_budget_is_not_crossed():
     # a 10-voxel gap at probability 0 costs 50 > 30: the halves stay apart, so the other neuron is the longest
     swc = trace_swc(_scene(0.0), max_gap=0.0, link_cost=30.0, max_trees=3, keep_length=30.0)

@@ -20,6 +20,7 @@ from .sliding import (
     context_margins,
     fit_roi_size,
     is_background_window,
+    margin_pads,
     network_divisor,
     pad_with_background,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "fit_roi_size",
     "is_background_window",
     "network_divisor",
+    "margin_pads",
     "pad_with_background",
     "run_blockwise",
 ]

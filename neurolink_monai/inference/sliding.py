@@ -18,9 +18,10 @@ Context margin. Along an axis shorter than ``roi_size`` the stack is first padde
 the output is cropped back: the network then sees the stack's border as it would see the same stack inside a larger,
 empty volume, so a short stack and that stack embedded in background give the same mask, provided the network's
 normalisation does not depend on the window's content (batch norm; not instance norm). Axes at least as long as the
-window are not padded, so large stacks cost nothing more; a 60-slice stack padded to 64 runs one window in depth
-instead of two. Off by default (:data:`DEFAULT_CONTEXT_MARGIN` 0): with the shipped instance-norm weights it scored
-lower on the real stacks (``benchmarks/results/real_data_margin.json``).
+window are not padded, so large stacks cost nothing more. The margin is trimmed so that the padded axis fills whole
+windows (:func:`margin_pads`): with a window of 80 slices a 60-slice stack is padded to one 72-slice window instead of
+76 slices in two. Off by default (:data:`DEFAULT_CONTEXT_MARGIN` 0; the bundle sets 8): with the instance-norm
+weights shipped before 0.5.0 it scored lower on the real stacks (``benchmarks/results/real_data_margin.json``).
 
 Background rule (:class:`NoiseFloor`). Let ``m`` and ``sigma`` be the median and robust spread (1.4826 MAD) of
 the 3x3x3 mean of the whole (scaled) stack. A window is skipped, and the network not run on it, when the 3x3x3 mean
@@ -70,6 +71,7 @@ __all__ = [
     "fit_roi_size",
     "is_background_window",
     "network_divisor",
+    "margin_pads",
     "pad_with_background",
 ]
 
@@ -116,11 +118,31 @@ def context_margins(image_shape: Sequence[int], roi_size: Sequence[int], margin:
     )
 
 
-def pad_with_background(image: torch.Tensor, margins: Sequence[int]) -> torch.Tensor:
-    """``image`` ``(B, C, D, H, W)`` padded by ``margins[a]`` voxels on both sides of spatial axis ``a``, with each
-    channel's median (its background level in a microscopy stack; :func:`volume_percentiles`, as the blockwise path
-    measures it)."""
-    pads = [m for margin in reversed(margins) for m in (margin, margin)]
+def margin_pads(
+    image_shape: Sequence[int], roi_size: Sequence[int], margin: int, divisor: int = 1
+) -> tuple[tuple[int, int], ...]:
+    """``(before, after)`` voxels of background added to each axis: the :func:`context_margins`, trimmed so that the
+    padded axis fills whole windows of :func:`fit_roi_size` (a multiple of ``divisor``) when it can.
+
+    A 60-slice stack with ``margin`` 8, a window of 80 and divisor 8 is padded 6 + 6 to one 72-slice window, not
+    8 + 8 to 76 slices that two 72-slice windows would cover. An axis that cannot reach a whole window keeps its
+    margins (a 61-slice axis with a 64-slice window: 1 + 1).
+    """
+    as_positive_int(divisor, "divisor")
+    pads = []
+    for n, r, m in zip(image_shape, roi_size, context_margins(image_shape, roi_size, margin)):
+        window = fit_roi_size((int(n) + 2 * m,), (int(r),), divisor)[0]
+        total = window - int(n) if m and window >= int(n) else 2 * m
+        pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+
+
+def pad_with_background(image: torch.Tensor, margins: Sequence[int | tuple[int, int]]) -> torch.Tensor:
+    """``image`` ``(B, C, D, H, W)`` padded by ``margins[a]`` voxels on both sides of spatial axis ``a`` (or by
+    ``(before, after)``), with each channel's median (its background level in a microscopy stack;
+    :func:`volume_percentiles`, as the blockwise path measures it)."""
+    sides = [(m, m) if isinstance(m, int) else tuple(m) for m in margins]
+    pads = [m for side in reversed(sides) for m in side]
     channels = [
         F.pad(image[:, c : c + 1].float(), pads, value=volume_percentiles(image[:, c], (50.0,))[0])
         for c in range(image.shape[1])
@@ -315,11 +337,12 @@ class NeuroLinkInferer(Inferer):
         image = image.as_tensor() if isinstance(image, MetaTensor) else image
         shape = tuple(int(s) for s in image.shape[2:])
         floor = background_floor(image[0].amax(0), self.background_z) if self.skip_background else None
-        margins = context_margins(shape, self.roi_size, self.context_margin)
-        if not any(margins):
+        divisor = self.divisor if self.divisor is not None else network_divisor(network)
+        pads = margin_pads(shape, self.roi_size, self.context_margin, divisor)
+        if not any(sum(p) for p in pads):
             return self._windows(image, floor, network, *args, **kwargs)
-        out = self._windows(pad_with_background(image, margins), floor, network, *args, **kwargs)
-        return out[(slice(None), slice(None), *(slice(m, m + n) for m, n in zip(margins, shape)))]
+        out = self._windows(pad_with_background(image, pads), floor, network, *args, **kwargs)
+        return out[(slice(None), slice(None), *(slice(p[0], p[0] + n) for p, n in zip(pads, shape)))]
 
     def _kept_channels(self, num_channels: int) -> list[int] | None:
         """Indices of the channels of ``self.heads`` in a network output of ``num_channels``; None: keep all."""

@@ -42,9 +42,19 @@ class _BudgetMCP(MCP_Geometric):
     def __init__(self, costs: np.ndarray, budget: float, **kwargs) -> None:
         super().__init__(costs, **kwargs)
         self.budget = float(budget)
+        # cheapest costs from the sources of earlier rounds, Fortran-order flat (MCP's index order); None: none
+        self.settled: np.ndarray | None = None
 
     def goal_reached(self, index: int, cumcost: float) -> int:
-        return 2 if cumcost > self.budget else 0  # 2: stop the search
+        if cumcost > self.budget:
+            return 2  # stop the search
+        # 1: do not expand a voxel the earlier sources reach as cheaply; see _grow
+        return 1 if self.settled is not None and cumcost >= self.settled[index] else 0
+
+    def settle(self, cumulative: np.ndarray) -> None:
+        """Remember ``cumulative`` (the last :meth:`find_costs` result) among the earlier rounds' costs."""
+        flat = cumulative.ravel(order="F")  # a view of MCP's own buffer, which the next search overwrites
+        self.settled = flat.copy() if self.settled is None else np.minimum(self.settled, flat)
 
 
 @dataclass(frozen=True)
@@ -167,6 +177,7 @@ def _link_round(
     mcp, lo = search
     mcp.budget = float(budget[candidates].max())
     cum, _ = mcp.find_costs([tuple(int(v) for v in p - lo) for p in sources])
+    mcp.settle(cum)
     node_cost = cum[tuple((graph.points - lo).T)]
     reached = []
     for piece in candidates:
@@ -191,6 +202,7 @@ def _grow(
     group = [seed]
     joins: list[tuple[int, np.ndarray]] = []
     sources = graph.points[labels == seed]
+    search[0].settled = None
     for _ in range(_MAX_ROUNDS):
         open_pieces = eligible.copy()
         open_pieces[group] = False
@@ -202,7 +214,10 @@ def _grow(
             break
         joins += reached
         group += [piece for piece, _ in reached]
-        sources = np.concatenate([sources, *(graph.points[labels == p] for p, _ in reached), *(q for _, q in reached)])
+        # The next round searches from what just joined only, and does not expand a voxel that the earlier sources
+        # reach as cheaply: a piece they did not reach costs more than its budget from them, so it costs more than
+        # its budget through such a voxel too. Same pieces and path costs as searching from everything again.
+        sources = np.concatenate([*(graph.points[labels == p] for p, _ in reached), *(q for _, q in reached)])
     return group, joins
 
 
