@@ -2,8 +2,8 @@
 """Whole-stack sliding-window inference: windows fitted to the stack, background windows skipped.
 
 One implementation for the bundle (:class:`NeuroLinkInferer`, the ``inferer`` of ``inference.json`` and
-``evaluate.json``) and the blockwise path (:func:`fit_roi_size`, :func:`background_floor` and
-:func:`is_background_window` in ``neurolink_monai.inference.blockwise``).
+``evaluate.json``) and the blockwise path (:func:`fit_roi_size` and :func:`context_margins` in
+``neurolink_monai.inference.blockwise``, which evaluates every window: it does not skip background windows).
 
 Window size. A window is never larger than the stack: along an axis shorter than ``roi_size`` the window shrinks to
 the largest multiple of the network's divisor (``NeuroLinkNet.divisor``, ``2 ** (levels - 1)``) that fits, or to

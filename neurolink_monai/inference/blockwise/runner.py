@@ -26,6 +26,7 @@ from torch import nn
 
 from ...networks.outputs import head_channels
 from ...transforms.intensity import DEFAULT_MAX_SAMPLES
+from ...utils import keep_freed_memory
 from .claim import BlockwiseRunError, OutputClaim, RunState, check_output_path, claim_output, open_run
 from .engine import postprocess_block, predict_block
 from .grid import BlockGrid, SlidingWindowGrid
@@ -89,6 +90,7 @@ _IMPORTANCE: dict[SlidingWindowGrid, torch.Tensor] = {}
 
 def run_block(job: BlockJob, spec: ModelSpec, index: tuple[int, int, int]) -> tuple[tuple[int, int, int], int, int]:
     """Compute, write and mark one block; runs on a Dask worker. Returns ``(index, voxels, window evaluations)``."""
+    keep_freed_memory()  # the worker's process runs the network: large tensors reuse memory, as in the bundle
     if job.torch_threads:
         torch.set_num_threads(job.torch_threads)
     net = spec.load(job.device)
