@@ -29,7 +29,7 @@ from neurolink_monai.io import write_swc, write_tiff_stack
 from neurolink_monai.metrics import diadem_score, find_diadem_jar
 from neurolink_monai.networks import NeuroLinkNet
 
-from helpers import CONFIGS, REPO, straight_swc
+from helpers import CONFIGS, REPO, bundle_net, straight_swc
 
 JAR = Path(os.environ.get("NEUROLINK_SHARED", REPO.parent / "shared")) / "reference" / "diadem" / "DiademMetric.jar"
 
@@ -109,7 +109,7 @@ def test_finetune_workflow_starts_from_the_weights_and_leaves_them(tmp_path):
             src = synthetic / entry[key]
             os.symlink(src, traced / (Path(entry["image"]).stem + src.suffix))
     pretrained = tmp_path / "pretrained.pt"
-    torch.save(NeuroLinkNet(features=(4, 8), kernel_size=3).state_dict(), pretrained)
+    torch.save(bundle_net("train.json", features=[4, 8]).state_dict(), pretrained)
     digest = hashlib.sha256(pretrained.read_bytes()).hexdigest()
     overrides = {
         "dataset_dir": str(traced),

@@ -48,6 +48,13 @@ def test_bad_arguments_are_refused(radius, floor):
         LocalContrast3d(radius, floor)
 
 
+@pytest.mark.parametrize("radius", ["null", 6])
+def test_a_radius_that_is_not_a_sequence_is_refused_by_its_value(radius):
+    """A bundle override such as ``--network_def#local_contrast null`` arrives as a string: the message shows it."""
+    with pytest.raises(TypeError, match=f"got {radius!r}"):
+        LocalContrast3d(radius)
+
+
 def test_network_with_local_contrast_scripts_and_runs():
     torch.manual_seed(0)
     net = NeuroLinkNet(features=(4, 8), kernel_size=3, norm=("batch", {"affine": True}), local_contrast=(2, 4, 4))

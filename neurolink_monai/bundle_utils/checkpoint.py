@@ -137,7 +137,9 @@ def check_state_dict(state: Any, module: torch.nn.Module, where: str) -> None:
         raise CheckpointError(
             f"{where}: the checkpoint does not fit the network of the config ({type(module).__name__}): "
             + "; ".join(problems)
-            + ". Was it trained with another network_def (features, kernel_size, multitask, out_channels)?"
+            + ". Was it trained with another network_def (features, kernel_size, norm, local_contrast, multitask,"
+            " out_channels)? Weights trained before bundle 0.5.0 need --network_def#norm"
+            """ '$("instance", {"affine": True})' --network_def#local_contrast '$None' --context_margin 0."""
         )
 
 

@@ -38,6 +38,8 @@ class LocalContrast3d(nn.Module):
 
     def __init__(self, radius: Sequence[int] = (6, 12, 12), floor: float = 0.02) -> None:
         super().__init__()
+        if isinstance(radius, str) or not isinstance(radius, Sequence):
+            raise TypeError(f"radius must be a sequence of three positive ints (D, H, W), got {radius!r}.")
         radius = tuple(radius)
         if len(radius) != 3 or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in radius):
             raise ValueError(f"radius must hold three positive ints (D, H, W), got {radius!r}.")
