@@ -70,8 +70,8 @@ __all__ = [
     "context_margins",
     "fit_roi_size",
     "is_background_window",
-    "network_divisor",
     "margin_pads",
+    "network_divisor",
     "pad_with_background",
 ]
 
