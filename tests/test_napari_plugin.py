@@ -26,7 +26,7 @@ from neurolink_monai.napari.segment import InferenceCancelled, count_windows, se
 from neurolink_monai.napari.writers import write_swc_points
 from neurolink_monai.networks import NeuroLinkNet
 
-from helpers import run_blockwise_here, tiny_net
+from helpers import CONFIGS, run_blockwise_here, tiny_net
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -232,3 +232,13 @@ def test_non_gui_modules_do_not_import_napari_or_qt():
             else:
                 continue
             assert not roots & gui, f"{plugin.__name__}.{name} imports {roots & gui}"
+
+
+def test_bundle_settings_carry_the_tracer_keywords_of_inference_json():
+    """The napari widget traces with these: the ``TraceSWCd`` entry of ``inference.json``, resolved."""
+    from neurolink_monai.inference.blockwise import bundle_inference_settings
+
+    config = json.loads((CONFIGS / "inference.json").read_text())
+    trace = bundle_inference_settings()["trace"]
+    assert trace["link_cost"] == config["trace_link_cost"] and trace["max_trees"] == config["trace_max_trees"]
+    assert trace["min_contrast"] == config["trace_min_contrast"] and trace["threshold"] == config["threshold"]

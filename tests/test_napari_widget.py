@@ -124,6 +124,7 @@ def test_widget_cancel_run_trace_write(viewer, qtbot, tmp_path, sample):
     assert np.linalg.norm(points.data[root_rows[0]] - soma_zyx) < 3.0  # the first tree starts at the clicked root
     assert (features["status"] == 2).any(), widget.status.value  # a bridged stretch ...
     assert np.isclose(edges.edge_color, STATUS_COLOURS[2]).all(axis=1).any()  # ... drawn in magenta
+    assert 1 <= len(root_rows) <= 3  # the bundle's tracing settings: at most trace_max_trees trees
     np.testing.assert_allclose(points.scale, image.scale)
 
     # write with the plugin's writer through napari; the file holds the layer's tree

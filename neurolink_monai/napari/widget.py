@@ -7,7 +7,9 @@
    with the image's scale and translation. The direction and distance heads travel in the prob layer's metadata.
 2. **Trace**: pick a probability layer (the one just made, or any map in [0, 1]), the tracer's threshold, maximum
    gap and minimum piece length, and optionally a Points layer whose last point is the root; *Trace* runs
-   :func:`neurolink_monai.tracing.trace_with_config` in a worker thread and adds the SWC as Points + Vectors layers
+   :func:`neurolink_monai.tracing.trace_with_config` with the bundle's other tracing settings (main-tree linking,
+   at most 3 trees, the contrast check against the chosen image when it has the probability's shape, faint-spur
+   removal: ``bundle_inference_settings(...)["trace"]``) in a worker thread and adds the SWC as Points + Vectors layers
    (:mod:`neurolink_monai.napari.layers`). Edges are cyan when confident, yellow below the *confident above*
    probability and magenta where the tracer bridged voxels below the threshold: the places to proofread.
    Save the points layer with File > Save Selected Layers (``.swc``).
@@ -221,6 +223,7 @@ class SegmentAndTraceWidget(Container):
 
     def trace(self) -> Any:
         """Trace the chosen probability layer to SWC in a worker thread; returns the worker (None on error)."""
+        from neurolink_monai.inference.blockwise import bundle_inference_settings
         from neurolink_monai.tracing import TraceConfig, trace_with_config
 
         layer = self.prob_layer.value
@@ -228,16 +231,23 @@ class SegmentAndTraceWidget(Container):
             self._report("Segment and trace: choose a 3D probability layer to trace (run the segmentation).", True)
             return None
         try:
+            # the bundle's tracer (main-tree linking, contrast check, ...), with this widget's three fields
+            bundle = bundle_inference_settings(self.inference_options["config"]).get("trace", {})
             config = TraceConfig.from_keywords(
-                threshold=float(self.threshold.value),
-                max_gap=float(self.max_gap.value),
-                min_component_length=float(self.min_length.value),
+                **{
+                    **bundle,
+                    "threshold": float(self.threshold.value),
+                    "max_gap": float(self.max_gap.value),
+                    "min_component_length": float(self.min_length.value),
+                }
             )
             root = self._root_voxel(layer)
         except (ValueError, TypeError) as e:
             self._report(f"Segment and trace: {e}", error=True)
             return None
         prob = np.asarray(layer.data)
+        image = self.image.value
+        image = np.asarray(image.data) if image is not None and tuple(image.data.shape) == prob.shape else None
         heads = layer.metadata.get("neurolink_heads") or {}
         direction, distance = heads.get("direction"), heads.get("distance")
         if direction is not None and tuple(direction.shape[1:]) != prob.shape:
@@ -253,6 +263,7 @@ class SegmentAndTraceWidget(Container):
             spacing=tuple(layer.scale),
             config=config,
             names=(f"layer {layer.name!r}", "direction head", "distance head"),
+            image=image,
             _start_thread=False,
             _ignore_errors=True,
         )
@@ -282,7 +293,8 @@ class SegmentAndTraceWidget(Container):
             swc, f"{name} trace", tuple(source.scale), tuple(source.translate), status
         ):
             self._put_layer(data, meta, layer_type)
+        trees = int(tree.max()) + 1
         self._report(
-            f"Traced {len(swc)} nodes, {int(tree.max()) + 1} trees. Edges: {int((status == 2).sum())} bridged "
+            f"Traced {len(swc)} nodes, {trees} tree{'s' if trees != 1 else ''}. Edges: {int((status == 2).sum())} bridged "
             f"(magenta), {int((status == 1).sum())} low confidence (yellow)."
         )

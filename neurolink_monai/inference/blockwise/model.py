@@ -244,7 +244,8 @@ def bundle_inference_settings(
     Reads the top-level ``roi_size``, ``overlap``, ``sw_batch_size``, ``threshold`` and ``intensity_percentiles``
     (the keys of ``bundle/configs/inference.json``), then the ``inferer`` object (a ``SlidingWindowInferer``: its
     ``roi_size``, ``overlap``, ``mode``, ``sigma_scale``, ``padding_mode``, ``cval``, ``sw_batch_size`` win) and a
-    ``ScaleIntensityRangePercentiles[d]`` inside ``preprocessing`` (``lower``, ``upper`` win). ``postprocessing`` is
+    ``ScaleIntensityRangePercentiles[d]`` inside ``preprocessing`` (``lower``, ``upper`` win); under ``"trace"``,
+    the tracer's keywords of the ``TraceSWCd`` in ``postprocessing`` (the napari widget traces with them). ``postprocessing`` is
     not instantiated (its writers would create folders). Anything that cannot be parsed is skipped, so the caller's
     defaults apply.
     """
@@ -291,4 +292,29 @@ def bundle_inference_settings(
     scaler = _find(parsed("preprocessing"), ("lower", "upper", "b_min", "b_max"))
     if scaler is not None:
         out["lower"], out["upper"] = float(scaler.lower), float(scaler.upper)
+    trace = _trace_keywords(parser)
+    if trace:
+        out["trace"] = trace
     return out
+
+
+def _trace_keywords(parser: Any) -> dict[str, Any]:
+    """The :func:`~neurolink_monai.tracing.trace_swc` keywords of the first ``TraceSWCd`` in ``postprocessing``
+    (``max_gap``, ``link_cost``, ...), each resolved alone (nothing else of the post-processing is built); those
+    that cannot be resolved are left out."""
+    from ...tracing.trace import TRACE_KEYWORDS
+
+    try:
+        steps = parser.get("postprocessing#transforms")
+    except Exception:
+        return {}
+    for i, step in enumerate(steps if isinstance(steps, list) else []):
+        if isinstance(step, dict) and str(step.get("_target_", "")).endswith("TraceSWCd"):
+            out = {}
+            for key in (k for k in step if k in TRACE_KEYWORDS):
+                try:
+                    out[key] = parser.get_parsed_content(f"postprocessing#transforms#{i}#{key}")
+                except Exception:
+                    continue
+            return out
+    return {}
