@@ -140,6 +140,27 @@ def test_no_seams_128x256x256_local_cluster(tmp_path):
     print(f"max abs difference vs SlidingWindowInferer on 128x256x256: {diffs}")
 
 
+def test_context_margin_gives_the_bundle_inferer_output(tmp_path):
+    """The blockwise grid pads a short axis as the bundle's NeuroLinkInferer does (margin_pads): with a network of
+    divisor 8, 29 slices and a 32-slice window become one window padded 1 + 2 in both (before 0.5.0 the bundle padded
+    1 + 1 and ran two 24-slice windows, the blockwise path ran two without padding)."""
+    from neurolink_monai.inference import NeuroLinkInferer
+
+    vol = volume((29, 24, 24), seed=4)
+    net = tiny_net(features=(4, 8, 16, 32))
+    x = scale_intensity(torch.from_numpy(vol), intensity_window(vol))[None, None]
+    inferer = NeuroLinkInferer((32, 24, 24), overlap=0.25, skip_background=False, context_margin=8)
+    with torch.inference_mode():
+        bundle = inferer(x, net)
+    assert inferer.last_windows == 1
+    src = to_zarr(tmp_path / "in.zarr", vol, (29, 24, 24))
+    run_blockwise_here(
+        src, tmp_path / "out.zarr", model=net, roi_size=(32, 24, 24), overlap=0.25, mode="gaussian",
+        chunks=(29, 24, 24), context_margin=8,
+    )  # fmt: skip
+    check_against_reference(tmp_path / "out.zarr", bundle[0])
+
+
 def test_volume_smaller_than_window_and_zarr_v2(tmp_path):
     """The window shrinks to a volume smaller than it (neurolink_monai.inference.fit_roi_size, as in the bundle). With
     a context margin, along the axes where the volume is smaller than the window (z 6 -> 8, x 40 -> 48) it is padded

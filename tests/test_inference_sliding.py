@@ -1,12 +1,11 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 
 from neurolink_monai.data.synthetic import generate_sample
@@ -21,16 +20,10 @@ from neurolink_monai.inference import (
 )
 from neurolink_monai.networks import NeuroLinkNet
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = REPO_ROOT / "bundle" / "models" / "model.pt"
-INFERENCE_CONFIG = REPO_ROOT / "bundle" / "configs" / "inference.json"
+from helpers import BUNDLE, CONFIGS, bundle_net
+
+SHIPPED = BUNDLE / "models" / "model.pt"
 SMALL = {"features": (4, 8, 16), "kernel_size": 3}
-
-
-def inference_config() -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config(str(INFERENCE_CONFIG))
-    return parser
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +31,7 @@ def shipped_net() -> NeuroLinkNet:
     """The shipped weights in the network ``inference.json`` defines, in eval mode."""
     if not SHIPPED.is_file():
         pytest.skip("the bundle's shipped weights are absent")
-    net = inference_config().get_parsed_content("network_def").eval()
+    net = bundle_net().eval()
     net.load_state_dict(torch.load(SHIPPED, map_location="cpu", weights_only=True))
     return net
 
@@ -102,8 +95,8 @@ def test_windows_never_larger_than_the_stack():
 
 
 def test_margin_pads_fill_whole_windows():
-    pads = margin_pads((60, 62, 37, 61, 300), (80, 80, 80, 64, 128), 8, divisor=8)
-    assert pads == ((6, 6), (5, 5), (5, 6), (1, 1), (0, 0))
+    pads = margin_pads((60, 62, 37, 61, 75, 300), (80, 80, 80, 64, 80, 128), 8, divisor=8)
+    assert pads == ((6, 6), (5, 5), (5, 6), (1, 2), (2, 3), (0, 0))
     assert margin_pads((60, 62), (80, 80), 0, divisor=8) == ((0, 0), (0, 0))
     shapes = []
 
@@ -239,7 +232,7 @@ def test_tiny_stack_is_not_mostly_neurite(shipped_net):
 
 def _stack_and_embedded(depth: int, shipped_net) -> float:
     """Dice of the masks for a ``depth``-slice synthetic stack alone and embedded, windowed as ``inference.json``."""
-    config = inference_config()
+    config = json.loads((CONFIGS / "inference.json").read_text())
     x = scaled(generate_sample((depth, 64, 64), seed=depth)["image"])
     inferer = NeuroLinkInferer(config["roi_size"], skip_background=False, context_margin=config["context_margin"])
     alone, embedded = (torch.sigmoid(out[0, 0]) >= 0.5 for out in alone_and_embedded(inferer, shipped_net, x))

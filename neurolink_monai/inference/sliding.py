@@ -121,18 +121,20 @@ def context_margins(image_shape: Sequence[int], roi_size: Sequence[int], margin:
 def margin_pads(
     image_shape: Sequence[int], roi_size: Sequence[int], margin: int, divisor: int = 1
 ) -> tuple[tuple[int, int], ...]:
-    """``(before, after)`` voxels of background added to each axis: the :func:`context_margins`, trimmed so that the
-    padded axis fills whole windows of :func:`fit_roi_size` (a multiple of ``divisor``) when it can.
+    """``(before, after)`` voxels of background added to each axis shorter than its window: up to ``margin`` on each
+    side, as many as make the padded axis one whole window (a multiple of ``divisor``, at most ``roi_size``), split
+    as MONAI splits padding (the smaller half first); none where no such window holds the axis.
 
-    A 60-slice stack with ``margin`` 8, a window of 80 and divisor 8 is padded 6 + 6 to one 72-slice window, not
-    8 + 8 to 76 slices that two 72-slice windows would cover. An axis that cannot reach a whole window keeps its
-    margins (a 61-slice axis with a 64-slice window: 1 + 1).
+    With ``margin`` 8 and divisor 8: a 60-slice axis and a window of 80 are padded 6 + 6 to one 72-slice window (not
+    8 + 8 to 76 slices that two 72-slice windows would cover); 75 slices 2 + 3 to 80; 61 slices and a window of 64,
+    1 + 2 to 64. The blockwise grid places its windows by the same rule.
     """
+    context_margins(image_shape, roi_size, margin)  # checks the arguments
     as_positive_int(divisor, "divisor")
     pads = []
-    for n, r, m in zip(image_shape, roi_size, context_margins(image_shape, roi_size, margin)):
-        window = fit_roi_size((int(n) + 2 * m,), (int(r),), divisor)[0]
-        total = window - int(n) if m and window >= int(n) else 2 * m
+    for n, r in zip((int(v) for v in image_shape), (int(v) for v in roi_size)):
+        window = min(n + 2 * margin, r) // divisor * divisor if 0 < n < r else 0
+        total = window - n if window >= n else 0
         pads.append((total // 2, total - total // 2))
     return tuple(pads)
 

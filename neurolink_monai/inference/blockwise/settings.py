@@ -25,7 +25,7 @@ from torch import nn
 from ...networks.outputs import check_threshold
 from ...transforms.intensity import DEFAULT_MAX_SAMPLES, DEFAULT_PERCENTILES, check_percentiles
 from ...utils import as_positive_int
-from ..sliding import DEFAULT_CONTEXT_MARGIN, context_margins, fit_roi_size, network_divisor
+from ..sliding import DEFAULT_CONTEXT_MARGIN, fit_roi_size, margin_pads, network_divisor
 from .grid import BlockGrid, SlidingWindowGrid, overlap_from_halo
 from .model import ModelSpec, bundle_inference_settings, load_model_spec, model_spec_from_module
 from .sources import VolumeSource, open_volume
@@ -236,12 +236,11 @@ def _model_spec(options: BlockwiseOptions) -> ModelSpec:
 
 
 def _window_with_margin(shape: Sequence[int], roi: Sequence[int], divisor: int, margin: int) -> tuple[int, ...]:
-    """The window per axis: :func:`fit_roi_size` of the stack plus its context margin where the stack is shorter than
-    the window (the grid then pads the stack symmetrically up to that window), else of the stack alone."""
-    margins = context_margins(shape, roi, margin)
-    with_margin = fit_roi_size([n + 2 * m for n, m in zip(shape, margins)], roi, divisor)
+    """The window per axis: the stack plus its context margin (:func:`margin_pads`, the bundle's rule; the grid then
+    pads the stack up to that window as MONAI does), else :func:`fit_roi_size` of the stack alone."""
+    pads = margin_pads(shape, roi, margin, divisor)
     alone = fit_roi_size(shape, roi, divisor)
-    return tuple(w if w >= n else a for w, a, n in zip(with_margin, alone, shape))
+    return tuple(n + sum(p) if sum(p) else a for n, p, a in zip(shape, pads, alone))
 
 
 def _window_grid(source: VolumeSource, spec: ModelSpec, options: BlockwiseOptions, bundle: dict) -> SlidingWindowGrid:
