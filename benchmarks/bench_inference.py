@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _timing import keep_freed_memory, with_onednn_convs
+from bench_network import bundle_network_spec
 from monai.networks.nets import BasicUNet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +106,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = json.loads((REPO / "bundle" / "configs" / "inference.json").read_text())
     roi, margin = list(config["roi_size"]), int(config["context_margin"])
-    spec = {k: v for k, v in config["network_def"].items() if k != "_target_"}
+    spec = bundle_network_spec("inference.json")
     features = list(spec["features"])
     with tempfile.TemporaryDirectory() as tmp:
         stack = args.input if args.input is not None else make_stack(args.shape, Path(tmp))

@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation import _command, _override, _workflow  # noqa: E402  (the benchmarks' one way to run bundle workflows)
 
 from neurolink_monai.bundle_utils import output_paths  # noqa: E402
+from neurolink_monai.inference.blockwise import trace_step_id  # noqa: E402
 from neurolink_monai.io import (  # noqa: E402
     atomic_write_text,
     read_swc,
@@ -198,9 +199,7 @@ def bundle_tracer(overrides: dict[str, Any] | None = None) -> tuple[Any, Any]:
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundle" / "configs" / "inference.json"))
     parser.update(dict(overrides or {}))
-    steps = parser.get("postprocessing#transforms")
-    index = next(i for i, t in enumerate(steps) if str(t.get("_target_", "")).endswith("TraceSWCd"))
-    return parser.get_parsed_content("preprocessing"), parser.get_parsed_content(f"postprocessing#transforms#{index}")
+    return parser.get_parsed_content("preprocessing"), parser.get_parsed_content(trace_step_id(parser))
 
 
 def stored_maps(preprocessing: Any, image_path: Path, out_dir: Path) -> dict[str, Any]:

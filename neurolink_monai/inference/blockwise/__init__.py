@@ -14,7 +14,14 @@ from __future__ import annotations
 from .claim import BlockwiseRunError
 from .engine import postprocess_block, predict_block, read_padded_region
 from .grid import BlockGrid, SlidingWindowGrid, overlap_from_halo
-from .model import ModelSpec, bundle_inference_settings, default_bundle_dir, load_model_spec, model_spec_from_module
+from .model import (
+    ModelSpec,
+    bundle_inference_settings,
+    default_bundle_dir,
+    load_model_spec,
+    model_spec_from_module,
+    trace_step_id,
+)
 from .runner import BlockwiseResult, dask_client, run_block, run_blockwise, run_blockwise_with
 from .settings import (
     DEFAULT_ROI_SIZE,
@@ -59,4 +66,5 @@ __all__ = [
     "run_block",
     "run_blockwise",
     "run_blockwise_with",
+    "trace_step_id",
 ]

@@ -298,23 +298,32 @@ def bundle_inference_settings(
     return out
 
 
-def _trace_keywords(parser: Any) -> dict[str, Any]:
-    """The :func:`~neurolink_monai.tracing.trace_swc` keywords of the first ``TraceSWCd`` in ``postprocessing``
-    (``max_gap``, ``link_cost``, ...), each resolved alone (nothing else of the post-processing is built); those
-    that cannot be resolved are left out."""
-    from ...tracing.trace import TRACE_KEYWORDS
-
+def trace_step_id(parser: Any) -> str | None:
+    """The config id (``"postprocessing#transforms#<i>"``) of the first ``TraceSWCd`` in the post-processing of a
+    bundle inference config read by ``parser`` (a ``monai.bundle.ConfigParser``); None when there is none."""
     try:
         steps = parser.get("postprocessing#transforms")
     except Exception:
-        return {}
+        return None
     for i, step in enumerate(steps if isinstance(steps, list) else []):
         if isinstance(step, dict) and str(step.get("_target_", "")).endswith("TraceSWCd"):
-            out = {}
-            for key in (k for k in step if k in TRACE_KEYWORDS):
-                try:
-                    out[key] = parser.get_parsed_content(f"postprocessing#transforms#{i}#{key}")
-                except Exception:
-                    continue
-            return out
-    return {}
+            return f"postprocessing#transforms#{i}"
+    return None
+
+
+def _trace_keywords(parser: Any) -> dict[str, Any]:
+    """The :func:`~neurolink_monai.tracing.trace_swc` keywords of the :func:`trace_step_id` step (``max_gap``,
+    ``link_cost``, ...), each resolved alone (nothing else of the post-processing is built); those that cannot be
+    resolved are left out."""
+    from ...tracing.trace import TRACE_KEYWORDS
+
+    step = trace_step_id(parser)
+    if step is None:
+        return {}
+    out = {}
+    for key in (k for k in parser.get(step) if k in TRACE_KEYWORDS):
+        try:
+            out[key] = parser.get_parsed_content(f"{step}#{key}")
+        except Exception:
+            continue
+    return out
