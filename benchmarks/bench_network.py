@@ -3,6 +3,7 @@
 
 python benchmarks/bench_network.py [--threads 2] [--size 64] [--features 8 16 32 64] [--kernel-size 3]
 python benchmarks/bench_network.py --inference [--threads 2] [--repeats 3] [--keep-freed-memory] [--bfloat16]
+python benchmarks/bench_network.py --backward-ab [--threads 2] [--repeats 5]
 
 The defaults are the bundle's configuration (``bundle/configs/train.json``). Each network is timed alternately
 with BasicUNet (pairs), and the ratio is the median of the per-pair ratios (goal for the bundle's configuration:
@@ -14,6 +15,11 @@ with BasicUNet (pairs), and the ratio is the median of the per-pair ratios (goal
 ``bundle/models/model.pt``, in eval mode under ``torch.inference_mode``, paired with BasicUNet of the same width. ``--keep-freed-memory``
 first makes glibc's malloc keep freed memory (``_timing.keep_freed_memory``), to show what the page faults of
 fresh large tensors cost.
+
+``--backward-ab`` times one training step of ``train.json``'s network on one batch of its patches
+(``num_samples`` x ``patch_size``, 2 x 32x64x64) with DSConv3D's written-out backward (``_SnakeFusion``, what
+training runs) against autograd through the same plain operators (what training ran before 0.5.1), alternately,
+and the peak memory of each.
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ import json
 from pathlib import Path
 
 import torch
-from _timing import keep_freed_memory, paired_seconds, with_onednn_convs
+from _timing import keep_freed_memory, paired_seconds, peak_memory_mb, with_onednn_convs
 from monai.networks.nets import BasicUNet
 
-from neurolink_monai.networks import NeuroLinkNet
+from neurolink_monai.networks import DSConv3D, NeuroLinkNet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,6 +72,31 @@ def inference_pass(
     print(f"{f'NeuroLinkNet bundle network_def, model.pt':<52}{seconds:>10.3f}{ratio:>8.2f}", flush=True)
 
 
+def backward_ab(repeats: int, device: torch.device) -> None:
+    """Training step of ``train.json``'s network with the written-out DSConv3D backward against plain autograd."""
+    config = json.loads((REPO / "bundle" / "configs" / "train.json").read_text())
+    x = torch.randn(config["batch_size"] * config["num_samples"], 1, *config["patch_size"], device=device)
+    net = NeuroLinkNet(**bundle_network_spec("train.json")).to(device).train()
+    written_out = DSConv3D._takes_snake_function
+
+    def step(use_function: bool):
+        def run() -> None:
+            DSConv3D._takes_snake_function = written_out if use_function else (lambda self, x, grids: False)
+            try:
+                net(x).float().sum().backward()
+            finally:
+                DSConv3D._takes_snake_function = written_out
+
+        return run
+
+    autograd_s, function_s, ratio = paired_seconds(step(False), step(True), repeats)
+    print(f"device={device} threads={torch.get_num_threads()} batch={tuple(x.shape)} train.json network_def")
+    print(f"{'DSConv3D backward':<36}{'step s':>10}{'peak MB':>10}")
+    for name, seconds, use in (("autograd (plain operators)", autograd_s, False), ("written out", function_s, True)):
+        print(f"{name:<36}{seconds:>10.3f}{peak_memory_mb(step(use), device):>10.0f}")
+    print(f"written out / autograd, median of pairs: {ratio:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
@@ -77,6 +108,9 @@ def main() -> None:
     parser.add_argument("--inference", action="store_true", help="forward-only time of one bundle inference window")
     parser.add_argument("--keep-freed-memory", action="store_true", help="glibc malloc keeps freed memory (mallopt)")
     parser.add_argument("--bfloat16", action="store_true", help="with --inference: both networks under bf16 autocast")
+    parser.add_argument(
+        "--backward-ab", action="store_true", help="training step: written-out DSConv3D backward vs autograd"
+    )
     args = parser.parse_args()
     if args.keep_freed_memory:
         keep_freed_memory()
@@ -86,6 +120,9 @@ def main() -> None:
     if args.inference:
         note = ", malloc keeps freed memory" if args.keep_freed_memory else ""
         inference_pass(args.threads, args.repeats, device, note, torch.bfloat16 if args.bfloat16 else None)
+        return
+    if args.backward_ab:
+        backward_ab(args.repeats, device)
         return
     x = torch.randn(1, 1, args.size, args.size, args.size, device=device)
     f = args.features

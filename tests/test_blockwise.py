@@ -12,6 +12,7 @@ import torch
 import zarr
 from monai.inferers import SlidingWindowInferer
 
+from neurolink_monai.inference import NoiseFloor
 from neurolink_monai.inference.blockwise import (
     BlockGrid,
     BlockwiseOptions,
@@ -159,6 +160,41 @@ def test_context_margin_gives_the_bundle_inferer_output(tmp_path):
         chunks=(29, 24, 24), context_margin=8,
     )  # fmt: skip
     check_against_reference(tmp_path / "out.zarr", bundle[0])
+
+
+def test_skips_the_background_windows_the_bundle_inferer_skips(tmp_path):
+    """With skip_background, the blockwise path skips the windows the bundle's NeuroLinkInferer skips (the same noise
+    floor of the whole volume, measured slab by slab) and gives the same output, blocks not aligned to windows;
+    voxels only skipped windows cover get the background output."""
+    from neurolink_monai.inference import NeuroLinkInferer, background_output
+
+    vol = volume((16, 48, 64), seed=5)
+    vol[:, :, 40:] = 150  # a flat dark region: its windows are background
+    net = tiny_net(dsconv=True)
+    roi = (8, 16, 16)
+    x = scale_intensity(torch.from_numpy(vol), intensity_window(vol))[None, None]
+    inferer = NeuroLinkInferer(roi, overlap=0.25, mode="gaussian", skip_background=True)
+    with torch.inference_mode():
+        bundle = inferer(x, net)[0]
+    assert 0 < inferer.last_skipped < inferer.last_windows
+    src = to_zarr(tmp_path / "in.zarr", vol, (8, 24, 32))
+    res = run_blockwise_here(
+        src, tmp_path / "out.zarr", model=net, roi_size=roi, overlap=0.25, mode="gaussian", chunks=(7, 20, 30),
+        skip_background=True, save_distance=True, maps_dtype="float32",
+    )  # fmt: skip
+    check_against_reference(tmp_path / "out.zarr", bundle)
+    grid = SlidingWindowGrid.create(vol.shape, roi, 0.25, "gaussian")
+    assert res.window_evaluations < grid.evaluations(BlockGrid.create(vol.shape, (7, 20, 30)))
+    assert res.record["noise_floor"]["z"] == 3.0
+    # a block that only background windows cover: no network run, the background output
+    stats: dict = {}
+    floor = NoiseFloor(**res.record["noise_floor"])
+    out = predict_block(
+        open_volume(src), grid, (0, 0, 52), (16, 48, 64), net, intensity_window(vol), channels=[0, 4], floor=floor,
+        stats=stats,
+    )  # fmt: skip
+    assert stats["windows"] == 0 and stats["skipped"] > 0
+    torch.testing.assert_close(out, background_output(5)[[0, 4]].reshape(2, 1, 1, 1).expand_as(out))
 
 
 def test_volume_smaller_than_window_and_zarr_v2(tmp_path):

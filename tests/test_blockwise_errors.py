@@ -108,6 +108,22 @@ def test_cli_rejects_a_negative_context_margin(src, net, tmp_path, capsys):
     assert not (tmp_path / "o.zarr").exists()
 
 
+def test_cli_rejects_a_negative_background_z(src, net, tmp_path, capsys):
+    model = tmp_path / "net.ts"
+    torch.jit.script(net).save(str(model))
+    rc = cli_main([str(src), str(tmp_path / "o.zarr"), "--model", str(model), "--background-z", "-1", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "background_z must be a finite number in [0.0, inf], got -1.0" in err.strip().splitlines()[-1]
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_the_bundle_defaults_skip_background_windows():
+    from neurolink_monai.inference.blockwise import bundle_inference_settings
+
+    settings = bundle_inference_settings()
+    assert settings["skip_background"] is True and settings["background_z"] == 3.0
+
+
 def test_cli_missing_default_model_is_a_clear_error(src, tmp_path, capsys):
     rc = cli_main([str(src), str(tmp_path / "o.zarr"), "--bundle-dir", str(tmp_path / "empty-bundle"), "-q"])
     err = capsys.readouterr().err

@@ -17,8 +17,10 @@ from neurolink_monai.inference import (
     fit_roi_size,
     margin_pads,
     pad_with_background,
+    streamed_background_floor,
 )
 from neurolink_monai.networks import NeuroLinkNet
+from neurolink_monai.transforms import scale_intensity
 
 from helpers import BUNDLE, CONFIGS, bundle_net
 
@@ -279,3 +281,27 @@ def test_mean_at_the_brightest_voxel_is_the_local_mean_there(spot):
     window = torch.rand(12, 32, 40, generator=torch.Generator().manual_seed(1))
     window[spot] = 5.0
     assert _mean_at_brightest(window) == float(_local_mean(window)[spot])
+
+
+@pytest.mark.parametrize("shape, slab", [((76, 40, 52), None), ((7, 33, 41), 1), ((3, 20, 20), 2), ((9, 700, 800), 4)])
+def test_streamed_floor_is_the_whole_volume_floor(shape, slab):
+    """Slab by slab (the blockwise path) the noise floor is that of the whole scaled volume, to the bit, also when
+    the 3x3x3 mean is subsampled (9 x 700 x 800 holds more than 2^22 voxels)."""
+    raw = np.random.default_rng(0).poisson(20, size=shape).astype(np.uint16)
+    window = (10.0, 40.0)
+    whole = background_floor(scale_intensity(torch.from_numpy(raw), window))
+    assert streamed_background_floor(raw, window, slab=slab) == whole
+
+
+def test_stack_thinner_than_the_local_mean_is_skipped_by_the_same_rule():
+    """Two slices: the 3x3x3 mean averages the neighbours inside the stack (avg_pool3d alone refuses the shape)."""
+    from neurolink_monai.inference.sliding import _local_mean
+
+    volume = torch.rand(2, 5, 6, generator=torch.Generator().manual_seed(2))
+    expected = torch.stack([torch.stack([torch.stack([volume[max(z - 1, 0) : z + 2, max(y - 1, 0) : y + 2,
+        max(x - 1, 0) : x + 2].mean() for x in range(6)]) for y in range(5)]) for z in range(2)])  # fmt: skip
+    torch.testing.assert_close(_local_mean(volume), expected)
+    inferer = NeuroLinkInferer((8, 16, 16), skip_background=True)
+    out = inferer(torch.zeros(1, 1, 2, 16, 16), lambda x: torch.zeros(x.shape[0], 1, *x.shape[2:]))
+    assert out.shape == (1, 1, 2, 16, 16)
+

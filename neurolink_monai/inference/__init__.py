@@ -17,12 +17,14 @@ from .sliding import (
     NoiseFloor,
     alone_and_embedded,
     background_floor,
+    background_output,
     context_margins,
     fit_roi_size,
     is_background_window,
     margin_pads,
     network_divisor,
     pad_with_background,
+    streamed_background_floor,
 )
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "NeuroLinkInferer",
     "NoiseFloor",
     "background_floor",
+    "background_output",
     "alone_and_embedded",
     "context_margins",
     "fit_roi_size",
@@ -42,4 +45,5 @@ __all__ = [
     "network_divisor",
     "pad_with_background",
     "run_blockwise",
+    "streamed_background_floor",
 ]

@@ -3,7 +3,8 @@
 
 One implementation for the bundle (:class:`NeuroLinkInferer`, the ``inferer`` of ``inference.json`` and
 ``evaluate.json``) and the blockwise path (:func:`fit_roi_size` and :func:`context_margins` in
-``neurolink_monai.inference.blockwise``, which evaluates every window: it does not skip background windows).
+``neurolink_monai.inference.blockwise``, which skips the same background windows when told to, with the noise floor
+of the whole volume measured slab by slab: :func:`streamed_background_floor`).
 
 Window size. A window is never larger than the stack: along an axis shorter than ``roi_size`` the window shrinks to
 the largest multiple of the network's divisor (``NeuroLinkNet.divisor``, ``2 ** (levels - 1)``) that fits, or to
@@ -47,6 +48,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
@@ -54,7 +56,7 @@ from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
 from ..networks.outputs import check_heads, head_channels, num_output_channels
-from ..transforms.intensity import volume_percentiles
+from ..transforms.intensity import scale_intensity, volume_percentiles
 from ..utils import as_positive_int
 from .blockwise.grid import SlidingWindowGrid
 
@@ -73,6 +75,7 @@ __all__ = [
     "margin_pads",
     "network_divisor",
     "pad_with_background",
+    "streamed_background_floor",
 ]
 
 DEFAULT_BACKGROUND_Z = 3.0
@@ -181,7 +184,12 @@ def network_divisor(network: Any) -> int:
 def _local_mean(volume: torch.Tensor) -> torch.Tensor:
     """3x3x3 mean of a ``(D, H, W)`` volume, float32, averaging only the voxels inside the volume."""
     v = volume.to(torch.float32)[None, None]
-    return F.avg_pool3d(v, 3, stride=1, padding=1, count_include_pad=False)[0, 0]
+    if min(v.shape[2:]) >= 3:
+        return F.avg_pool3d(v, 3, stride=1, padding=1, count_include_pad=False)[0, 0]
+    # avg_pool3d refuses an axis shorter than its kernel: the zero-padded mean over the mean of the in-volume mask
+    total = F.avg_pool3d(F.pad(v, [1] * 6), 3, stride=1)
+    count = F.avg_pool3d(F.pad(torch.ones_like(v), [1] * 6), 3, stride=1)
+    return (total / count)[0, 0]
 
 
 def _mean_at_brightest(window: torch.Tensor) -> float:
@@ -225,11 +233,50 @@ def background_floor(volume: torch.Tensor, z: float = DEFAULT_BACKGROUND_Z) -> N
     of at most 2^22 voxels."""
     if volume.dim() != 3:
         raise ValueError(f"volume must be (D, H, W), got shape {list(volume.shape)}.")
+    _check_z(z)
+    flat = _local_mean(volume).flatten()
+    return _floor_of_sample(flat[:: _floor_step(flat.numel())], z)
+
+
+def streamed_background_floor(
+    volume: Any, window: Sequence[float], z: float = DEFAULT_BACKGROUND_Z, slab: int | None = None
+) -> NoiseFloor:
+    """:func:`background_floor` of ``volume`` ``(D, H, W)`` (raw intensities: numpy, Zarr, a blockwise
+    ``VolumeSource``) scaled by the intensity ``window`` (:func:`~neurolink_monai.transforms.scale_intensity`),
+    read ``slab`` planes at a time (default: 2^24 voxels' worth; with one plane on each side for the 3x3x3 mean):
+    the same statistics as :func:`background_floor` of the whole scaled volume, to the bit, from the same voxels,
+    without holding the volume."""
+    shape = tuple(int(s) for s in volume.shape)
+    if len(shape) != 3:
+        raise ValueError(f"volume must be (D, H, W), got shape {list(shape)}.")
+    _check_z(z)
+    depth, plane = shape[0], shape[1] * shape[2]
+    slab = max(1, 2**24 // max(plane, 1)) if slab is None else as_positive_int(slab, "slab")
+    step = _floor_step(math.prod(shape))
+    parts = []
+    for z0 in range(0, depth, slab):
+        z1 = min(z0 + slab, depth)
+        # one plane on each side, and at least three planes in all (avg_pool3d's least input)
+        lo = max(min(z0 - 1, depth - 3), 0)
+        hi = min(max(z1 + 1, lo + 3), depth)
+        raw = torch.from_numpy(np.require(volume[lo:hi, :, :], requirements=["C", "W"]))
+        local = _local_mean(scale_intensity(raw, window))[z0 - lo : z1 - lo].flatten()
+        first = -(-z0 * plane // step) * step - z0 * plane  # the slab's first flat index that the step samples
+        parts.append(local[first::step])
+    return _floor_of_sample(torch.cat(parts), z)
+
+
+def _check_z(z: float) -> None:
     if not math.isfinite(z) or z < 0:
         raise ValueError(f"background_z must be a finite number >= 0, got {z!r}.")
-    flat = _local_mean(volume).flatten()
-    step = max(1, -(-flat.numel() // _FLOOR_SAMPLES))
-    sample = flat[::step]
+
+
+def _floor_step(numel: int) -> int:
+    """Stride of the flattened 3x3x3 mean that leaves at most ``_FLOOR_SAMPLES`` values."""
+    return max(1, -(-numel // _FLOOR_SAMPLES))
+
+
+def _floor_of_sample(sample: torch.Tensor, z: float) -> NoiseFloor:
     median = sample.median()
     sigma = 1.4826 * (sample - median).abs().median()
     return NoiseFloor(float(median), float(sigma), float(z))

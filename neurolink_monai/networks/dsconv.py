@@ -82,8 +82,8 @@ class DSConv3D(nn.Module):
     product right away, so only one kernel point's samples are alive at a time. When a gradient is needed, that
     sampling and fusion is one autograd function with its backward written out (:meth:`_snake_fusion_backward`):
     it samples each kernel point again instead of keeping all ``K - 1`` points' samples, and writes each gradient
-    into one buffer (a training step of the bundle's network 1.34 -> 1.10 s, peak memory 649 -> 469 MB; same
-    values). In eval mode the offset BatchNorm is folded into the offset convolution (:meth:`offset_parameters`).
+    into one buffer (same values; a training step of the bundle's network 1.39 -> 1.16 s, peak memory 644 -> 464 MB:
+    ``python benchmarks/bench_network.py --backward-ab``). In eval mode the offset BatchNorm is folded into the offset convolution (:meth:`offset_parameters`).
     Index arithmetic stays inside ``grid_sample`` (int64), so volumes beyond 2^24 voxels are handled correctly.
     Plain PyTorch operators throughout: TorchScript and autocast run them through autograd unchanged.
 
@@ -472,8 +472,8 @@ class DSConv3D(nn.Module):
 
 class _SnakeFusion(torch.autograd.Function):
     """:meth:`DSConv3D._snake_fusion` with its backward written out (:meth:`DSConv3D._snake_fusion_backward`):
-    the same values, less memory and about a third less time for forward+backward than autograd through the
-    plain operators (``benchmarks/bench_dsconv.py``)."""
+    the same values as autograd through the plain operators, in less time and memory
+    (``python benchmarks/bench_network.py --backward-ab``). Differentiable once."""
 
     @staticmethod
     def forward(ctx, layer: DSConv3D, x, grids, weight, bias):  # type: ignore[override]

@@ -3,12 +3,14 @@
 
 An existing output (or ``<output>.partial``) is only reused when its record has the same identity (format, input,
 model, settings: :meth:`BlockwiseSettings.identity`); anything else is refused unless ``overwrite``. A new run
-measures the intensity window of the whole volume (on the Dask cluster when there is one) and creates the partial
-output; a resumed run takes the window, run id and finished blocks from the partial output's record.
+measures the intensity window of the whole volume (on the Dask cluster when there is one) and, when background windows
+are skipped, its noise floor, and creates the partial output; a resumed run takes the window, floor, run id and
+finished blocks from the partial output's record.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import shutil
 import time
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...transforms.intensity import check_percentiles, scale_intensity, subsample_strides, volume_percentiles
+from ..sliding import NoiseFloor, streamed_background_floor
 from .settings import BlockwiseSettings
 from .sources import BlockwiseInputError, VolumeSource
 from .store import BlockwiseOutputError, completed_blocks, create_output, partial_path, read_record
@@ -51,13 +54,15 @@ class OutputClaim:
 
 @dataclass(frozen=True)
 class RunState:
-    """A started or resumed partial output: its intensity window, run id, blocks already written and the scaled
-    background level (the input's median) that pads a stack smaller than the window."""
+    """A started or resumed partial output: its intensity window, run id, blocks already written, the scaled
+    background level (the input's median) that pads a stack smaller than the window, and the noise floor of the
+    scaled volume that decides which windows are background (None: none skipped)."""
 
     window: tuple[float, float]
     run_id: str
     done: np.ndarray
     background: float = 0.0
+    floor: NoiseFloor | None = None
 
 
 def check_output_path(output: Path, source: VolumeSource) -> None:
@@ -189,6 +194,21 @@ def _measure_window(
     return (float(low), float(high)), float(scale_intensity(np.float32(median), window))
 
 
+def _measure_floor(
+    settings: BlockwiseSettings, window: tuple[float, float], say: Callable[[str], None]
+) -> NoiseFloor | None:
+    """The noise floor of the whole scaled input when background windows are skipped (one read of the volume)."""
+    if settings.background_z is None:
+        return None
+    t0 = time.perf_counter()
+    floor = streamed_background_floor(settings.source, window, settings.background_z)
+    say(
+        f"noise floor {floor.level:.4g} (median {floor.median:.4g}, sigma {floor.sigma:.3g}, z {floor.z:g}): windows "
+        f"below it are skipped ({time.perf_counter() - t0:.1f} s)"
+    )
+    return floor
+
+
 def open_run(claim: OutputClaim, settings: BlockwiseSettings, client: Any, say: Callable[[str], None]) -> RunState:
     """Resume the claimed partial output, or measure the intensity window and create it.
 
@@ -201,13 +221,16 @@ def open_run(claim: OutputClaim, settings: BlockwiseSettings, client: Any, say: 
         rec = read_record(partial) or {}
         window = tuple(float(v) for v in rec["intensity_window"])
         background = float(rec.get("background_level", 0.0))
-        return RunState(window, str(rec.get("run_id", "")), completed_blocks(partial), background)
+        floor = NoiseFloor(**rec["noise_floor"]) if rec.get("noise_floor") else None
+        return RunState(window, str(rec.get("run_id", "")), completed_blocks(partial), background, floor)
     window, background = _measure_window(settings, client, say)
+    floor = _measure_floor(settings, window, say)
     record = {
         **settings.identity(),
         "status": "incomplete",
         "intensity_window": list(window),
         "background_level": background,
+        "noise_floor": None if floor is None else dataclasses.asdict(floor),
         "run_id": uuid.uuid4().hex,
         "model_source": settings.spec.description,
         "created_by": "neurolink_monai.inference.blockwise",
@@ -219,4 +242,4 @@ def open_run(claim: OutputClaim, settings: BlockwiseSettings, client: Any, say: 
             f"cannot create the output {partial}: {e}"
             + (" (disk full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
         ) from e
-    return RunState(window, record["run_id"], np.zeros(settings.blocks.grid_shape, bool), background)
+    return RunState(window, record["run_id"], np.zeros(settings.blocks.grid_shape, bool), background, floor)

@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="voxels of background level around an axis shorter than the window (default: the bundle's, 0)",
     )
+    g.add_argument(
+        "--skip-background",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="skip windows below the volume's noise floor, as the bundle does (default: the bundle's, on)",
+    )
+    g.add_argument(
+        "--background-z", type=float, metavar="Z", help="z of the noise floor for skipping (default: the bundle's, 3)"
+    )
     g = p.add_argument_group("model and preprocessing")
     g.add_argument(
         "--model",
@@ -171,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sigma_scale=sigma,
             sw_batch_size=args.sw_batch_size,
             context_margin=args.context_margin,
+            skip_background=args.skip_background,
+            background_z=args.background_z,
             lower=args.lower,
             upper=args.upper,
             max_samples=args.max_samples if args.max_samples is not None else DEFAULT_MAX_SAMPLES,

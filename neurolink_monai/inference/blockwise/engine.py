@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from ...networks.outputs import interpret_outputs
 from ...transforms.intensity import scale_intensity
 from ...utils import as_positive_int
+from ..sliding import NoiseFloor, background_output
 from .grid import SlidingWindowGrid
 
 __all__ = ["predict_block", "postprocess_block", "read_padded_region"]
@@ -59,13 +60,17 @@ def predict_block(
     device: torch.device | str = "cpu",
     importance: torch.Tensor | None = None,
     channels: Sequence[int] | None = None,
+    floor: NoiseFloor | None = None,
+    seg_channels: int = 1,
+    stats: dict | None = None,
 ) -> torch.Tensor:
     """Blended network output of the block ``[start, stop)`` (volume coordinates): float32 ``(C, d, h, w)`` on CPU.
 
-    Evaluates every window of ``grid`` that overlaps the block (in MONAI's window order), weights each output by the
-    importance map, accumulates the part inside the block and divides by the summed weights: the block of what
-    ``SlidingWindowInferer(grid.roi_size, sw_batch_size, grid.overlap, grid.mode, ...)`` returns for the whole
-    preprocessed volume.
+    Evaluates every window of ``grid`` that overlaps the block (in MONAI's window order; with ``floor``, those that
+    are not background), weights each output by the importance map, accumulates the part inside the block and
+    divides by the summed weights: the block of what ``SlidingWindowInferer(grid.roi_size, sw_batch_size,
+    grid.overlap, grid.mode, ...)`` returns for the whole preprocessed volume (with ``floor``, what the bundle's
+    ``NeuroLinkInferer`` returns).
 
     Args:
         volume: ``(D, H, W)`` array-like (numpy, Zarr, :class:`VolumeSource`) holding raw intensities.
@@ -79,8 +84,16 @@ def predict_block(
         importance: ``grid.importance_map()`` when already computed.
         channels: output channels to blend and return (default all); channels are blended independently, so
             leaving out heads that are not stored saves memory and time without changing the others.
+        floor: the noise floor of the whole scaled volume (:func:`~neurolink_monai.inference.background_floor`):
+            windows whose input it calls background are not evaluated, as in the bundle's
+            :class:`~neurolink_monai.inference.NeuroLinkInferer`, and voxels that only such windows cover get
+            :func:`~neurolink_monai.inference.background_output`. None evaluates every window. Needs ``channels``.
+        seg_channels: segmentation channels of the network (for the background output).
+        stats: a dict that receives ``"windows"`` (windows evaluated) and ``"skipped"`` (background windows).
     """
     as_positive_int(sw_batch_size, "sw_batch_size")
+    if floor is not None and channels is None:
+        raise ValueError("predict_block needs the output channels to skip background windows (channels=None).")
     starts = grid.block_window_starts(start, stop)
     roi = grid.roi_size
     pstart = [s + p for s, p in zip(start, grid.pad_before)]
@@ -90,15 +103,19 @@ def predict_block(
     region = read_padded_region(volume, grid, r0, r1, window)
     imp = grid.importance_map("cpu") if importance is None else importance.to("cpu", torch.float32)
     block_shape = [b - a for a, b in zip(start, stop)]
-    acc: torch.Tensor | None = None
     count = torch.zeros(block_shape, dtype=torch.float32)
 
-    windows = list(grid.iter_windows(starts))
+    def window_input(win: tuple[int, ...]) -> torch.Tensor:
+        return region[tuple(slice(w - o, w - o + r) for w, o, r in zip(win, r0, roi))]
+
+    overlapping = list(grid.iter_windows(starts))
+    windows = [w for w in overlapping if floor is None or not floor.is_background(window_input(w))]
+    if stats is not None:
+        stats.update(windows=len(windows), skipped=len(overlapping) - len(windows))
+    acc = None if channels is None else torch.zeros([len(channels), *block_shape], dtype=torch.float32)
     for i in range(0, len(windows), sw_batch_size):
         batch = windows[i : i + sw_batch_size]
-        x = torch.stack(
-            [region[tuple(slice(w - o, w - o + r) for w, o, r in zip(win, r0, roi))] for win in batch]
-        ).unsqueeze(1)
+        x = torch.stack([window_input(win) for win in batch]).unsqueeze(1)
         out = predictor(x.to(device))
         if not isinstance(out, torch.Tensor) or out.dim() != 5 or tuple(out.shape[2:]) != tuple(roi):
             got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -117,8 +134,15 @@ def predict_block(
             weight = imp[tuple(src)]
             acc[(slice(None), *dst)] += out[(b, slice(None), *src)] * weight
             count[tuple(dst)] += weight
-    assert acc is not None  # every block overlaps at least one window
-    return acc.div_(count)
+    assert acc is not None  # every block overlaps a window; channels are given when windows may be skipped
+    if floor is None:
+        return acc.div_(count)
+    covered = count > 0
+    acc.div_(count.clamp_min(torch.finfo(torch.float32).tiny))
+    if bool(covered.all()):
+        return acc
+    fill = background_output(max(channels) + 1, seg_channels)[list(channels)]
+    return torch.where(covered, acc, fill.reshape(-1, 1, 1, 1))
 
 
 def postprocess_block(

@@ -242,8 +242,9 @@ def bundle_inference_settings(
     """Sliding-window, preprocessing and threshold settings of a bundle inference config (missing ones are absent).
 
     Reads the top-level ``roi_size``, ``overlap``, ``sw_batch_size``, ``threshold`` and ``intensity_percentiles``
-    (the keys of ``bundle/configs/inference.json``), then the ``inferer`` object (a ``SlidingWindowInferer``: its
-    ``roi_size``, ``overlap``, ``mode``, ``sigma_scale``, ``padding_mode``, ``cval``, ``sw_batch_size`` win) and a
+    (the keys of ``bundle/configs/inference.json``), then the ``inferer`` object (a ``SlidingWindowInferer`` or
+    ``NeuroLinkInferer``: its ``roi_size``, ``overlap``, ``mode``, ``sigma_scale``, ``padding_mode``, ``cval``,
+    ``context_margin``, ``skip_background``, ``background_z``, ``sw_batch_size`` win) and a
     ``ScaleIntensityRangePercentiles[d]`` inside ``preprocessing`` (``lower``, ``upper`` win); under ``"trace"``,
     the tracer's keywords of the ``TraceSWCd`` in ``postprocessing`` (the napari widget traces with them). ``postprocessing`` is
     not instantiated (its writers would create folders). Anything that cannot be parsed is skipped, so the caller's
@@ -282,6 +283,8 @@ def bundle_inference_settings(
             "padding_mode",
             "cval",
             "context_margin",
+            "skip_background",
+            "background_z",
             "sw_batch_size",
         )
         for attr in attrs:

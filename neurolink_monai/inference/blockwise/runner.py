@@ -27,6 +27,7 @@ from torch import nn
 from ...networks.outputs import head_channels
 from ...transforms.intensity import DEFAULT_MAX_SAMPLES
 from ...utils import keep_freed_memory
+from ..sliding import NoiseFloor
 from .claim import BlockwiseRunError, OutputClaim, RunState, check_output_path, claim_output, open_run
 from .engine import postprocess_block, predict_block
 from .grid import BlockGrid, SlidingWindowGrid
@@ -65,6 +66,7 @@ class BlockJob:
     torch_threads: int | None
     amp: bool = False
     run_id: str = ""
+    floor: NoiseFloor | None = None
 
 
 @dataclass
@@ -101,11 +103,13 @@ def run_block(job: BlockJob, spec: ModelSpec, index: tuple[int, int, int]) -> tu
     k = job.seg_channels
     heads = ("seg", *(name for name in ("direction", "distance") if name in job.arrays))
     channels = head_channels(k, heads)  # blend only the heads that are stored
+    stats: dict = {}
     with torch.autocast("cuda", enabled=job.amp):  # the bundle runs its inference with AMP on CUDA
         try:
             out = predict_block(
-                job.source, job.grid, start, stop, net, job.window, job.sw_batch_size, job.device, imp, channels
-            )
+                job.source, job.grid, start, stop, net, job.window, job.sw_batch_size, job.device, imp, channels,
+                job.floor, k, stats,
+            )  # fmt: skip
         except IndexError as e:
             raise ValueError(
                 f"the network output has no channels {channels[k:]} for the direction/distance heads: "
@@ -114,8 +118,7 @@ def run_block(job: BlockJob, spec: ModelSpec, index: tuple[int, int, int]) -> tu
     data = postprocess_block(out, k, job.threshold, job.prob_dtype, job.maps_dtype, heads)
     del out
     write_block(Path(job.partial), index, start, stop, data, job.run_id)
-    evaluations = math.prod(len(s) for s in job.grid.block_window_starts(start, stop))
-    return index, math.prod(b - a for a, b in zip(start, stop)), evaluations
+    return index, math.prod(b - a for a, b in zip(start, stop)), stats["windows"]
 
 
 def _load_model(spec: ModelSpec, device: str, torch_threads: int | None) -> int:
@@ -203,6 +206,8 @@ def run_blockwise(
     padding_mode: str | None = None,
     cval: float | None = None,
     context_margin: int | None = None,
+    skip_background: bool | None = None,
+    background_z: float | None = None,
     sw_batch_size: int | None = None,
     lower: float | None = None,
     upper: float | None = None,
@@ -252,6 +257,12 @@ def run_blockwise(
             the volume's background level (its scaled median).
         context_margin: background voxels around an axis shorter than the window, as in
             :class:`~neurolink_monai.inference.NeuroLinkInferer`; default the bundle's, else ``DEFAULT_CONTEXT_MARGIN``.
+        skip_background, background_z: skip the windows whose input is below the noise floor of the whole volume
+            at ``background_z`` (:class:`~neurolink_monai.inference.NoiseFloor`, the bundle's rule; the floor is
+            measured once, in one read of the volume, and kept in the output's record); voxels that only such
+            windows cover get the background output. Default the bundle's (skip, z 3), else no skipping. Unlike the
+            bundle, a volume whose every window is background is not given its brightest window: it comes out all
+            background.
         lower, upper: intensity percentiles (default the bundle's, else ``DEFAULT_PERCENTILES``, 0.5 and 99.95).
         max_samples: percentiles are exact up to this many voxels, else from a strided subsample this large.
         threshold: probability threshold of the mask (binary segmentation); default the bundle's, else 0.5.
@@ -396,6 +407,7 @@ def _compute_blocks(
         torch_threads=torch_threads,
         amp=settings.amp,
         run_id=state.run_id,
+        floor=state.floor,
     )
     voxels, evals, seconds = _execute(job, settings.spec, todo, client, progress, claim.final, skipped, total)
     return BlockwiseResult(

@@ -24,8 +24,8 @@ from torch import nn
 
 from ...networks.outputs import check_threshold
 from ...transforms.intensity import DEFAULT_MAX_SAMPLES, DEFAULT_PERCENTILES, check_percentiles
-from ...utils import as_positive_int
-from ..sliding import DEFAULT_CONTEXT_MARGIN, fit_roi_size, margin_pads, network_divisor
+from ...utils import as_float_in_range, as_positive_int
+from ..sliding import DEFAULT_BACKGROUND_Z, DEFAULT_CONTEXT_MARGIN, fit_roi_size, margin_pads, network_divisor
 from .grid import BlockGrid, SlidingWindowGrid, overlap_from_halo
 from .model import ModelSpec, bundle_inference_settings, load_model_spec, model_spec_from_module
 from .sources import VolumeSource, open_volume
@@ -109,6 +109,8 @@ class BlockwiseOptions:
     padding_mode: str | None = None
     cval: float | None = None
     context_margin: int | None = None
+    skip_background: bool | None = None
+    background_z: float | None = None
     sw_batch_size: int | None = None
     lower: float | None = None
     upper: float | None = None
@@ -160,6 +162,8 @@ class BlockwiseSettings:
         sw_batch_size: windows per forward pass.
         device: where the network runs.
         amp: mixed precision on CUDA.
+        background_z: windows below the volume's noise floor at this ``z`` are skipped, as in the bundle's
+            :class:`~neurolink_monai.inference.NeuroLinkInferer`; None evaluates every window.
     """
 
     source: VolumeSource
@@ -173,6 +177,7 @@ class BlockwiseSettings:
     sw_batch_size: int
     device: str
     amp: bool
+    background_z: float | None = None
 
     @property
     def blended_channels(self) -> int:
@@ -196,6 +201,8 @@ class BlockwiseSettings:
                         "max_samples": int(self.max_samples),
                         "threshold": self.threshold,
                         "output": self.output.describe(),
+                        # only when skipping, so outputs written before skipping existed can still be resumed
+                        **({} if self.background_z is None else {"skip_background_z": self.background_z}),
                     },
                 },
                 default=str,
@@ -300,6 +307,11 @@ def resolve_settings(input_path: str | os.PathLike, options: BlockwiseOptions) -
     thr = check_threshold(
         options.threshold if options.threshold is not None else bundle.get("threshold", DEFAULT_THRESHOLD)
     )
+    skip = options.skip_background if options.skip_background is not None else bundle.get("skip_background", False)
+    if not isinstance(skip, (bool, np.bool_)):
+        raise TypeError(f"skip_background must be True or False, got {skip!r}.")
+    z = options.background_z if options.background_z is not None else bundle.get("background_z", DEFAULT_BACKGROUND_Z)
+    background_z = as_float_in_range(z, "background_z", 0.0) if skip else None
     chunks = options.chunks
     if chunks is None:
         chunks = tuple(BLOCKS_PER_AXIS_STEP * s for s in grid.scan_interval)
@@ -328,6 +340,7 @@ def resolve_settings(input_path: str | os.PathLike, options: BlockwiseOptions) -
         sw_batch_size=swb,
         device=device,
         amp=amp,
+        background_z=background_z,
     )
 
 
