@@ -224,8 +224,10 @@ def retrace(
 ) -> dict[str, Any]:
     """Trace a model row's stored maps again with the current tracer and ``inference.json`` settings; rescore.
 
-    ``overrides`` go to ``inference.json`` (:func:`bundle_tracer`). ``seconds`` becomes the stored network time plus
-    the new tracing time.
+    ``overrides`` go to ``inference.json`` (:func:`bundle_tracer`). The new tracing time is kept as
+    ``trace_seconds``; ``seconds`` becomes the network time plus it when the record holds the network time apart
+    (``network_seconds``, from an earlier retrace of a split record), else it stays the full run's image-to-SWC time,
+    whose network and tracing parts were not timed apart.
     """
     paths = output_paths(out_dir, image_path)
     preprocessing, tracer = bundle_tracer(overrides)
@@ -236,10 +238,10 @@ def retrace(
     trace_seconds = time.perf_counter() - start
     write_swc(paths["swc"], swc)
     mask = np.asarray(data["prob"][0]) >= float(tracer.tracer.config.threshold)
-    network_seconds = record.get("network_seconds", record["seconds"] - record.get("trace_seconds", 0.0))
     scores = score(swc, mask, gold, spacing_from_affine(affine), jar)
-    return {**record, **scores, "seconds": network_seconds + trace_seconds, "network_seconds": network_seconds,
-            "trace_seconds": trace_seconds}  # fmt: skip
+    network_seconds = record.get("network_seconds")
+    seconds = record["seconds"] if network_seconds is None else network_seconds + trace_seconds
+    return {**record, **scores, "seconds": seconds, "trace_seconds": trace_seconds}
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:
