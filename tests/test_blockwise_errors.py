@@ -99,21 +99,19 @@ def test_cli_rejects_bad_chunks_before_loading_anything(src, capsys):
     assert "1 or 3 values" in capsys.readouterr().err
 
 
-def test_cli_rejects_a_negative_context_margin(src, net, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("--context-margin", "context_margin must be an int >= 0, got -1"),
+        ("--background-z", "background_z must be a finite number in [0.0, inf], got -1.0"),
+    ],
+)
+def test_cli_rejects_a_negative_margin_or_noise_floor_z(option, message, src, net, tmp_path, capsys):
     model = tmp_path / "net.ts"
     torch.jit.script(net).save(str(model))
-    rc = cli_main([str(src), str(tmp_path / "o.zarr"), "--model", str(model), "--context-margin", "-1", "-q"])
+    rc = cli_main([str(src), str(tmp_path / "o.zarr"), "--model", str(model), option, "-1", "-q"])
     err = capsys.readouterr().err
-    assert rc == 2 and "context_margin must be an int >= 0, got -1" in err.strip().splitlines()[-1]
-    assert not (tmp_path / "o.zarr").exists()
-
-
-def test_cli_rejects_a_negative_background_z(src, net, tmp_path, capsys):
-    model = tmp_path / "net.ts"
-    torch.jit.script(net).save(str(model))
-    rc = cli_main([str(src), str(tmp_path / "o.zarr"), "--model", str(model), "--background-z", "-1", "-q"])
-    err = capsys.readouterr().err
-    assert rc == 2 and "background_z must be a finite number in [0.0, inf], got -1.0" in err.strip().splitlines()[-1]
+    assert rc == 2 and message in err.strip().splitlines()[-1]
     assert not (tmp_path / "o.zarr").exists()
 
 
