@@ -83,9 +83,10 @@ class DSConv3D(nn.Module):
     sampling and fusion is one autograd function with its backward written out (:meth:`_snake_fusion_backward`):
     it samples each kernel point again instead of keeping all ``K - 1`` points' samples, and writes each gradient
     into one buffer (same values; a training step of the bundle's network 1.39 -> 1.16 s, peak memory 644 -> 464 MB:
-    ``python benchmarks/bench_network.py --backward-ab``). In eval mode the offset BatchNorm is folded into the offset convolution (:meth:`offset_parameters`).
-    Index arithmetic stays inside ``grid_sample`` (int64), so volumes beyond 2^24 voxels are handled correctly.
-    Plain PyTorch operators throughout: TorchScript and autocast run them through autograd unchanged.
+    ``python benchmarks/bench_network.py --backward-ab``). In eval mode the offset BatchNorm is folded into the
+    offset convolution (:meth:`offset_parameters`). Index arithmetic stays inside ``grid_sample`` (int64), so
+    volumes beyond 2^24 voxels are handled correctly. Plain PyTorch operators throughout: TorchScript and autocast
+    run them through autograd unchanged.
 
     Args:
         in_channels: number of input channels ``C``.

@@ -246,8 +246,8 @@ def bundle_inference_settings(
     ``NeuroLinkInferer``: its ``roi_size``, ``overlap``, ``mode``, ``sigma_scale``, ``padding_mode``, ``cval``,
     ``context_margin``, ``skip_background``, ``background_z``, ``sw_batch_size`` win) and a
     ``ScaleIntensityRangePercentiles[d]`` inside ``preprocessing`` (``lower``, ``upper`` win); under ``"trace"``,
-    the tracer's keywords of the ``TraceSWCd`` in ``postprocessing`` (the napari widget traces with them). ``postprocessing`` is
-    not instantiated (its writers would create folders). Anything that cannot be parsed is skipped, so the caller's
+    the tracer's keywords of the ``TraceSWCd`` in ``postprocessing`` (the napari widget traces with them).
+    ``postprocessing`` is not instantiated (its writers would create folders). Anything that cannot be parsed is skipped, so the caller's
     defaults apply.
     """
     bdir = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
