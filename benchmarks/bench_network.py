@@ -3,6 +3,7 @@
 
 python benchmarks/bench_network.py [--threads 2] [--size 64] [--features 8 16 32 64] [--kernel-size 3]
 python benchmarks/bench_network.py --inference [--threads 2] [--repeats 3] [--keep-freed-memory] [--bfloat16]
+    [--channels-last]
 python benchmarks/bench_network.py --backward-ab [--threads 2] [--repeats 5]
 
 The defaults are the bundle's configuration (``bundle/configs/train.json``). Each network is timed alternately
@@ -44,9 +45,15 @@ def bundle_network_spec(config_name: str) -> dict:
 
 
 def inference_pass(
-    threads: int, repeats: int, device: torch.device, note: str = "", autocast: torch.dtype | None = None
+    threads: int,
+    repeats: int,
+    device: torch.device,
+    note: str = "",
+    autocast: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> None:
-    """Forward-only seconds of one ``roi_size`` window: the shipped network next to BasicUNet of the same width."""
+    """Forward-only seconds of one ``roi_size`` window: the shipped network next to BasicUNet of the same width;
+    ``channels_last``: both networks and the window in ``torch.channels_last_3d``."""
     from neurolink_monai.bundle_utils import load_pretrained
 
     config = json.loads((REPO / "bundle" / "configs" / "inference.json").read_text())
@@ -56,6 +63,9 @@ def inference_pass(
     basic_features = (f[0], *f, f[0])
     basic = with_onednn_convs(BasicUNet(3, 1, 1, features=basic_features)).to(device).eval()
     x = torch.randn(1, spec["in_channels"], *config["roi_size"], device=device)
+    if channels_last:
+        net, basic = net.to(memory_format=torch.channels_last_3d), basic.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
 
     def forward(model: torch.nn.Module):
         def run() -> None:
@@ -65,7 +75,7 @@ def inference_pass(
         return run
 
     base_s, seconds, ratio = paired_seconds(forward(basic), forward(net), repeats)
-    cast = "" if autocast is None else f", autocast {autocast}"
+    cast = ("" if autocast is None else f", autocast {autocast}") + (", channels_last_3d" if channels_last else "")
     print(f"device={device} threads={threads} window={tuple(x.shape)} forward only, eval, inference_mode{cast}{note}")
     print(f"{'network':<52}{'fwd s':>10}{'ratio':>8}")
     print(f"{f'BasicUNet{basic_features}, oneDNN convs':<52}{base_s:>10.3f}{1.0:>8.2f}")
@@ -108,6 +118,7 @@ def main() -> None:
     parser.add_argument("--inference", action="store_true", help="forward-only time of one bundle inference window")
     parser.add_argument("--keep-freed-memory", action="store_true", help="glibc malloc keeps freed memory (mallopt)")
     parser.add_argument("--bfloat16", action="store_true", help="with --inference: both networks under bf16 autocast")
+    parser.add_argument("--channels-last", action="store_true", help="with --inference: channels_last_3d layout")
     parser.add_argument(
         "--backward-ab", action="store_true", help="training step: written-out DSConv3D backward vs autograd"
     )
@@ -119,7 +130,8 @@ def main() -> None:
     device = torch.device(args.device)
     if args.inference:
         note = ", malloc keeps freed memory" if args.keep_freed_memory else ""
-        inference_pass(args.threads, args.repeats, device, note, torch.bfloat16 if args.bfloat16 else None)
+        autocast = torch.bfloat16 if args.bfloat16 else None
+        inference_pass(args.threads, args.repeats, device, note, autocast, args.channels_last)
         return
     if args.backward_ab:
         backward_ab(args.repeats, device)
