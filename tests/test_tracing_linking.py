@@ -149,7 +149,13 @@ def test_piece_weights_are_length_times_mean_evidence_and_check_their_input():
 
 @pytest.mark.parametrize(
     "shape, sampling",
-    [((80, 40, 50), (1.0, 1.0, 1.0)), ((60, 30, 30), (3.0, 1.0, 1.0)), ((9, 30, 30), (1.0, 1.0, 1.0))],
+    [
+        ((80, 40, 50), (1.0, 1.0, 1.0)),
+        ((60, 30, 30), (3.0, 1.0, 1.0)),
+        ((9, 30, 30), (1.0, 1.0, 1.0)),
+        ((9, 80, 40), (1.0, 1.0, 1.0)),  # slabs along H
+        ((20, 30, 90), (3.0, 1.0, 1.0)),  # slabs along W
+    ],
 )
 def test_distance_within_reach_is_the_whole_volume_transform(shape, sampling):
     from scipy import ndimage as ndi

@@ -139,24 +139,29 @@ def _path_search(graph: SkeletonGraph, cost: np.ndarray) -> tuple[_BudgetMCP, np
 
 def _distance_within(foreground: np.ndarray, sampling: tuple[float, float, float], reach: float) -> np.ndarray:
     """Distance ``(D, H, W)`` of each voxel to the nearest ``foreground`` voxel, exact where it is at most ``reach``
-    (in the units of ``sampling``) and above ``reach`` elsewhere: the Euclidean distance transform of slabs along
-    D that overlap by ``reach``, run in parallel threads (SciPy's transform is single-threaded and releases the
-    GIL). A voxel within ``reach`` of the foreground has its nearest foreground voxel in its own slab, so there it
-    equals the transform of the whole volume (checked to the bit on the real and synthetic maps); elsewhere a slab
-    sees less foreground, so the distance can only be larger."""
-    depth = foreground.shape[0]
-    margin = int(np.ceil(reach / sampling[0])) + 1
-    parts = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4))
-    parts = min(parts, max(1, depth // (2 * margin)))
+    (in the units of ``sampling``) and above ``reach`` elsewhere: the Euclidean distance transform of slabs that
+    overlap by ``reach``, cut along the axis that holds the most of them and run in parallel threads (SciPy's
+    transform is single-threaded and releases the GIL). A voxel within ``reach`` of the foreground has its nearest
+    foreground voxel in its own slab, so there it equals the transform of the whole volume (checked to the bit on
+    the real and synthetic maps); elsewhere a slab sees less foreground, so the distance can only be larger."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    margins = [int(np.ceil(reach / s)) + 1 for s in sampling]
+    fits = [n // (2 * m) for n, m in zip(foreground.shape, margins)]
+    axis = int(np.argmax(fits))
+    parts = max(1, min(cpus, 4, fits[axis]))
     if parts == 1:
         return ndi.distance_transform_edt(~foreground, sampling=sampling)
-    bounds = np.linspace(0, depth, parts + 1).astype(int)
+    size, margin = foreground.shape[axis], margins[axis]
+    bounds = np.linspace(0, size, parts + 1).astype(int)
     out = np.empty(foreground.shape, dtype=np.float64)
 
+    def cut(lo: int, hi: int) -> tuple[slice, ...]:
+        return tuple(slice(lo, hi) if a == axis else slice(None) for a in range(3))
+
     def slab(i: int) -> None:
-        lo, hi = max(0, bounds[i] - margin), min(depth, bounds[i + 1] + margin)
-        dist = ndi.distance_transform_edt(~foreground[lo:hi], sampling=sampling)
-        out[bounds[i] : bounds[i + 1]] = dist[bounds[i] - lo : bounds[i + 1] - lo]
+        lo, hi = max(0, bounds[i] - margin), min(size, bounds[i + 1] + margin)
+        dist = ndi.distance_transform_edt(~foreground[cut(lo, hi)], sampling=sampling)
+        out[cut(bounds[i], bounds[i + 1])] = dist[cut(bounds[i] - lo, bounds[i + 1] - lo)]
 
     with ThreadPoolExecutor(parts) as pool:
         list(pool.map(slab, range(parts)))
