@@ -247,8 +247,8 @@ def bundle_inference_settings(
     ``context_margin``, ``skip_background``, ``background_z``, ``sw_batch_size`` win) and a
     ``ScaleIntensityRangePercentiles[d]`` inside ``preprocessing`` (``lower``, ``upper`` win); under ``"trace"``,
     the tracer's keywords of the ``TraceSWCd`` in ``postprocessing`` (the napari widget traces with them).
-    ``postprocessing`` is not instantiated (its writers would create folders). Anything that cannot be parsed is skipped, so the caller's
-    defaults apply.
+    ``postprocessing`` is not instantiated (its writers would create folders). Anything that cannot be parsed is
+    skipped, so the caller's defaults apply.
     """
     bdir = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
     cpath = Path(config_path) if config_path is not None else bdir / "configs" / "inference.json"

@@ -71,7 +71,9 @@ class BlockJob:
 
 @dataclass
 class BlockwiseResult:
-    """What a run did. ``voxels_per_second`` counts output voxels over the wall time of the block phase."""
+    """What a run did. ``voxels_per_second`` counts output voxels over the wall time of the block phase;
+    ``window_evaluations`` the windows run (a window overlapping two blocks counts twice, a skipped background
+    window not at all); ``blocks_skipped`` the blocks already written by an earlier run."""
 
     output: Path
     status: str
