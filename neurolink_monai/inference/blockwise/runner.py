@@ -341,8 +341,9 @@ def run_blockwise_with(
             result = _compute_blocks(claim, settings, state, client, threads, progress, say)
         _finish(claim)
     say(
-        f"wrote {output}: {result.blocks_computed} blocks computed, {result.blocks_skipped} skipped, "
-        f"{result.voxels_computed / max(result.seconds, 1e-9):.3g} voxels/s"
+        f"wrote {output}: {result.blocks_computed} blocks computed ({result.window_evaluations} window evaluations"
+        f"{'' if settings.background_z is None else ', background windows skipped'}), {result.blocks_skipped} "
+        f"already written, {result.voxels_computed / max(result.seconds, 1e-9):.3g} voxels/s"
     )
     result.record = read_record(output) or {}
     return result
