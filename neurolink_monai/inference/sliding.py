@@ -70,6 +70,7 @@ __all__ = [
     "background_floor",
     "background_output",
     "context_margins",
+    "finish_blend",
     "fit_roi_size",
     "is_background_window",
     "margin_pads",
@@ -301,6 +302,17 @@ def background_output(num_channels: int, seg_channels: int = 1) -> torch.Tensor:
     return out
 
 
+def finish_blend(acc: torch.Tensor, count: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """The blended output: the weighted sum ``acc`` ``(C, D, H, W)`` divided in place by the summed weights
+    ``count`` ``(D, H, W)``; voxels that no evaluated window covered (``count`` 0, only skipped background windows)
+    get ``fill`` ``(C,)`` (:func:`background_output` of the kept channels)."""
+    covered = count > 0
+    acc.div_(count.clamp_min(torch.finfo(torch.float32).tiny))
+    if bool(covered.all()):
+        return acc
+    return torch.where(covered, acc, fill.to(acc.device, acc.dtype).reshape(-1, 1, 1, 1))
+
+
 class NeuroLinkInferer(Inferer):
     """Sliding-window inference over whole stacks with windows fitted to the stack and background windows skipped.
 
@@ -468,8 +480,4 @@ class NeuroLinkInferer(Inferer):
             if self.progress and (i // self.sw_batch_size) % step == 0:
                 print(f"NeuroLinkInferer: window {i + len(batch)}/{len(keep)} ({self.last_skipped} background skipped)")
         assert acc is not None
-        covered = count > 0
-        acc.div_(count.clamp_min(torch.finfo(torch.float32).tiny))
-        if not bool(covered.all()):
-            acc = torch.where(covered, acc, fill.to(out_device).reshape(-1, 1, 1, 1))
-        return acc[None]
+        return finish_blend(acc, count, fill)[None]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ...networks.outputs import interpret_outputs
 from ...transforms.intensity import scale_intensity
 from ...utils import as_positive_int
-from ..sliding import NoiseFloor, background_output
+from ..sliding import NoiseFloor, background_output, finish_blend
 from .grid import SlidingWindowGrid
 
 __all__ = ["predict_block", "postprocess_block", "read_padded_region"]
@@ -137,12 +137,7 @@ def predict_block(
     assert acc is not None  # every block overlaps a window; channels are given when windows may be skipped
     if floor is None:
         return acc.div_(count)
-    covered = count > 0
-    acc.div_(count.clamp_min(torch.finfo(torch.float32).tiny))
-    if bool(covered.all()):
-        return acc
-    fill = background_output(max(channels) + 1, seg_channels)[list(channels)]
-    return torch.where(covered, acc, fill.reshape(-1, 1, 1, 1))
+    return finish_blend(acc, count, background_output(max(channels) + 1, seg_channels)[list(channels)])
 
 
 def postprocess_block(
