@@ -103,4 +103,6 @@ def test_model_rows_keep_their_maps_and_retrace_rescores_them(op_folder, tmp_pat
     assert set(real_data.METRICS) <= set(again)
     assert real_data.main([*argv, "--retrace", "--gold-root"]) == 0
     (rooted,) = json.loads(results.read_text())
-    assert rooted["trace_overrides"] == {"trace_root": [4.0, 10.0, 4.0]}
+    assert rooted["trace_overrides"] == {"trace_soma_in_view": False, "trace_root": [4.0, 10.0, 4.0]}
+    assert real_data.main([*argv, "--retrace", "--soma-in-view"]) == 0  # the default rooting: no overrides left
+    assert "trace_overrides" not in json.loads(results.read_text())[0]

@@ -153,6 +153,33 @@ def test_soma_root_is_the_thickest_point():
     assert (swc[1:, 1] == 3).all()
 
 
+def test_soma_outside_the_view_roots_each_tree_where_it_enters():
+    shape = (24, 48, 80)
+    zz, yy, xx = np.indices(shape)
+    m = (zz - 12) ** 2 + (yy - 24) ** 2 + (xx - 50) ** 2 <= 36  # a bouton or blob, thicker than any neurite
+    m = tube(shape, (12, 24, 0), (12, 24, 50), 1.5, out=m)  # the axon enters at x = 0
+    m = tube(shape, (12, 24, 50), (12, 40, 70), 1.5, out=m)
+    default = trace_swc(m)
+    assert default[0, 1] == 1 and np.linalg.norm(default[0, 2:5] - (50, 24, 12)) <= 1.5  # taken for a soma
+    axon = trace_swc(m, soma_in_view=False)
+    assert n_trees(axon) == 1 and len(axon) == len(default)
+    assert axon[0, 6] == -1 and axon[0, 2] <= 1.0 and abs(axon[0, 3] - 24) <= 1  # rooted at the entry
+    assert (axon[:, 1] == 3).all()  # and no node is a soma
+    with pytest.raises(TypeError, match="soma_in_view"):
+        TraceConfig(soma_in_view="no")
+
+
+def test_the_brightest_entry_roots_the_tree_and_noise_does_not_pick_it():
+    shape = (16, 24, 96)
+    m = tube(shape, (8, 12, 0), (8, 12, 95), 2.0)  # enters and leaves the view: two border endpoints
+    rng = np.random.default_rng(0)
+    noisy = rng.normal(10.0, 2.0, shape).astype(np.float32) + 50.0 * m
+    assert trace_swc(m)[0, 2] <= 1.0  # without an image: the tie goes to the first endpoint (x = 0)
+    assert trace_swc(m, image=noisy)[0, 2] <= 1.0  # equally bright ends within the noise: the same tie
+    brighter_right = noisy + 40.0 * m * (np.arange(shape[2]) >= 60)
+    assert trace_swc(m, image=brighter_right)[0, 2] >= 94.0  # the thicker (brighter) neurite is the entry
+
+
 def test_user_root_and_single_tree():
     shape = (16, 30, 60)
     m = tube(shape, (8, 8, 4), (8, 8, 55), 2.0)

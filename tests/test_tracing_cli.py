@@ -139,3 +139,18 @@ def test_cli_smooth_iterations(tmp_path, capsys):
     assert any("long_link_factor=2.0" in h for h in out10.read_text().splitlines()[:5])
     code, text = run(capsys, path, "-o", out0, "--smooth-iterations", -1)
     assert code == 2 and "smooth_iterations" in text.strip().splitlines()[-1]
+
+
+def test_cli_soma_outside_roots_at_the_entry(tmp_path, capsys):
+    prob = np.zeros(SHAPE, dtype=np.float32)
+    zz, yy, xx = np.indices(SHAPE)
+    prob[(zz - 6) ** 2 + (yy - 10) ** 2 + (xx - 30) ** 2 <= 25] = 0.9  # a blob the default takes for a soma
+    prob[6, 10, 0:30] = 0.9  # the thin neurite entering at x = 0
+    path, out = tmp_path / "blob.tif", tmp_path / "blob.swc"
+    write_tiff_stack(path, prob)
+    assert run(capsys, path, "-o", out)[0] == 0
+    assert read_swc(out)[0, 1] == 1 and abs(read_swc(out)[0, 2] - 30) <= 1.5
+    code, _ = run(capsys, path, "-o", out, "--soma-outside")
+    swc = read_swc(out)
+    assert code == 0 and swc[0, 2] <= 1.0 and (swc[:, 1] == 3).all()
+    assert any("soma_in_view=False" in h for h in out.read_text().splitlines()[:5])

@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--single-tree", action="store_true", help="keep only the rooted (else the largest) tree")
     p.add_argument(
+        "--soma-outside",
+        action="store_true",
+        help="the somata lie outside the stack (axon stacks): take no blob for a soma, root each tree where it enters "
+        "the stack",
+    )
+    p.add_argument(
         "--link-cost",
         type=float,
         default=None,
@@ -164,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_facing_cos=args.min_facing_cos,
             bridge_to_side=not args.no_side_bridges,
             single_tree=args.single_tree,
+            soma_in_view=not args.soma_outside,
             extend_tips=not args.no_extend_tips,
             smooth_iterations=args.smooth_iterations,
             link_cost=args.link_cost if args.link_cost is not None else (30.0 if args.classical else 0.0),
@@ -173,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         prob, file_spacing = read_tiff_stack(args.prob)
         spacing = check_spacing(args.spacing, "--spacing") if args.spacing is not None else file_spacing
+        image = prob if args.classical else None
         if args.classical:
             try:
                 prob = classical_probability(prob, spacing)
@@ -194,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             physical_units=args.physical,
             config=config,
             names=(str(args.prob), str(args.direction), str(args.distance)),
+            image=image,
         )
     except (ValueError, TypeError, FileNotFoundError) as e:
         return fail(str(e))

@@ -20,7 +20,10 @@ from skimage.filters import threshold_otsu
 from ..utils import as_float_in_range, as_positive_int, as_spacing
 from .trace import TraceConfig, trace_with_config
 
-__all__ = ["ClassicalConfig", "classical_threshold", "classical_probability", "trace_classical"]
+__all__ = ["ClassicalConfig", "classical_threshold", "classical_probability", "trace_classical", "CLASSICAL_TRACE"]
+
+# the tracer's keywords for the classical reference: pieces of at least 20 voxels, main-tree linking, at most 3 trees
+CLASSICAL_TRACE: dict[str, Any] = {"min_component_length": 20.0, "link_cost": 30.0, "max_trees": 3}
 
 # half a robust standard deviation: the relative spread below which a stack is treated as constant
 _MIN_RELATIVE_RANGE = 1e-3
@@ -108,6 +111,7 @@ def trace_classical(
     root: Sequence[float] | None = None,
     config: ClassicalConfig | None = None,
     trace_config: TraceConfig | None = None,
+    soma_in_view: bool = True,
 ) -> np.ndarray:
     """Trace a stack without a model: :func:`classical_probability`, then the project's tracer.
 
@@ -116,13 +120,17 @@ def trace_classical(
         spacing: voxel size (z, y, x).
         root: optional root point, SWC ``(x, y, z)`` voxels.
         config: the smoothing and threshold parameters.
-        trace_config: the tracer's parameters; default: threshold 0.5, pieces of at least 20 voxels, main-tree
-            linking (``link_cost`` 30) and at most 3 trees.
+        trace_config: the tracer's parameters; default: :data:`CLASSICAL_TRACE` (threshold 0.5, pieces of at least
+            20 voxels, main-tree linking with ``link_cost`` 30, at most 3 trees) and ``soma_in_view``.
+        soma_in_view: with the default ``trace_config``, False for stacks whose somata lie outside the view (see
+            :class:`~neurolink_monai.tracing.TraceConfig`).
 
     Returns:
         (N, 7) SWC array in voxel units, the main tree first.
     """
     if trace_config is None:
-        trace_config = TraceConfig.from_keywords(min_component_length=20.0, link_cost=30.0, max_trees=3)
+        trace_config = TraceConfig.from_keywords(**CLASSICAL_TRACE, soma_in_view=soma_in_view)
     prob = classical_probability(image, spacing, config)
-    return trace_with_config(prob, root=root, spacing=spacing, config=trace_config, names=("image", "", ""))
+    return trace_with_config(
+        prob, root=root, spacing=spacing, config=trace_config, names=("image", "", ""), image=image
+    )

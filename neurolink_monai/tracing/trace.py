@@ -11,6 +11,7 @@ or a user point, and emit SWC nodes with radii from the distance map.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,6 +43,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# endpoints whose image levels differ by less than this many noise sigmas are equally bright candidate roots
+_ROOT_LEVEL_SIGMAS = 2.0
+
 
 # The flat tracing keywords, as trace_swc, TraceSWC(d), the command line and the bundle (inference.json ``trace_*``)
 # take them, and where each one lives in a TraceConfig. The one coupling: ``min_component_length`` also sets
@@ -55,6 +59,7 @@ TRACE_KEYWORDS: dict[str, str] = {
     "bridge_to_side": "bridge.to_side",
     "direction_window": "bridge.window",
     "soma_ratio": "soma_ratio",
+    "soma_in_view": "soma_in_view",
     "min_radius": "min_radius",
     "extend_tips": "extend_tips",
     "single_tree": "single_tree",
@@ -87,6 +92,9 @@ class TraceConfig:
         min_spur_length: terminal branches whose length beyond their parent's radius is shorter are pruned.
         min_component_length: connected pieces with less total skeleton length are dropped.
         soma_ratio: a component whose largest radius is this many times its median radius is rooted at its soma.
+        soma_in_view: False for stacks whose somata lie outside the field of view (axon stacks such as DIADEM's
+            olfactory projection fibres): no blob is taken for a soma, and every tree is rooted at an endpoint,
+            where it enters the stack when it does (with an image, the brightest such entry).
         min_radius: SWC radii below this (voxels) are raised to it.
         extend_tips: walk each endpoint on to the neurite's tip, which thinning stops short of (with the
             direction window ``bridge.window``).
@@ -111,6 +119,7 @@ class TraceConfig:
     min_spur_length: float = 3.0
     min_component_length: float = 6.0
     soma_ratio: float = 3.0
+    soma_in_view: bool = True
     min_radius: float = 0.5
     extend_tips: bool = True
     single_tree: bool = False
@@ -129,7 +138,7 @@ class TraceConfig:
         as_float_in_range(self.min_radius, "min_radius", 0.0)
         as_float_in_range(self.min_contrast, "min_contrast", 0.0)
         as_float_in_range(self.faint_spur_ratio, "faint_spur_ratio", 0.0, 1.0)
-        for flag in ("extend_tips", "single_tree"):
+        for flag in ("extend_tips", "single_tree", "soma_in_view"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}.")
         as_positive_int(self.node_type, "node_type", allow_zero=True)
@@ -328,6 +337,7 @@ def trace_swc(
     bridge_to_side: bool = _DEFAULT_KEYWORDS["bridge_to_side"],
     direction_window: float = _DEFAULT_KEYWORDS["direction_window"],
     soma_ratio: float = _DEFAULT_KEYWORDS["soma_ratio"],
+    soma_in_view: bool = _DEFAULT_KEYWORDS["soma_in_view"],
     min_radius: float = _DEFAULT_KEYWORDS["min_radius"],
     extend_tips: bool = _DEFAULT_KEYWORDS["extend_tips"],
     single_tree: bool = _DEFAULT_KEYWORDS["single_tree"],
@@ -353,8 +363,9 @@ def trace_swc(
     it, from the skeleton; (0) with an ``image`` and ``min_contrast``, pieces of the mask that the image does not
     show are dropped first (:func:`~neurolink_monai.tracing.contrast.gate_by_contrast`); (3b) with ``link_cost`` or ``max_trees``, grow the main tree through weak stretches and
     drop the specks (:func:`~neurolink_monai.tracing.linking.link_pieces`); (4) one tree per connected piece, rooted at ``root`` (its nearest skeleton voxel), else
-    at the soma (largest distance value) or, for a piece without a soma, an endpoint (preferably one on the volume
-    border, where the neurite enters; the thickest such); pieces shorter than
+    at the soma (largest distance value) or, for a piece without a soma (or with ``soma_in_view`` False), an
+    endpoint (preferably one on the volume border, where the neurite enters; the thickest such, with an ``image``
+    the brightest); pieces shorter than
     ``min_component_length`` are dropped; (5) one SWC node per skeleton voxel with radius = ``distance`` there
     (without a distance map: the Euclidean distance to the nearest background voxel of the mask), the nodes inside
     unbranched sections smoothed off the voxel staircase (``smooth_iterations``). Lengths, gaps
@@ -371,11 +382,11 @@ def trace_swc(
         spacing: voxel size ``(z, y, x)``; sets the anisotropy of the geometry and is needed for ``physical_units``.
         physical_units: return coordinates times the spacing (and radius times the x spacing) instead of voxels.
         max_gap, min_spur_length, min_component_length, min_facing_cos, bridge_to_side, direction_window, soma_ratio,
-        min_radius, extend_tips, single_tree, node_type, link_cost, keep_length, max_trees, long_link_factor,
-        min_contrast, faint_spur_ratio, smooth_iterations: see
+        soma_in_view, min_radius, extend_tips, single_tree, node_type, link_cost, keep_length, max_trees,
+        long_link_factor, min_contrast, faint_spur_ratio, smooth_iterations: see
             :class:`TraceConfig` (where each one lives: :data:`TRACE_KEYWORDS`).
         image: optional ``(D, H, W)`` or ``(C, D, H, W)`` image the probability was predicted from, for
-            ``min_contrast`` and ``faint_spur_ratio``.
+            ``min_contrast``, ``faint_spur_ratio`` and the choice of root endpoints.
 
     Returns:
         ``(N, 7)`` float64 SWC array (id, type, x, y, z, radius, parent), ids 1..N, parents before children,
@@ -395,6 +406,7 @@ def trace_swc(
         bridge_to_side=bridge_to_side,
         direction_window=direction_window,
         soma_ratio=soma_ratio,
+        soma_in_view=soma_in_view,
         min_radius=min_radius,
         extend_tips=extend_tips,
         single_tree=single_tree,
@@ -422,7 +434,8 @@ def trace_with_config(
     image: Any | None = None,
 ) -> np.ndarray:
     """:func:`trace_swc` with its parameters in a :class:`TraceConfig`; ``names`` label the three inputs (e.g.
-    their file names) in error messages; ``image`` is the stack the probability came from (for ``min_contrast``)."""
+    their file names) in error messages; ``image`` is the stack the probability came from (for ``min_contrast``,
+    ``faint_spur_ratio`` and the choice of root endpoints)."""
     cfg = TraceConfig() if config is None else config
     if not isinstance(cfg, TraceConfig):
         raise TypeError(f"config must be a TraceConfig, got {type(cfg).__name__}.")
@@ -435,16 +448,14 @@ def trace_with_config(
     if physical_units and sp is None:
         raise ValueError("physical_units=True needs the voxel spacing (z, y, x); pass spacing=(sz, sy, sx).")
     scale = None if sp is None else np.asarray(sp, dtype=np.float64) / sp[2]
-    uses_image = image is not None and (cfg.min_contrast > 0 or cfg.faint_spur_ratio > 0)
-    img = _image_array(image, p.shape, p_name) if uses_image else None
-    evidence = faint = None
+    img = None if image is None else _image_array(image, p.shape, p_name)
+    evidence = levels = None
     if img is not None:
         background = background_and_noise(img, p >= cfg.threshold, scale)
         if cfg.min_contrast > 0:
             p, evidence = _gate(p, img, cfg, scale, background)
-        if cfg.faint_spur_ratio > 0:
-            faint = (img, background[0], level_noise(img, background[0], p >= cfg.threshold))
-    swc = _trace(p, dirs, dist, root_zyx, cfg, scale, evidence, faint)
+        levels = (img, background[0], level_noise(img, background[0], p >= cfg.threshold))
+    swc = _trace(p, dirs, dist, root_zyx, cfg, scale, evidence, levels)
     if physical_units and len(swc):
         swc = swc_to_physical(swc, sp)
     return swc
@@ -458,12 +469,12 @@ def _trace(
     cfg: TraceConfig,
     scale: np.ndarray | None = None,
     evidence: np.ndarray | None = None,
-    faint: tuple[np.ndarray, np.ndarray, float] | None = None,
+    levels: tuple[np.ndarray, np.ndarray, float] | None = None,
 ) -> np.ndarray:
     """The tracing pipeline on validated inputs; voxel units out, lengths measured with ``scale``; ``evidence``
-    (D, H, W), the image contrast of the mask's pieces, ranks the trees (:func:`link_pieces`); ``faint``, the image,
+    (D, H, W), the image contrast of the mask's pieces, ranks the trees (:func:`link_pieces`); ``levels``, the image,
     its local background (:func:`background_and_noise`) and the noise of node levels (:func:`level_noise`), drives
-    the removal of faint spurs."""
+    the removal of faint spurs and ranks the endpoints that may become roots."""
     mask = prob >= cfg.threshold
     coords = thin_curves(mask, return_coords=True)
     if len(coords) == 0:
@@ -487,19 +498,27 @@ def _trace(
         node_evidence = None if evidence is None else evidence[tuple(graph.points.T)]
         linked = link_pieces(graph, radius, prob, cfg.threshold, cfg.link, root_node, node_evidence)
         graph, radius, main_node = linked.graph, linked.radius, linked.main_node
-    if faint is not None:
+    node_level = None
+    if levels is not None:
+        image, background, noise = levels
+        node_level = node_levels(image, background, graph.points)
         # last, on the final graph: a spur removed earlier could no longer be bridged or linked to its continuation
-        graph, radius, main_node = _drop_faint_spurs(graph, radius, main_node, faint, cfg.faint_spur_ratio)
+        keep = _faint_spurs_kept(graph, main_node, node_level, noise, cfg.faint_spur_ratio)
+        if not keep.all():
+            graph, radius, node_level = graph.subgraph(keep), radius[keep], node_level[keep]
+            main_node = None if main_node is None or main_node < 0 else int(np.cumsum(keep)[main_node] - 1)
     swc = forest_to_swc(
         graph,
         radius,
         root=root_zyx,
-        soma_ratio=cfg.soma_ratio,
+        soma_ratio=cfg.soma_ratio if cfg.soma_in_view else math.inf,
         min_component_length=cfg.min_component_length,
         single_tree=cfg.single_tree,
         node_type=cfg.node_type,
         shape=mask.shape,
         first_node=main_node,
+        level=node_level,
+        level_tolerance=_ROOT_LEVEL_SIGMAS * levels[2] if levels is not None else 0.0,
     )
     if len(swc):
         swc = smooth_sections(swc, cfg.smooth_iterations)
@@ -507,23 +526,15 @@ def _trace(
     return swc
 
 
-def _drop_faint_spurs(
-    graph: SkeletonGraph,
-    radius: np.ndarray,
-    main_node: int | None,
-    faint: tuple[np.ndarray, np.ndarray, float],
-    ratio: float,
-) -> tuple[SkeletonGraph, np.ndarray, int | None]:
-    """``graph`` and ``radius`` without the faint spurs (:func:`prune_faint_spurs`), ``main_node`` renumbered."""
-    image, background, noise = faint
-    levels = node_levels(image, background, graph.points)
+def _faint_spurs_kept(
+    graph: SkeletonGraph, main_node: int | None, level: np.ndarray, noise: float, ratio: float
+) -> np.ndarray:
+    """(N,) bool: the nodes of ``graph`` that survive the removal of faint spurs (:func:`prune_faint_spurs`), the
+    main tree's first node always."""
     protect = None if main_node is None or main_node < 0 else main_node
-    keep = prune_faint_spurs(graph, levels, noise, ratio, protect)
+    keep = prune_faint_spurs(graph, level, noise, ratio, protect)
     logger.debug("%d nodes of faint spurs removed", int((~keep).sum()))
-    if keep.all():
-        return graph, radius, main_node
-    new_main = main_node if protect is None else int(np.cumsum(keep)[protect] - 1)
-    return graph.subgraph(keep), radius[keep], new_main
+    return keep
 
 
 def _image_array(image: Any, shape: tuple[int, ...], name: str) -> np.ndarray:

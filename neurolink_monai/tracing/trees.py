@@ -8,10 +8,13 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
-from ..skeleton import SkeletonGraph, spanning_forest
+from ..skeleton import SkeletonGraph, spanning_forest, unbranched_sections
 from ..transforms.distance import boundary_background
 
 __all__ = ["skeleton_radius", "choose_roots", "forest_to_swc"]
+
+# nodes from a tip over which its image level is taken (its first ~15 voxels)
+_TIP_NODES = 16
 
 
 def skeleton_radius(
@@ -58,22 +61,43 @@ def _first_per_group(groups: np.ndarray, *keys: np.ndarray) -> np.ndarray:
     return out
 
 
+def _tip_levels(forest: SkeletonGraph, level: np.ndarray, nodes: int = _TIP_NODES) -> np.ndarray:
+    """Median of ``level`` over the first ``nodes`` nodes of each tip's unbranched section, ``(N,)`` float64; ``-inf``
+    at nodes that are not tips (degree != 1)."""
+    out = np.full(forest.num_nodes, -np.inf)
+    if len(forest.edges) == 0:
+        return out
+    sections = unbranched_sections(forest)
+    for path in sections.paths:
+        for run in (path, path[::-1]):
+            if sections.degree[run[0]] == 1:
+                out[run[0]] = float(np.median(level[run[:nodes]]))
+    return out
+
+
 def choose_roots(
     forest: SkeletonGraph,
     labels: np.ndarray,
     radius: np.ndarray,
     soma_ratio: float,
     shape: tuple[int, ...] | None = None,
+    level: np.ndarray | None = None,
+    level_tolerance: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Root of each connected component.
 
     A component whose largest radius is at least ``soma_ratio`` times its median radius has a soma: it is rooted
     at its thickest node. Otherwise (an axon or dendrite cut by the field of view) it is rooted at an endpoint:
     one on the volume's border when there is one (where the neurite enters the stack, as manual traces of axon
-    stacks such as DIADEM's are rooted), the thickest such. A thick candidate soma on a component that enters the
-    volume through an endpoint at least half as thick is taken for a varicosity, and the component is rooted at
-    that endpoint. Ties go to the lowest node index (raster order of the
-    skeleton), so the choice is deterministic.
+    stacks such as DIADEM's are rooted), the thickest such. With an image ``level`` the thickest is the brightest
+    (the median level over the endpoint's first :data:`_TIP_NODES` nodes), since the caliber of a thin neurite,
+    a voxel or two, shows in its brightness rather than in its mask's radius; endpoints within ``level_tolerance``
+    of the brightest count as equally bright (so that noise does not pick the root), and their ties go to the
+    larger radius. A thick
+    candidate soma on a component that enters the volume through an endpoint at least half as thick is taken for a
+    varicosity, and the component is rooted at that endpoint. ``soma_ratio`` ``inf`` takes no node for a soma
+    (stacks of axons whose somata lie outside the view). Remaining ties go to the lowest node index (raster order
+    of the skeleton), so the choice is deterministic.
 
     Args:
         forest: the spanning forest.
@@ -81,6 +105,8 @@ def choose_roots(
         radius: (N,) radius per node.
         soma_ratio: see above.
         shape: the volume ``(D, H, W)``, for the border preference (none without it).
+        level: optional (N,) image level per node (background removed), to rank the endpoints.
+        level_tolerance: the difference of endpoint levels that counts as a tie (e.g. two noise sigmas).
 
     Returns:
         ``(roots, is_soma)``: (C,) node index and (C,) bool per component.
@@ -94,12 +120,23 @@ def choose_roots(
     counts = np.bincount(labels)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     r_med = radius[order[starts + (counts - 1) // 2]]
-    is_soma = (r_max > 0) & (r_max >= soma_ratio * r_med) & (counts >= 3)
+    is_soma = (r_max > 0) & (counts >= 3)
+    is_soma &= (r_max >= soma_ratio * r_med) if np.isfinite(soma_ratio) else False
     tip = np.where(deg <= 1, 0, 2)
     if shape is not None:
         on_border = ((forest.points <= 1) | (forest.points >= np.asarray(shape) - 2)).any(axis=1)
         tip = tip + np.where(on_border, 0, 1)
-    tip_root = _first_per_group(labels, idx, -radius, tip)
+    bright = np.zeros(n, dtype=bool)
+    if level is not None:
+        brightness = _tip_levels(forest, np.asarray(level, dtype=np.float64))
+        # the brightest endpoints of each component's best endpoint class (border tips first), within the tolerance
+        best_class = np.full(len(counts), np.iinfo(np.int64).max)
+        np.minimum.at(best_class, labels, tip)
+        candidate = (tip == best_class[labels]) & np.isfinite(brightness)
+        top = np.full(len(counts), -np.inf)
+        np.maximum.at(top, labels[candidate], brightness[candidate])
+        bright = candidate & (brightness >= top[labels] - level_tolerance)
+    tip_root = _first_per_group(labels, idx, -radius, ~bright, tip)
     if shape is not None:
         # a neurite entering the view as thick as half the candidate soma is an axon or dendrite cut by the field
         # of view, and the candidate a varicosity on it: root at the border, where manual traces start
@@ -137,6 +174,8 @@ def forest_to_swc(
     node_type: int = 3,
     shape: tuple[int, ...] | None = None,
     first_node: int | None = None,
+    level: np.ndarray | None = None,
+    level_tolerance: float = 0.0,
 ) -> np.ndarray:
     """Turn a skeleton graph into an SWC forest: one tree per connected component, in voxel units.
 
@@ -150,13 +189,15 @@ def forest_to_swc(
         graph: skeleton graph; ``coords`` are ``(z, y, x)`` voxels.
         radius: (N,) radius per node.
         root: optional ``(z, y, x)`` point; the nearest node becomes the root of its component.
-        soma_ratio: see :func:`choose_roots`.
+        soma_ratio: see :func:`choose_roots`; ``inf``: no soma, every tree is rooted at an endpoint.
         min_component_length: shortest component kept, voxel steps.
         single_tree: keep only the first tree (the user's, else the largest).
         node_type: SWC type of non-soma nodes.
         shape: the volume ``(D, H, W)``; lets :func:`choose_roots` prefer endpoints on its border.
         first_node: without a user root, the tree holding this node (e.g. the main tree of
             :func:`~neurolink_monai.tracing.linking.link_pieces`) is listed first and always kept.
+        level: optional (N,) image level per node (background removed); ranks the endpoints that may become
+            roots (see :func:`choose_roots`), with ``level_tolerance`` the difference that counts as a tie.
 
     Returns:
         (M, 7) float64 SWC array, ids 1..M, columns id, type, x, y, z, radius, parent.
@@ -184,8 +225,9 @@ def forest_to_swc(
         lead_node = int(new_id[lead_node]) if lead_node >= 0 else -1
         forest = forest.subgraph(keep)
         radius = radius[keep]
+        level = None if level is None else level[keep]
         n_comp, labels = forest.components()
-    roots, is_soma = choose_roots(forest, labels, radius, soma_ratio, shape)
+    roots, is_soma = choose_roots(forest, labels, radius, soma_ratio, shape, level, level_tolerance)
     if user_node >= 0:
         roots[labels[user_node]] = user_node
         is_soma[labels[user_node]] = False
