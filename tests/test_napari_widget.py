@@ -127,6 +127,22 @@ def test_widget_cancel_run_trace_write(viewer, qtbot, tmp_path, sample):
     assert 1 <= len(root_rows) <= 3  # the bundle's tracing settings: at most trace_max_trees trees
     np.testing.assert_allclose(points.scale, image.scale)
 
+    # a blob that the default takes for a soma, on a thin neurite entering the stack: "soma in view" decides
+    zz, yy, xx = np.indices(gt.shape)
+    blob = ((zz - 8) ** 2 + (yy - 24) ** 2 + (xx - 30) ** 2 <= 25).astype(np.float32)
+    blob[8, 24, :30] = 1.0
+    widget.prob_layer.value = viewer.add_image(blob, name="blob prob", scale=sample["spacing"])
+    widget.root_layer.value = None
+    wait_for(qtbot, widget, widget.trace())
+    qtbot.waitUntil(lambda: "blob trace" in viewer.layers, timeout=_WAIT_MS)
+    assert viewer.layers["blob trace"].features["type"][0] == 1  # rooted at the soma
+    viewer.layers.remove("blob trace")
+    widget.soma_in_view.value = False
+    wait_for(qtbot, widget, widget.trace())
+    qtbot.waitUntil(lambda: "blob trace" in viewer.layers, timeout=_WAIT_MS)
+    rooted = viewer.layers["blob trace"]
+    assert (rooted.features["type"] == 3).all() and rooted.data[0][2] <= 1.0  # rooted where it enters (x = 0)
+
     # write with the plugin's writer through napari; the file holds the layer's tree
     out = tmp_path / "trace.swc"
     points.save(str(out), plugin="neurolink-monai")

@@ -6,7 +6,8 @@
    sliding window) and a *Cancel* button, then adds ``<image> prob`` (Image) and ``<image> mask`` (Labels) layers
    with the image's scale and translation. The direction and distance heads travel in the prob layer's metadata.
 2. **Trace**: pick a probability layer (the one just made, or any map in [0, 1]), the tracer's threshold, maximum
-   gap and minimum piece length, and optionally a Points layer whose last point is the root; *Trace* runs
+   gap and minimum piece length, optionally a Points layer whose last point is the root, and *soma in view* (untick
+   it for axon stacks whose somata lie outside: each tree is then rooted where it enters the stack); *Trace* runs
    :func:`neurolink_monai.tracing.trace_with_config` with the bundle's other tracing settings (main-tree linking,
    at most 3 trees, the contrast check against the chosen image when it has the probability's shape, faint-spur
    removal: ``bundle_inference_settings(...)["trace"]``) in a worker thread and adds the SWC as Points + Vectors layers
@@ -26,7 +27,7 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
@@ -75,6 +76,12 @@ class SegmentAndTraceWidget(Container):
         self.max_gap = FloatSpinBox(label="max gap (voxels)", value=15.0, min=0.0, max=500.0, step=1.0)
         self.min_length = FloatSpinBox(label="min length (voxels)", value=6.0, min=0.0, max=10000.0, step=1.0)
         self.root_layer = ComboBox(label="root point", choices=self._layer_choices("points", optional=True))
+        self.soma_in_view = CheckBox(
+            text="soma in view",
+            value=True,
+            tooltip="untick for axon stacks whose somata lie outside the stack: no blob is taken for a soma, and "
+            "each tree is rooted where it enters the stack",
+        )
         self.trace_button = PushButton(text="Trace")
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
@@ -91,6 +98,7 @@ class SegmentAndTraceWidget(Container):
                 self.max_gap,
                 self.min_length,
                 self.root_layer,
+                self.soma_in_view,
                 self.trace_button,
                 self.status,
             ]
@@ -231,7 +239,7 @@ class SegmentAndTraceWidget(Container):
             self._report("Segment and trace: choose a 3D probability layer to trace (run the segmentation).", True)
             return None
         try:
-            # the bundle's tracer (main-tree linking, contrast check, ...), with this widget's three fields
+            # the bundle's tracer (main-tree linking, contrast check, ...), with this widget's fields
             bundle = bundle_inference_settings(self.inference_options["config"]).get("trace", {})
             config = TraceConfig.from_keywords(
                 **{
@@ -239,6 +247,7 @@ class SegmentAndTraceWidget(Container):
                     "threshold": float(self.threshold.value),
                     "max_gap": float(self.max_gap.value),
                     "min_component_length": float(self.min_length.value),
+                    "soma_in_view": bool(self.soma_in_view.value),
                 }
             )
             root = self._root_voxel(layer)
