@@ -22,6 +22,7 @@ from neurolink_monai.bundle_utils import (
     load_datalist,
     load_pretrained,
     paired_datalist,
+    read_checkpoint,
     resolve_dataset_dir,
 )
 from neurolink_monai.data.synthetic import generate_dataset
@@ -88,7 +89,7 @@ def test_load_pretrained_errors_name_the_file(tmp_path):
     net = NeuroLinkNet(features=(4, 8), kernel_size=3)
     with pytest.raises(CheckpointError, match="--pretrained_path .*missing.pt: no such file"):
         load_pretrained(net, tmp_path / "missing.pt")
-    (tmp_path / "noise.pt").write_bytes(os.urandom(256))
+    (tmp_path / "noise.pt").write_bytes(np.random.default_rng(0).bytes(256))
     with pytest.raises(CheckpointError, match="noise.pt"):
         load_pretrained(net, tmp_path / "noise.pt")
     torch.save(NeuroLinkNet(features=(8, 16), kernel_size=3).state_dict(), tmp_path / "other.pt")
@@ -96,6 +97,18 @@ def test_load_pretrained_errors_name_the_file(tmp_path):
         load_pretrained(net, tmp_path / "other.pt")
     torch.save({"model": net.state_dict()}, tmp_path / "ckpt.pt")
     assert load_pretrained(NeuroLinkNet(features=(4, 8), kernel_size=3), tmp_path / "ckpt.pt") is not None
+
+
+def test_damaged_checkpoint_bytes_always_give_a_checkpoint_error(tmp_path):
+    """torch's unpickler raises many kinds of error on damaged bytes (KeyError, IndexError, struct.error, ...); each
+    one must reach the user as a CheckpointError naming the file. Seeded random files, half of them behind a pickle
+    protocol-2 header (as a truncated or overwritten legacy checkpoint starts)."""
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        path = tmp_path / f"damaged_{i}.pt"
+        path.write_bytes((b"\x80\x02" if i % 2 else b"") + rng.bytes(int(rng.choice([8, 64, 256]))))
+        with pytest.raises(CheckpointError, match=path.name):
+            read_checkpoint(path)
 
 
 @pytest.mark.slow

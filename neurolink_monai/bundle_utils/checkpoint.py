@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import struct
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +27,19 @@ __all__ = ["CheckedCheckpointLoader", "check_state_dict", "read_checkpoint"]
 logger = logging.getLogger(__name__)
 
 _SHOWN = 3  # keys listed per kind of mismatch
+
+# what torch.load raises on damaged or foreign bytes besides pickle.UnpicklingError (found by feeding it random files)
+_DAMAGED_FILE_ERRORS = (
+    RuntimeError,
+    EOFError,
+    ValueError,
+    OSError,
+    AttributeError,
+    IndexError,
+    KeyError,
+    TypeError,
+    struct.error,
+)
 
 
 def _describe_content(path: Path) -> str:
@@ -80,7 +95,9 @@ def read_checkpoint(path: Any, map_location: Any = None, option: str = "--ckpt_p
             f"{where}: is a TorchScript archive; give the state-dict checkpoint it was exported from (model.pt)."
         )
     try:
-        checkpoint = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a damaged file's header reads as an odd protocol: the error below says it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            checkpoint = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "unsupported global" in str(e).lower():
             raise CheckpointError(
@@ -88,7 +105,7 @@ def read_checkpoint(path: Any, map_location: Any = None, option: str = "--ckpt_p
                 "NeuroLink state-dict checkpoint; it is not unpickled, as that could run arbitrary code."
             ) from None
         raise CheckpointError(f"{where}: {_describe_content(p)}.") from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, IndexError) as e:
+    except _DAMAGED_FILE_ERRORS as e:
         if isinstance(e, OSError) and not isinstance(e, EOFError) and e.errno is not None:
             raise CheckpointError(f"{where}: cannot read the file ({e.strerror}).") from None
         raise CheckpointError(f"{where}: {_describe_content(p)}.") from None
