@@ -93,11 +93,10 @@ def choose_roots(
     (the median level over the endpoint's first :data:`_TIP_NODES` nodes), since the caliber of a thin neurite,
     a voxel or two, shows in its brightness rather than in its mask's radius; endpoints within ``level_tolerance``
     of the brightest count as equally bright (so that noise does not pick the root), and their ties go to the
-    larger radius. A thick
-    candidate soma on a component that enters the volume through an endpoint at least half as thick is taken for a
-    varicosity, and the component is rooted at that endpoint. ``soma_ratio`` ``inf`` takes no node for a soma
-    (stacks of axons whose somata lie outside the view). Remaining ties go to the lowest node index (raster order
-    of the skeleton), so the choice is deterministic.
+    larger radius. A thick candidate soma on a component that enters the volume through an endpoint at least half
+    as thick is taken for a varicosity, and the component is rooted at that endpoint. ``soma_ratio`` ``inf`` takes
+    no node for a soma (stacks of axons whose somata lie outside the view). Remaining ties go to the lowest node
+    index (raster order of the skeleton), so the choice is deterministic.
 
     Args:
         forest: the spanning forest.
