@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..io import read_tiff_stack, write_swc
-from .classical import classical_probability
+from .classical import CLASSICAL_TRACE, classical_probability
 from .trace import TraceConfig, check_root, check_spacing, trace_with_config
 
 __all__ = ["build_parser", "main"]
@@ -173,10 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             soma_in_view=not args.soma_outside,
             extend_tips=not args.no_extend_tips,
             smooth_iterations=args.smooth_iterations,
-            link_cost=args.link_cost if args.link_cost is not None else (30.0 if args.classical else 0.0),
+            link_cost=(
+                args.link_cost
+                if args.link_cost is not None
+                else (CLASSICAL_TRACE["link_cost"] if args.classical else 0.0)
+            ),
             keep_length=args.keep_length,
             long_link_factor=args.long_link_factor,
-            max_trees=args.max_trees if args.max_trees is not None else (3 if args.classical else 0),
+            max_trees=(
+                args.max_trees
+                if args.max_trees is not None
+                else (CLASSICAL_TRACE["max_trees"] if args.classical else 0)
+            ),
         )
         prob, file_spacing = read_tiff_stack(args.prob)
         spacing = check_spacing(args.spacing, "--spacing") if args.spacing is not None else file_spacing
