@@ -91,7 +91,7 @@ def backward_ab(repeats: int, device: torch.device) -> None:
 
     def step(use_function: bool):
         def run() -> None:
-            DSConv3D._takes_snake_function = written_out if use_function else (lambda self, x, grids: False)
+            DSConv3D._takes_snake_function = written_out if use_function else (lambda self, x, offsets: False)
             try:
                 net(x).float().sum().backward()
             finally:

@@ -131,6 +131,36 @@ def test_matches_legacy_implementation_with_gradients(axis, kernel_size, channel
         torch.testing.assert_close(g, w, atol=1e-3, rtol=1e-4)
 
 
+def test_backward_keeps_the_tanh_output_not_the_grids():
+    layer = raw_layer(in_channels=3, out_channels=3, kernel_size=9, axis=1)
+    x = torch.randn(1, 3, 5, 6, 7, requires_grad=True)
+    steps = layer._point_steps(layer.offset_conv(x), False)
+    out = layer._fuse_samples(x, steps, layer.extend_scope, True)
+    assert type(out.grad_fn).__name__ == "_SnakeFusionBackward"
+    saved = out.grad_fn.saved_tensors
+    assert len(saved) == 3 and saved[1].data_ptr() == steps.data_ptr()  # the grids are built again in the backward
+
+
+@pytest.mark.parametrize("kernel_size", [3, 9])
+@pytest.mark.parametrize("axis", [0, 2])
+def test_layer_gradients_match_plain_autograd(axis, kernel_size, monkeypatch):
+    """The whole layer (offset norm, in-place ReLU, written-out backward) against autograd through plain operators."""
+    torch.manual_seed(0)
+    layer = DSConv3D(3, 4, kernel_size, axis=axis).train()
+    assert layer.act.inplace
+    x = torch.randn(2, 3, 5, 6, 7, requires_grad=True)
+    params = [x, *layer.parameters()]
+    out = layer(x)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, params, grad)
+    monkeypatch.setattr(DSConv3D, "_takes_snake_function", lambda self, x, offsets: False)
+    ref = layer(x)
+    assert type(ref.grad_fn).__name__ != "_SnakeFusionBackward"
+    torch.testing.assert_close(out, ref)
+    for g, w in zip(got, torch.autograd.grad(ref, params, grad)):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("channels", [(2, 2), (1, 3), (3, 1)])
 @pytest.mark.parametrize("axis", [0, 2])
 def test_gradcheck(axis, channels):

@@ -82,7 +82,7 @@ class DSConv3D(nn.Module):
     product right away, so only one kernel point's samples are alive at a time. When a gradient is needed, that
     sampling and fusion is one autograd function with its backward written out (:meth:`_snake_fusion_backward`):
     it samples each kernel point again instead of keeping all ``K - 1`` points' samples, and writes each gradient
-    into one buffer (same values; a training step of the bundle's network 1.39 -> 1.16 s, peak memory 644 -> 464 MB:
+    into one buffer (same values; a training step of the bundle's network 1.11 -> 0.93 s, peak memory 653 -> 497 MB:
     ``python benchmarks/bench_network.py --backward-ab``). In eval mode the offset BatchNorm is folded into the
     offset convolution (:meth:`offset_parameters`). Index arithmetic stays inside ``grid_sample`` (int64), so
     volumes beyond 2^24 voxels are handled correctly. Plain PyTorch operators throughout: TorchScript and autocast
@@ -141,6 +141,10 @@ class DSConv3D(nn.Module):
         )
         self.norm = make_norm(norm, out_channels) if norm is not None else nn.Identity()
         self.act = get_act_layer(act) if act is not None else nn.Identity()
+        if type(self.act) in (nn.ReLU, nn.LeakyReLU):
+            # its input is the fresh output of the norm or the fusion, which no backward needs: one volume less
+            # alive at the layer's memory peak
+            self.act.inplace = True
         self.register_buffer("accumulate", snake_accumulation_matrix(kernel_size), persistent=False)
 
     def snake_offsets(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,15 +164,22 @@ class DSConv3D(nn.Module):
         ``extend_scope`` voxels (:meth:`offsets_from_logits` without the centre's zeros and the scaling, which
         :meth:`_grids` applies). ``normalised``: ``logits`` already went through ``offset_norm``
         (:meth:`offset_parameters`)."""
-        b = logits.shape[0]
-        k = self.kernel_size
+        return self._accumulated(self._point_steps(logits, normalised))
+
+    def _point_steps(self, logits: torch.Tensor, normalised: bool) -> torch.Tensor:
+        """Each non-centre kernel point's own offset (the ``tanh`` of the normalised logits), ``(B, 2, K - 1, D, H,
+        W)``, before :meth:`_accumulated` sums them outwards from the centre."""
         raw = torch.tanh(logits if normalised else self.offset_norm(logits))
-        raw = raw.reshape(b, 2, k - 1, logits.shape[2], logits.shape[3], logits.shape[4])
-        if k == 3:  # each point's offset is its own: the accumulation is the identity
-            return raw
-        c = k // 2
-        rows = torch.cat((self.accumulate[:c], self.accumulate[c + 1 :]), dim=0).to(raw.dtype)
-        return torch.einsum("kj,bpjdhw->bpkdhw", rows, raw)
+        return raw.reshape(logits.shape[0], 2, self.kernel_size - 1, logits.shape[2], logits.shape[3], logits.shape[4])
+
+    def _accumulated(self, steps: torch.Tensor) -> torch.Tensor:
+        """The snake offsets of :meth:`_point_steps`' per-point ``steps`` (:func:`snake_accumulation_matrix`
+        without its centre row); for ``K = 3`` each point's offset is its own step."""
+        if self.kernel_size == 3:
+            return steps
+        c = self.kernel_size // 2
+        rows = torch.cat((self.accumulate[:c], self.accumulate[c + 1 :]), dim=0).to(steps.dtype)
+        return torch.einsum("kj,bpjdhw->bpkdhw", rows, steps)
 
     def offset_parameters(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """The offset convolution's ``(weight, bias)`` and whether ``offset_norm`` is folded into them.
@@ -249,7 +260,13 @@ class DSConv3D(nn.Module):
         for accumulated ``offsets`` ``(B, 2, K, D, H, W)`` (:meth:`snake_offsets`); see :meth:`_fuse_samples`."""
         c = self.kernel_size // 2
         points = torch.cat((offsets[:, :, :c], offsets[:, :, c + 1 :]), dim=2)  # the centre never moves
-        return self._fuse_samples(x, self._grids(points, 1.0))
+        return self._fuse_samples(x, points, 1.0, False)
+
+    def _offset_grids(self, offsets: torch.Tensor, scale: float, steps: bool) -> torch.Tensor:
+        """The :meth:`_grids` of the non-centre kernel points' ``offsets`` ``(B, 2, K - 1, D, H, W)`` in units of
+        ``scale`` voxels: accumulated offsets, or, when ``steps``, the per-point steps of :meth:`_point_steps`, which
+        are accumulated first."""
+        return self._grids(self._accumulated(offsets) if steps else offsets, scale)
 
     def _kernel_points(self, a: int) -> list[tuple[int, int, int, int]]:
         """``(k, point, lo, hi)`` of each non-centre kernel point ``k`` (``point``: its index among them, in
@@ -267,9 +284,10 @@ class DSConv3D(nn.Module):
             point += 1
         return out
 
-    def _fuse_samples(self, x: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
-        """The snake convolution of ``x`` ``(B, C, D, H, W)`` before ``norm``/``act``, given the ``grids``
-        ``(K - 1, B, A, P0, P1, 2)`` of the non-centre kernel points (:meth:`_grids`).
+    def _fuse_samples(self, x: torch.Tensor, offsets: torch.Tensor, scale: float, steps: bool) -> torch.Tensor:
+        """The snake convolution of ``x`` ``(B, C, D, H, W)`` before ``norm``/``act``, given the ``offsets``
+        ``(B, 2, K - 1, D, H, W)`` of the non-centre kernel points in units of ``scale`` voxels, accumulated or, when
+        ``steps``, per point (:meth:`_offset_grids` turns them into sampling grids).
 
         Kernel point ``k``'s planes are a slice along the kernel axis ``A`` of the input seen axis-first,
         ``(B, C, A, P0, P1)``: output plane ``a`` reads plane ``a + k - K // 2``, and output planes whose input
@@ -286,22 +304,23 @@ class DSConv3D(nn.Module):
         product ``(K O, C) @ (C, D H W)``, one pass over the input instead of ``K``; otherwise the samples are fused
         by a matrix product per plane. A one-channel input takes :meth:`_fuse_one_channel`. When a gradient is
         needed (outside autocast), the multi-channel fusion runs as :class:`_SnakeFusion`, whose backward is
-        :meth:`_snake_fusion_backward`.
+        :meth:`_snake_fusion_backward`, and which keeps the ``offsets`` for the backward instead of the grids (the
+        per-point steps are the ``tanh`` output that autograd keeps anyway).
         """
         if x.shape[1] == 1:
-            return self._fuse_one_channel(x, grids)
+            return self._fuse_one_channel(x, self._offset_grids(offsets, scale, steps))
         weight, bias = self.fusion.weight, self.fusion.bias
         if not torch.jit.is_scripting():  # a branch TorchScript does not compile
-            if not torch.jit.is_tracing() and self._takes_snake_function(x, grids):
-                return _SnakeFusion.apply(self, x, grids, weight, bias)
-        return self._snake_fusion(x, grids, weight, bias)
+            if not torch.jit.is_tracing() and self._takes_snake_function(x, offsets):
+                return _SnakeFusion.apply(self, x, offsets, weight, bias, scale, steps)
+        return self._snake_fusion(x, self._offset_grids(offsets, scale, steps), weight, bias)
 
     @torch.jit.unused
-    def _takes_snake_function(self, x: torch.Tensor, grids: torch.Tensor) -> bool:
+    def _takes_snake_function(self, x: torch.Tensor, offsets: torch.Tensor) -> bool:
         """Whether :meth:`_fuse_samples` runs as :class:`_SnakeFusion` (its own backward): when a gradient is needed,
         outside autocast (whose per-operator casts the plain operators keep)."""
         params = (self.fusion.weight, self.fusion.bias)
-        needs_grad = x.requires_grad or grids.requires_grad or any(p is not None and p.requires_grad for p in params)
+        needs_grad = x.requires_grad or offsets.requires_grad or any(p is not None and p.requires_grad for p in params)
         return torch.is_grad_enabled() and needs_grad and not torch.is_autocast_enabled(x.device.type)
 
     def _snake_fusion(
@@ -467,25 +486,31 @@ class DSConv3D(nn.Module):
         """:meth:`forward` with the offset convolution's output ``logits`` ``(B, 2 (K - 1), D, H, W)`` given;
         ``normalised``: ``offset_norm`` is already applied (folded into the convolution by
         :meth:`offset_parameters`)."""
-        grids = self._grids(self._point_offsets(logits, normalised), self.extend_scope)
-        return self.act(self.norm(self._fuse_samples(x, grids)))
+        steps = self._point_steps(logits, normalised)
+        return self.act(self.norm(self._fuse_samples(x, steps, self.extend_scope, True)))
 
 
 class _SnakeFusion(torch.autograd.Function):
-    """:meth:`DSConv3D._snake_fusion` with its backward written out (:meth:`DSConv3D._snake_fusion_backward`):
-    the same values as autograd through the plain operators, in less time and memory
-    (``python benchmarks/bench_network.py --backward-ab``). Differentiable once."""
+    """:meth:`DSConv3D._snake_fusion` of the offsets' grids (:meth:`DSConv3D._offset_grids`) with its backward
+    written out (:meth:`DSConv3D._snake_fusion_backward`): the same values as autograd through the plain operators,
+    in less time and memory (``python benchmarks/bench_network.py --backward-ab``). The grids are built again in the
+    backward rather than kept: the offsets it keeps instead are, in :meth:`DSConv3D.forward`, the ``tanh`` output that
+    autograd keeps anyway. Differentiable once."""
 
     @staticmethod
-    def forward(ctx, layer: DSConv3D, x, grids, weight, bias):  # type: ignore[override]
-        ctx.layer = layer
+    def forward(ctx, layer: DSConv3D, x, offsets, weight, bias, scale: float, steps: bool):  # type: ignore[override]
+        ctx.layer, ctx.scale, ctx.steps = layer, scale, steps
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(x, grids, weight)
-        return layer._snake_fusion(x, grids, weight, bias)
+        ctx.save_for_backward(x, offsets, weight)
+        return layer._snake_fusion(x, layer._offset_grids(offsets, scale, steps), weight, bias)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
-        x, grids, weight = ctx.saved_tensors
-        grad_x, grad_grids, grad_w, grad_b = ctx.layer._snake_fusion_backward(grad, x, grids, weight)
-        return None, grad_x, grad_grids, grad_w, grad_b if ctx.has_bias else None
+        x, offsets, weight = ctx.saved_tensors
+        with torch.enable_grad():
+            leaf = offsets.detach().requires_grad_(True)
+            grids = ctx.layer._offset_grids(leaf, ctx.scale, ctx.steps)
+        grad_x, grad_grids, grad_w, grad_b = ctx.layer._snake_fusion_backward(grad, x, grids.detach(), weight)
+        (grad_offsets,) = torch.autograd.grad(grids, leaf, grad_grids)
+        return None, grad_x, grad_offsets, grad_w, grad_b if ctx.has_bias else None, None, None
