@@ -79,6 +79,21 @@ def test_cli_classical(tmp_path):
     assert (swc[:, 6] == -1).sum() == 1 and node_prf(swc, gold, tolerance=3.0)["f1"] > 0.9
 
 
+def test_cli_classical_traces_as_the_classical_reference(tmp_path):
+    """--classical takes all of the reference's tracing settings (CLASSICAL_TRACE): a short piece beside the neurite,
+    longer than the tracer's default minimum length (6) but shorter than the reference's (20), does not join it."""
+    image, _ = _stack()
+    image[6:11, 32:38, 20:34] = 200
+    write_tiff_stack(tmp_path / "stack.tif", image, spacing=(1.0, 1.0, 1.0))
+    out = tmp_path / "stack.swc"
+    cmd = [sys.executable, "-m", "neurolink_monai.tracing", str(tmp_path / "stack.tif"), "--classical", "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    reference = trace_classical(image, spacing=(1.0, 1.0, 1.0))
+    assert (reference[:, 6] == -1).sum() == 1
+    np.testing.assert_allclose(read_swc(out), reference, atol=1e-3)
+
+
 def test_cli_classical_constant_stack_names_the_file(tmp_path):
     write_tiff_stack(tmp_path / "flat.tif", np.zeros((4, 8, 8), np.uint8))
     cmd = [sys.executable, "-m", "neurolink_monai.tracing", str(tmp_path / "flat.tif"), "--classical", "-o",

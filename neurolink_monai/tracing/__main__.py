@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..io import read_tiff_stack, write_swc
@@ -68,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-component-length",
         type=float,
-        default=d.min_component_length,
-        help="drop pieces shorter than this, voxels (%(default)s)",
+        default=None,
+        help=f"drop pieces shorter than this, voxels (default: {CLASSICAL_TRACE['min_component_length']:g} with "
+        f"--classical, else {d.min_component_length:g})",
     )
     p.add_argument(
         "--min-facing-cos",
@@ -131,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _or_default(args: argparse.Namespace, key: str, plain: Any) -> Any:
+    """The option ``key`` as given, else the classical reference's value (:data:`CLASSICAL_TRACE`) with
+    ``--classical``, else ``plain`` (the tracer's)."""
+    value = getattr(args, key)
+    if value is not None:
+        return value
+    return CLASSICAL_TRACE[key] if args.classical else plain
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -166,25 +177,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             threshold=args.threshold,
             max_gap=args.max_gap,
             min_spur_length=args.min_spur_length,
-            min_component_length=args.min_component_length,
+            min_component_length=_or_default(args, "min_component_length", TraceConfig().min_component_length),
             min_facing_cos=args.min_facing_cos,
             bridge_to_side=not args.no_side_bridges,
             single_tree=args.single_tree,
             soma_in_view=not args.soma_outside,
             extend_tips=not args.no_extend_tips,
             smooth_iterations=args.smooth_iterations,
-            link_cost=(
-                args.link_cost
-                if args.link_cost is not None
-                else (CLASSICAL_TRACE["link_cost"] if args.classical else 0.0)
-            ),
+            link_cost=_or_default(args, "link_cost", 0.0),
             keep_length=args.keep_length,
             long_link_factor=args.long_link_factor,
-            max_trees=(
-                args.max_trees
-                if args.max_trees is not None
-                else (CLASSICAL_TRACE["max_trees"] if args.classical else 0)
-            ),
+            max_trees=_or_default(args, "max_trees", 0),
         )
         prob, file_spacing = read_tiff_stack(args.prob)
         spacing = check_spacing(args.spacing, "--spacing") if args.spacing is not None else file_spacing
