@@ -180,6 +180,26 @@ def test_the_brightest_entry_roots_the_tree_and_noise_does_not_pick_it():
     assert trace_swc(m, image=brighter_right)[0, 2] >= 94.0  # the thicker (brighter) neurite is the entry
 
 
+def test_a_piece_broken_off_its_entry_is_rooted_where_it_continues_it():
+    """Axon stacks: a tree that does not reach the border is rooted at its end nearest to the tree that enters
+    there, not at its brightest end (a bright branch far out in the arbor)."""
+    shape = (16, 48, 120)
+    m = tube(shape, (8, 24, 0), (8, 24, 30), 1.5)  # the entry piece
+    m = tube(shape, (8, 24, 45), (8, 24, 100), 1.5, out=m)  # the rest of the axon, beyond a 15-voxel gap
+    m = tube(shape, (8, 24, 100), (8, 8, 110), 1.5, out=m)
+    m = tube(shape, (8, 24, 100), (8, 40, 110), 1.5, out=m)
+    image = 10.0 + 50.0 * m
+    image[:, 28:48, 101:120] += 100.0 * m[:, 28:48, 101:120]  # one terminal branch brighter than the axon
+    default = trace_swc(m, image=image, soma_in_view=False, max_gap=0.0)
+    assert n_trees(default) == 2
+    roots = default[default[:, 6] == -1]
+    assert roots[0, 2] <= 1.0 or roots[1, 2] <= 1.0  # the entry piece is rooted at the border
+    loose = roots[roots[:, 2] > 1.0][0]
+    assert abs(loose[2] - 45) <= 3 and abs(loose[3] - 24) <= 1  # the end that faces the entry piece
+    in_view = trace_swc(m, image=image, max_gap=0.0)  # somata in view: the rules without entries
+    assert not any(abs(r[2] - 45) <= 3 for r in in_view[in_view[:, 6] == -1])
+
+
 def test_user_root_and_single_tree():
     shape = (16, 30, 60)
     m = tube(shape, (8, 8, 4), (8, 8, 55), 2.0)

@@ -94,7 +94,8 @@ class TraceConfig:
         soma_ratio: a component whose largest radius is this many times its median radius is rooted at its soma.
         soma_in_view: False for stacks whose somata lie outside the field of view (axon stacks such as DIADEM's
             olfactory projection fibres): no blob is taken for a soma, and every tree is rooted at an endpoint,
-            where it enters the stack when it does (with an image, the brightest such entry).
+            where it enters the stack when it does (with an image, the brightest such entry), else at its end nearest
+            to a tree that does (a piece broken off its entry by a gap continues it there).
         min_radius: SWC radii below this (voxels) are raised to it.
         extend_tips: walk each endpoint on to the neurite's tip, which thinning stops short of (with the
             direction window ``bridge.window``).
@@ -519,6 +520,7 @@ def _trace(
         first_node=main_node,
         level=node_level,
         level_tolerance=_ROOT_LEVEL_SIGMAS * levels[2] if levels is not None else 0.0,
+        toward_entries=not cfg.soma_in_view,
     )
     if len(swc):
         swc = smooth_sections(swc, cfg.smooth_iterations)

@@ -83,6 +83,7 @@ def choose_roots(
     shape: tuple[int, ...] | None = None,
     level: np.ndarray | None = None,
     level_tolerance: float = 0.0,
+    toward_entries: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Root of each connected component.
 
@@ -95,8 +96,10 @@ def choose_roots(
     of the brightest count as equally bright (so that noise does not pick the root), and their ties go to the
     larger radius. A thick candidate soma on a component that enters the volume through an endpoint at least half
     as thick is taken for a varicosity, and the component is rooted at that endpoint. ``soma_ratio`` ``inf`` takes
-    no node for a soma (stacks of axons whose somata lie outside the view). Remaining ties go to the lowest node
-    index (raster order of the skeleton), so the choice is deterministic.
+    no node for a soma (stacks of axons whose somata lie outside the view). With ``toward_entries`` (for such stacks),
+    a component without a soma that does not reach the border is rooted at its endpoint nearest to a component that
+    does (its neurite, broken off by a gap, continues the one that enters there), when there is one. Remaining ties
+    go to the lowest node index (raster order of the skeleton), so the choice is deterministic.
 
     Args:
         forest: the spanning forest.
@@ -106,6 +109,7 @@ def choose_roots(
         shape: the volume ``(D, H, W)``, for the border preference (none without it).
         level: optional (N,) image level per node (background removed), to rank the endpoints.
         level_tolerance: the difference of endpoint levels that counts as a tie (e.g. two noise sigmas).
+        toward_entries: root the components that do not reach the border toward those that do (needs ``shape``).
 
     Returns:
         ``(roots, is_soma)``: (C,) node index and (C,) bool per component.
@@ -142,7 +146,28 @@ def choose_roots(
         enters = on_border[tip_root] & (deg[tip_root] <= 1)
         is_soma &= ~(enters & (2.0 * radius[tip_root] >= r_max))
     roots = np.where(is_soma, thickest, tip_root)
+    if toward_entries and shape is not None:
+        roots = _roots_toward_entries(forest, labels, roots, is_soma, on_border & (deg <= 1))
     return roots, is_soma
+
+
+def _roots_toward_entries(
+    forest: SkeletonGraph, labels: np.ndarray, roots: np.ndarray, is_soma: np.ndarray, entry: np.ndarray
+) -> np.ndarray:
+    """``roots`` with every component that has no soma and is not rooted at an ``entry`` (an endpoint on the border)
+    rooted instead at its endpoint nearest to a component that is; unchanged when no component enters."""
+    enters = entry[roots]
+    loose = ~enters & ~is_soma
+    if not enters.any() or not loose.any():
+        return roots
+    positions = forest.positions()
+    tips = np.flatnonzero((forest.degrees() <= 1) & loose[labels])
+    gap, _ = cKDTree(positions[enters[labels]]).query(positions[tips])
+    nearest = _first_per_group(labels[tips], tips, gap)
+    out = roots.copy()
+    found = nearest >= 0
+    out[np.flatnonzero(found)] = tips[nearest[found]]
+    return out
 
 
 def _depth_first(forest: SkeletonGraph, roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,6 +200,7 @@ def forest_to_swc(
     first_node: int | None = None,
     level: np.ndarray | None = None,
     level_tolerance: float = 0.0,
+    toward_entries: bool = False,
 ) -> np.ndarray:
     """Turn a skeleton graph into an SWC forest: one tree per connected component, in voxel units.
 
@@ -197,6 +223,7 @@ def forest_to_swc(
             :func:`~neurolink_monai.tracing.linking.link_pieces`) is listed first and always kept.
         level: optional (N,) image level per node (background removed); ranks the endpoints that may become
             roots (see :func:`choose_roots`), with ``level_tolerance`` the difference that counts as a tie.
+        toward_entries: see :func:`choose_roots` (for stacks whose somata lie outside the view).
 
     Returns:
         (M, 7) float64 SWC array, ids 1..M, columns id, type, x, y, z, radius, parent.
@@ -226,7 +253,7 @@ def forest_to_swc(
         radius = radius[keep]
         level = None if level is None else level[keep]
         n_comp, labels = forest.components()
-    roots, is_soma = choose_roots(forest, labels, radius, soma_ratio, shape, level, level_tolerance)
+    roots, is_soma = choose_roots(forest, labels, radius, soma_ratio, shape, level, level_tolerance, toward_entries)
     if user_node >= 0:
         roots[labels[user_node]] = user_node
         is_soma[labels[user_node]] = False
