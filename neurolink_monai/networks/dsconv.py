@@ -155,16 +155,9 @@ class DSConv3D(nn.Module):
         """:meth:`snake_offsets` from the offset convolution's output ``(B, 2 (K - 1), D, H, W)``, for a caller that
         computed that convolution itself (:class:`~neurolink_monai.networks.MultiViewBlock` runs it together with
         its other convolutions of the same input)."""
-        points = self._point_offsets(logits, normalised=False) * self.extend_scope
+        points = self._accumulated(self._point_steps(logits, normalised=False)) * self.extend_scope
         c = self.kernel_size // 2
         return torch.cat((points[:, :, :c], torch.zeros_like(points[:, :, :1]), points[:, :, c:]), dim=2)
-
-    def _point_offsets(self, logits: torch.Tensor, normalised: bool) -> torch.Tensor:
-        """Accumulated offsets of the ``K - 1`` non-centre kernel points, ``(B, 2, K - 1, D, H, W)``, in units of
-        ``extend_scope`` voxels (:meth:`offsets_from_logits` without the centre's zeros and the scaling, which
-        :meth:`_grids` applies). ``normalised``: ``logits`` already went through ``offset_norm``
-        (:meth:`offset_parameters`)."""
-        return self._accumulated(self._point_steps(logits, normalised))
 
     def _point_steps(self, logits: torch.Tensor, normalised: bool) -> torch.Tensor:
         """Each non-centre kernel point's own offset (the ``tanh`` of the normalised logits), ``(B, 2, K - 1, D, H,

@@ -147,21 +147,27 @@ def choose_roots(
         is_soma &= ~(enters & (2.0 * radius[tip_root] >= r_max))
     roots = np.where(is_soma, thickest, tip_root)
     if toward_entries and shape is not None:
-        roots = _roots_toward_entries(forest, labels, roots, is_soma, on_border & (deg <= 1))
+        roots = _roots_toward_entries(forest, labels, roots, is_soma, deg, on_border & (deg <= 1))
     return roots, is_soma
 
 
 def _roots_toward_entries(
-    forest: SkeletonGraph, labels: np.ndarray, roots: np.ndarray, is_soma: np.ndarray, entry: np.ndarray
+    forest: SkeletonGraph,
+    labels: np.ndarray,
+    roots: np.ndarray,
+    is_soma: np.ndarray,
+    degree: np.ndarray,
+    entry: np.ndarray,
 ) -> np.ndarray:
     """``roots`` with every component that has no soma and is not rooted at an ``entry`` (an endpoint on the border)
-    rooted instead at its endpoint nearest to a component that is; unchanged when no component enters."""
+    rooted instead at its endpoint (``degree`` <= 1) nearest to a component that is; unchanged when no component
+    enters."""
     enters = entry[roots]
     loose = ~enters & ~is_soma
     if not enters.any() or not loose.any():
         return roots
     positions = forest.positions()
-    tips = np.flatnonzero((forest.degrees() <= 1) & loose[labels])
+    tips = np.flatnonzero((degree <= 1) & loose[labels])
     gap, _ = cKDTree(positions[enters[labels]]).query(positions[tips])
     nearest = _first_per_group(labels[tips], tips, gap)
     out = roots.copy()
