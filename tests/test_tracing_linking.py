@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from neurolink_monai.tracing import LinkParams, trace_swc
+from neurolink_monai.tracing import LinkParams, TraceConfig, trace_swc, trace_with_config
 from neurolink_monai.tracing.linking import link_cost_volume
 
 
@@ -113,6 +115,9 @@ def test_cost_volume_is_cheap_on_the_foreground_and_blocked_far_from_it():
         {"max_trees": -1},
         {"max_trees": 1.5},
         {"long_link_factor": 0.5},
+        {"dark_gap_ratio": 1.5},
+        {"crossing_distance": -1.0},
+        {"crossing_angle": 120.0},
     ],
 )
 def test_bad_link_params(kwargs):
@@ -168,3 +173,62 @@ def test_distance_within_reach_is_the_whole_volume_transform(shape, sampling):
     slabs = _distance_within(fg, sampling, 16.0)
     near = whole <= 16.0
     assert np.array_equal(slabs[near], whole[near]) and (slabs[~near] > 16.0).all()
+
+
+def _with_link(**link) -> TraceConfig:
+    config = TraceConfig.from_keywords(max_gap=0.0, link_cost=30.0, max_trees=1)
+    return replace(config, link=replace(config.link, **link))
+
+
+def _image(prob: np.ndarray, gap_level: float) -> np.ndarray:
+    """A noisy image of the neurites of ``prob`` (level 100 where it is at least 0.5, ``gap_level`` where it is
+    weaker but above 0)."""
+    noise = np.random.default_rng(0).normal(0.0, 1.0, prob.shape)
+    return (10.0 + noise + np.where(prob >= 0.5, 100.0, np.where(prob > 0, gap_level, 0.0))).astype(np.float32)
+
+
+def test_a_gap_the_image_shows_as_background_is_not_crossed():
+    """The probability map bridges the weak stretch either way; the image decides: a faint neurite there is
+    crossed, background is not (two neurites that merely line up), unless ``dark_gap_ratio`` is 0."""
+    prob = _scene(0.3)
+    (faint,) = _trees(trace_swc(prob, image=_image(prob, 30.0), max_gap=0.0, link_cost=30.0, max_trees=1))
+    assert faint[:, 2].max() >= 96
+    (dark,) = _trees(trace_swc(prob, image=_image(prob, 0.0), max_gap=0.0, link_cost=30.0, max_trees=1))
+    assert np.all(np.abs(dark[:, 3] - 56) <= 2)  # the halves stay apart, so the other neuron is the longest
+    (ungated,) = _trees(trace_with_config(prob, config=_with_link(dark_gap_ratio=0.0), image=_image(prob, 0.0)))
+    assert ungated[:, 2].max() >= 96
+
+
+def _crossing(branch: bool) -> np.ndarray:
+    """A neurite along x at z = 10 and one along y at z = 14, one voxel of background between them where they
+    cross (x = 50, y = 30); with ``branch`` the second one stops there (a branch leaving the first)."""
+    prob = np.zeros((24, 64, 110), dtype=np.float32)
+    _line(prob, 30, 5, 100, 0.9)
+    prob[13:16, 33 if branch else 5 : 60, 49:52] = 0.9
+    return prob
+
+
+def test_a_neurite_passing_another_is_not_joined_to_it_a_branch_is():
+    passing = trace_swc(_crossing(branch=False), max_gap=0.0, link_cost=30.0, max_trees=1)
+    assert np.all(np.abs(passing[:, 3] - 30) <= 2)  # the main tree alone: the other neurite passes it
+    (joined,) = _trees(trace_with_config(_crossing(branch=False), config=_with_link(crossing_distance=0.0)))
+    assert joined[:, 3].max() >= 55
+    (branched,) = _trees(trace_swc(_crossing(branch=True), max_gap=0.0, link_cost=30.0, max_trees=1))
+    assert branched[:, 3].max() >= 55
+
+
+def test_on_an_axon_stack_the_main_tree_is_the_one_entering_brightest():
+    """A dim neuron that spreads further (length about 240 at level 60) and a bright axon (70 at level 100), both
+    entering at x = 0: with the somata outside the view the bright one is listed first; with them in view, the
+    heavier one."""
+    prob = np.zeros((20, 64, 128), dtype=np.float32)
+    _line(prob, 16, 0, 70, 0.9)
+    _line(prob, 44, 0, 120, 0.9)
+    _line(prob, 56, 10, 120, 0.9)
+    prob[9:12, 44:57, 117:120] = 0.9
+    image = _image(prob, 0.0)
+    image[:, 40:, :] -= 40.0 * (prob[:, 40:, :] >= 0.5)
+    axon = _trees(trace_swc(prob, image=image, soma_in_view=False, max_gap=0.0, link_cost=30.0, max_trees=3))
+    assert len(axon) == 2 and np.all(np.abs(axon[0][:, 3] - 16) <= 2)
+    in_view = _trees(trace_swc(prob, image=image, max_gap=0.0, link_cost=30.0, max_trees=3))
+    assert np.all(in_view[0][:, 3] >= 42)

@@ -18,6 +18,7 @@ from typing import Any
 from .. import __version__
 from ..io import read_tiff_stack, write_swc
 from .classical import CLASSICAL_TRACE, classical_probability
+from .linking import LinkParams
 from .trace import TraceConfig, check_root, check_spacing, trace_with_config
 
 __all__ = ["build_parser", "main"]
@@ -89,6 +90,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="the somata lie outside the stack (axon stacks): take no blob for a soma, root each tree where it enters "
         "the stack",
     )
+    _add_linking_arguments(p, d.link)
+    p.add_argument(
+        "--classical",
+        action="store_true",
+        help="PROB is the raw image: trace it without a model (smoothing, the higher of Otsu and a noise threshold, "
+        "small-component removal), the classical reference",
+    )
+    p.add_argument("--no-extend-tips", action="store_true", help="do not walk endpoints on to the neurite tips")
+    p.add_argument(
+        "--smooth-iterations",
+        type=int,
+        default=d.smooth_iterations,
+        help="passes of smoothing along unbranched sections, off the voxel staircase; 0: none (%(default)s)",
+    )
+    p.add_argument("--version", action="version", version=f"neurolink_monai {__version__}")
+    return p
+
+
+def _add_linking_arguments(p: argparse.ArgumentParser, link: LinkParams) -> None:
+    """The options of the main-tree linking (:class:`~neurolink_monai.tracing.LinkParams`), defaults from ``link``."""
     p.add_argument(
         "--link-cost",
         type=float,
@@ -105,32 +126,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keep-length",
         type=float,
-        default=d.link.keep_length,
+        default=link.keep_length,
         help="with --link-cost or --max-trees, pieces that do not join the main tree are kept only when at least "
         "this long, voxels (%(default)s)",
     )
     p.add_argument(
         "--long-link-factor",
         type=float,
-        default=d.link.long_link_factor,
+        default=link.long_link_factor,
         help="with --link-cost, a piece at least --keep-length long joins across this many times the link cost "
         "(%(default)s)",
     )
     p.add_argument(
-        "--classical",
-        action="store_true",
-        help="PROB is the raw image: trace it without a model (smoothing, the higher of Otsu and a noise threshold, "
-        "small-component removal), the classical reference",
+        "--dark-gap-ratio",
+        type=float,
+        default=link.dark_gap_ratio,
+        help="with --link-cost and an image (--classical), no joining path crosses a gap the image shows below this "
+        "fraction of the neurite beyond it (0 disables; %(default)s)",
     )
-    p.add_argument("--no-extend-tips", action="store_true", help="do not walk endpoints on to the neurite tips")
     p.add_argument(
-        "--smooth-iterations",
-        type=int,
-        default=d.smooth_iterations,
-        help="passes of smoothing along unbranched sections, off the voxel staircase; 0: none (%(default)s)",
+        "--crossing-distance",
+        type=float,
+        default=link.crossing_distance,
+        help="with --link-cost, no joining path crosses a gap between two neurites that both run on further than "
+        "this from an end of theirs at more than --crossing-angle: one passing the other (0 disables; %(default)s)",
     )
-    p.add_argument("--version", action="version", version=f"neurolink_monai {__version__}")
-    return p
+    p.add_argument(
+        "--crossing-angle",
+        type=float,
+        default=link.crossing_angle,
+        help="degrees, see --crossing-distance (%(default)s)",
+    )
 
 
 def _or_default(args: argparse.Namespace, key: str, plain: Any) -> Any:
@@ -187,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             link_cost=_or_default(args, "link_cost", 0.0),
             keep_length=args.keep_length,
             long_link_factor=args.long_link_factor,
+            dark_gap_ratio=args.dark_gap_ratio,
+            crossing_distance=args.crossing_distance,
+            crossing_angle=args.crossing_angle,
             max_trees=_or_default(args, "max_trees", 0),
         )
         prob, file_spacing = read_tiff_stack(args.prob)

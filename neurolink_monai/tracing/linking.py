@@ -7,7 +7,10 @@ each other; this step then grows the main tree (the one holding the user's root,
 the cheapest paths through the probability map, in the spirit of the all-path pruning tracers (APP2, Xiao & Peng,
 Bioinformatics 2013): a piece joins when the weak stretch that separates it from the tree costs little, i.e. is
 short and not far below the threshold. What does not join is a speck, unless it is long enough to be a neurite of
-its own (then it becomes one of at most ``max_trees - 1`` further trees).
+its own (then it becomes one of at most ``max_trees - 1`` further trees). Two gaps are never crossed, however
+cheap: one that the image shows as background (two neurites that merely line up in the probability map), and one
+where a neurite passes another (two labelled neurons crossing; DIADEM OP_2's second neuron joined the traced one
+there and across dark gaps, which cost the first tree the official metric).
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 from skimage.graph import MCP_Geometric
 
 from ..skeleton import SkeletonGraph, add_paths
 from ..utils import as_float_in_range, as_positive_int
+from .contrast import node_levels
 
 __all__ = ["LinkParams", "LinkResult", "link_pieces", "piece_lengths", "piece_weights", "link_cost_volume"]
 
@@ -32,6 +37,10 @@ _DARK_FACTOR = 5.0
 _MAX_ROUNDS = 4
 # pieces grown into trees of their own, longest first, before the longest tree is taken as the main one
 _MAX_SEEDS = 3
+# a gap's image level is judged against this many standard errors of its median
+_GAP_SIGMAS = 2.0
+# nodes within this distance of a contact point give the neurite's local direction there
+_DIRECTION_RADIUS = 8.0
 
 
 class _BudgetMCP(MCP_Geometric):
@@ -71,6 +80,14 @@ class LinkParams:
         max_trees: most trees kept, the main tree included; 0 keeps every tree longer than ``keep_length``.
         long_link_factor: a piece at least ``keep_length`` long, a neurite on its own rather than a speck, joins
             across up to this many times ``max_link_cost`` (1: every piece has the same budget).
+        dark_gap_ratio: with the image (``levels`` of :func:`link_pieces`), a joining path is refused where it
+            crosses a gap whose image level is not (by two standard errors) above this fraction of the level of the
+            piece beyond the gap: a gap the image shows as background separates two neurites, whatever the
+            probability map says (0 disables).
+        crossing_distance: a joining path is refused where it crosses a gap between two neurites that both
+            run on, more than this far from any end of theirs, at an angle above ``crossing_angle`` degrees: one
+            neurite passing another (two neurons crossing) rather than a break in one (0 disables).
+        crossing_angle: see ``crossing_distance``.
     """
 
     max_link_cost: float = 30.0
@@ -78,10 +95,15 @@ class LinkParams:
     keep_length: float = 60.0
     max_trees: int = 3
     long_link_factor: float = 1.0
+    dark_gap_ratio: float = 0.05
+    crossing_distance: float = 10.0
+    crossing_angle: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("max_link_cost", "min_piece_length", "keep_length"):
+        for name in ("max_link_cost", "min_piece_length", "keep_length", "crossing_distance"):
             as_float_in_range(getattr(self, name), name, 0.0)
+        as_float_in_range(self.dark_gap_ratio, "dark_gap_ratio", 0.0, 1.0)
+        as_float_in_range(self.crossing_angle, "crossing_angle", 0.0, 90.0)
         as_float_in_range(self.long_link_factor, "long_link_factor", 1.0)
         as_positive_int(self.max_trees, "max_trees", allow_zero=True)
 
@@ -168,6 +190,76 @@ def _distance_within(foreground: np.ndarray, sampling: tuple[float, float, float
     return out
 
 
+class _JoinCheck:
+    """Whether a joining path joins pieces of one neuron (:attr:`LinkParams.dark_gap_ratio`,
+    :attr:`LinkParams.crossing_distance`): every gap of the path (its run of voxels below the threshold) is checked
+    between the neurite before it and the one after it."""
+
+    def __init__(
+        self,
+        graph: SkeletonGraph,
+        labels: np.ndarray,
+        prob: np.ndarray,
+        threshold: float,
+        params: LinkParams,
+        levels: tuple[np.ndarray, np.ndarray, float] | None,
+    ) -> None:
+        self.graph, self.labels, self.prob, self.threshold, self.params = graph, labels, prob, threshold, params
+        self.levels = levels if params.dark_gap_ratio > 0 else None
+        self.scale = np.ones(3) if graph.spacing is None else np.asarray(graph.spacing, dtype=np.float64)
+        self.positions = graph.positions()
+        self.nodes = cKDTree(self.positions)
+        ends = self.positions[graph.degrees() == 1]
+        self.ends = cKDTree(ends) if len(ends) and params.crossing_distance > 0 else None
+        self.piece_level: dict[int, float] = {}
+
+    def accepts(self, path: np.ndarray) -> bool:
+        """``path`` (L, 3) voxels, from the growing tree to the joining piece."""
+        gap = self.prob[tuple(path.T)] < self.threshold
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], gap.astype(np.int8), [0]])))
+        for start, stop in zip(edges[::2], edges[1::2]):
+            before, after = path[max(start - 1, 0)], path[min(stop, len(path) - 1)]
+            if self._dark(path[start:stop], after) or self._crossing(before, after):
+                return False
+        return True
+
+    def _dark(self, run: np.ndarray, after: np.ndarray) -> bool:
+        if self.levels is None:
+            return False
+        image, background, noise = self.levels
+        piece = int(self.labels[self.nodes.query(after * self.scale)[1]])
+        if piece not in self.piece_level:
+            points = self.graph.points[self.labels == piece]
+            self.piece_level[piece] = float(np.median(node_levels(image, background, points)))
+        # node levels average 3x3x3 voxels, so about one in three steps along the run is an independent sample
+        error = 1.2533 * noise / np.sqrt(max(1.0, len(run) / 3.0))  # standard error of a median
+        gap_level = float(np.median(node_levels(image, background, run)))
+        return gap_level + _GAP_SIGMAS * error < self.params.dark_gap_ratio * self.piece_level[piece]
+
+    def _crossing(self, before: np.ndarray, after: np.ndarray) -> bool:
+        if self.ends is None:
+            return False
+        sides = [before * self.scale, after * self.scale]
+        if min(self.ends.query(side)[0] for side in sides) <= self.params.crossing_distance:
+            return False  # a neurite ends at the gap: a break, or a branch leaving the other neurite
+        first, second = (self._direction(side) for side in sides)
+        if first is None or second is None:
+            return False
+        angle = np.degrees(np.arccos(min(1.0, abs(float(first @ second)))))
+        return bool(angle > self.params.crossing_angle)
+
+    def _direction(self, position: np.ndarray) -> np.ndarray | None:
+        """Unit direction (3,) of the piece nearest to ``position`` there (its nodes' principal axis), None when
+        fewer than three nodes lie within reach."""
+        nearest = self.nodes.query(position)[1]
+        near = np.asarray(self.nodes.query_ball_point(self.positions[nearest], _DIRECTION_RADIUS), dtype=np.int64)
+        near = near[self.labels[near] == self.labels[nearest]]
+        if len(near) < 3:
+            return None
+        centred = self.positions[near] - self.positions[near].mean(axis=0)
+        return np.linalg.svd(centred, full_matrices=False)[2][0]
+
+
 def _link_round(
     graph: SkeletonGraph,
     labels: np.ndarray,
@@ -175,10 +267,11 @@ def _link_round(
     candidates: np.ndarray,
     search: tuple[_BudgetMCP, np.ndarray],
     budget: np.ndarray,
+    check: _JoinCheck,
 ) -> list[tuple[int, np.ndarray]]:
     """One growth step: the cheapest path from ``sources`` ((S, 3) voxels) to every candidate piece within its
     ``budget`` ((P,) per piece), by the ``search`` of :func:`_path_search`. Returns ``(piece, path)`` per piece
-    reached, the path (L, 3) voxels from the sources to the piece."""
+    reached whose path the ``check`` accepts, the path (L, 3) voxels from the sources to the piece."""
     mcp, lo = search
     mcp.budget = float(budget[candidates].max())
     cum, _ = mcp.find_costs([tuple(int(v) for v in p - lo) for p in sources])
@@ -189,8 +282,9 @@ def _link_round(
         nodes = np.flatnonzero(labels == piece)
         best = nodes[np.argmin(node_cost[nodes])]
         if np.isfinite(node_cost[best]) and node_cost[best] <= budget[piece]:
-            path = np.asarray(mcp.traceback(tuple(int(v) for v in graph.points[best] - lo)), dtype=np.int64)
-            reached.append((int(piece), path + lo))
+            path = np.asarray(mcp.traceback(tuple(int(v) for v in graph.points[best] - lo)), dtype=np.int64) + lo
+            if check.accepts(path):
+                reached.append((int(piece), path))
     return reached
 
 
@@ -201,9 +295,11 @@ def _grow(
     seed: int,
     search: tuple[_BudgetMCP, np.ndarray],
     budget: np.ndarray,
+    check: _JoinCheck,
 ) -> tuple[list[int], list[tuple[int, np.ndarray]]]:
     """Grow piece ``seed`` round by round over the ``eligible`` pieces, each within its ``budget`` ((P,) link
-    costs), by the ``search`` of :func:`_path_search`; its pieces and the joining paths."""
+    costs), by the ``search`` of :func:`_path_search`, along the paths the ``check`` accepts; its pieces and the
+    joining paths."""
     group = [seed]
     joins: list[tuple[int, np.ndarray]] = []
     sources = graph.points[labels == seed]
@@ -214,7 +310,7 @@ def _grow(
         candidates = np.flatnonzero(open_pieces)
         if len(candidates) == 0:
             break
-        reached = _link_round(graph, labels, sources, candidates, search, budget)
+        reached = _link_round(graph, labels, sources, candidates, search, budget, check)
         if not reached:
             break
         joins += reached
@@ -234,6 +330,7 @@ def link_pieces(
     params: LinkParams | None = None,
     root_node: int | None = None,
     node_evidence: np.ndarray | None = None,
+    levels: tuple[np.ndarray, np.ndarray, float] | None = None,
 ) -> LinkResult:
     """Grow the main tree through weak stretches and keep at most ``max_trees`` trees.
 
@@ -261,6 +358,8 @@ def link_pieces(
         params: :class:`LinkParams` (defaults when None).
         root_node: node index of the user's root, if any.
         node_evidence: optional (N,) non-negative evidence per node; None ranks by length alone.
+        levels: optional ``(image, background, noise)``, the (D, H, W) image, its local background and the noise of
+            :func:`~neurolink_monai.tracing.contrast.node_levels`, for ``params.dark_gap_ratio``.
 
     Returns:
         a :class:`LinkResult`; ``main_node`` indexes a node of the main tree in the returned graph (-1 when empty).
@@ -282,10 +381,11 @@ def link_pieces(
     if params.max_link_cost > 0:
         budget = np.where(length >= params.keep_length, params.long_link_factor, 1.0) * float(params.max_link_cost)
         search = _path_search(graph, link_cost_volume(prob, threshold, float(budget.max()), graph.spacing))
+        check = _JoinCheck(graph, labels, prob, threshold, params, levels)
         for seed in [c for c in order if eligible[c] or user][:_MAX_SEEDS]:
             if grouped[seed]:
                 continue
-            group, group_joins = _grow(graph, labels, eligible & ~grouped, seed, search, budget)
+            group, group_joins = _grow(graph, labels, eligible & ~grouped, seed, search, budget, check)
             grouped[group] = True
             joins += group_joins
             if float(weight[group].sum()) > best_weight:

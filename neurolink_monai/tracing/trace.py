@@ -27,7 +27,7 @@ from .endpoints import extend_tips as _extend_tips
 from .linking import LinkParams, link_pieces
 from .pruning import prune_faint_spurs, prune_spurs
 from .smoothing import smooth_sections
-from .trees import forest_to_swc, skeleton_radius
+from .trees import brightest_entry_tree, forest_to_swc, skeleton_radius
 
 __all__ = [
     "TRACE_KEYWORDS",
@@ -67,6 +67,9 @@ TRACE_KEYWORDS: dict[str, str] = {
     "keep_length": "link.keep_length",
     "max_trees": "link.max_trees",
     "long_link_factor": "link.long_link_factor",
+    "dark_gap_ratio": "link.dark_gap_ratio",
+    "crossing_distance": "link.crossing_distance",
+    "crossing_angle": "link.crossing_angle",
     "min_contrast": "min_contrast",
     "faint_spur_ratio": "faint_spur_ratio",
     "smooth_iterations": "smooth_iterations",
@@ -95,7 +98,9 @@ class TraceConfig:
         soma_in_view: False for stacks whose somata lie outside the field of view (axon stacks such as DIADEM's
             olfactory projection fibres): no blob is taken for a soma, and every tree is rooted at an endpoint,
             where it enters the stack when it does (with an image, the brightest such entry), else at its end nearest
-            to a tree that does (a piece broken off its entry by a gap continues it there).
+            to a tree that does (a piece broken off its entry by a gap continues it there). With an image and
+            linking, the tree listed first is the one entering brightest among the heavy ones
+            (:func:`~neurolink_monai.tracing.trees.brightest_entry_tree`), not the heaviest.
         min_radius: SWC radii below this (voxels) are raised to it.
         extend_tips: walk each endpoint on to the neurite's tip, which thinning stops short of (with the
             direction window ``bridge.window``).
@@ -347,6 +352,9 @@ def trace_swc(
     keep_length: float = _DEFAULT_KEYWORDS["keep_length"],
     max_trees: int = _DEFAULT_KEYWORDS["max_trees"],
     long_link_factor: float = _DEFAULT_KEYWORDS["long_link_factor"],
+    dark_gap_ratio: float = _DEFAULT_KEYWORDS["dark_gap_ratio"],
+    crossing_distance: float = _DEFAULT_KEYWORDS["crossing_distance"],
+    crossing_angle: float = _DEFAULT_KEYWORDS["crossing_angle"],
     image: Any | None = None,
     min_contrast: float = _DEFAULT_KEYWORDS["min_contrast"],
     faint_spur_ratio: float = _DEFAULT_KEYWORDS["faint_spur_ratio"],
@@ -384,10 +392,12 @@ def trace_swc(
         physical_units: return coordinates times the spacing (and radius times the x spacing) instead of voxels.
         max_gap, min_spur_length, min_component_length, min_facing_cos, bridge_to_side, direction_window, soma_ratio,
         soma_in_view, min_radius, extend_tips, single_tree, node_type, link_cost, keep_length, max_trees,
-        long_link_factor, min_contrast, faint_spur_ratio, smooth_iterations: see
+        long_link_factor, dark_gap_ratio, crossing_distance, crossing_angle, min_contrast, faint_spur_ratio,
+        smooth_iterations: see
             :class:`TraceConfig` (where each one lives: :data:`TRACE_KEYWORDS`).
         image: optional ``(D, H, W)`` or ``(C, D, H, W)`` image the probability was predicted from, for
-            ``min_contrast``, ``faint_spur_ratio`` and the choice of root endpoints.
+            ``min_contrast``, ``faint_spur_ratio``, ``dark_gap_ratio``, the choice of root endpoints and, with
+            ``soma_in_view`` False, of the main tree.
 
     Returns:
         ``(N, 7)`` float64 SWC array (id, type, x, y, z, radius, parent), ids 1..N, parents before children,
@@ -416,6 +426,9 @@ def trace_swc(
         keep_length=keep_length,
         max_trees=max_trees,
         long_link_factor=long_link_factor,
+        dark_gap_ratio=dark_gap_ratio,
+        crossing_distance=crossing_distance,
+        crossing_angle=crossing_angle,
         min_contrast=min_contrast,
         faint_spur_ratio=faint_spur_ratio,
         smooth_iterations=smooth_iterations,
@@ -497,7 +510,7 @@ def _trace(
     if cfg.link.max_link_cost > 0 or cfg.link.max_trees > 0:
         root_node = None if root_zyx is None else _nearest_node(graph, root_zyx)
         node_evidence = None if evidence is None else evidence[tuple(graph.points.T)]
-        linked = link_pieces(graph, radius, prob, cfg.threshold, cfg.link, root_node, node_evidence)
+        linked = link_pieces(graph, radius, prob, cfg.threshold, cfg.link, root_node, node_evidence, levels)
         graph, radius, main_node = linked.graph, linked.radius, linked.main_node
     node_level = None
     if levels is not None:
@@ -508,6 +521,10 @@ def _trace(
         if not keep.all():
             graph, radius, node_level = graph.subgraph(keep), radius[keep], node_level[keep]
             main_node = None if main_node is None or main_node < 0 else int(np.cumsum(keep)[main_node] - 1)
+        if not cfg.soma_in_view and root_zyx is None and main_node is not None and main_node >= 0:
+            # an axon stack: the traced neuron is the one labelled brightest where it enters, not the largest
+            entering = brightest_entry_tree(graph, node_level, mask.shape)
+            main_node = entering if entering >= 0 else main_node
     swc = forest_to_swc(
         graph,
         radius,

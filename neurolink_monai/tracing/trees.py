@@ -11,10 +11,12 @@ from scipy.spatial import cKDTree
 from ..skeleton import SkeletonGraph, spanning_forest, unbranched_sections
 from ..transforms.distance import boundary_background
 
-__all__ = ["skeleton_radius", "choose_roots", "forest_to_swc"]
+__all__ = ["skeleton_radius", "choose_roots", "brightest_entry_tree", "forest_to_swc"]
 
 # nodes from a tip over which its image level is taken (its first ~15 voxels)
 _TIP_NODES = 16
+# trees of at least this share of the heaviest tree's weight compete as the main tree by the brightness of their entry
+_MAIN_TREE_SHARE = 0.25
 
 
 def skeleton_radius(
@@ -149,6 +151,50 @@ def choose_roots(
     if toward_entries and shape is not None:
         roots = _roots_toward_entries(forest, labels, roots, is_soma, deg, on_border & (deg <= 1))
     return roots, is_soma
+
+
+def brightest_entry_tree(
+    graph: SkeletonGraph, level: np.ndarray, shape: tuple[int, ...], min_share: float = _MAIN_TREE_SHARE
+) -> int:
+    """A node of the tree whose neurite enters the stack brightest, among the trees that weigh at least
+    ``min_share`` of the heaviest one; -1 when no such tree enters.
+
+    On a stack of axons whose somata lie outside the view, the neuron a user traces is the brightly labelled one
+    that enters the stack: a second, dimmer neuron may spread over more of the stack (DIADEM OP_2: its arbor weighs
+    1.4 times the traced axon's tree), so the heaviest tree is not the one to list first. The weight of a tree is
+    its length times the mean of its nodes' ``level`` (negative levels count 0); a tree enters through an endpoint
+    on the y-x border, and its entry level is the brightest such endpoint's (the median ``level`` over its first
+    :data:`_TIP_NODES` nodes, as :func:`choose_roots` ranks them).
+
+    Args:
+        graph: the traced graph (trees may hold loops; each is spanned first).
+        level: (N,) image level per node above the local background.
+        shape: the volume ``(D, H, W)``.
+        min_share: in (0, 1].
+
+    Returns:
+        a node index of the chosen tree, or -1.
+    """
+    if graph.num_nodes == 0:
+        return -1
+    forest = spanning_forest(graph)
+    n_trees, labels = forest.components()
+    weight = np.zeros(n_trees)
+    if len(forest.edges):
+        weight = np.bincount(labels[forest.edges[:, 0]], weights=forest.edge_lengths(), minlength=n_trees)
+    level = np.asarray(level, dtype=np.float64)
+    mean_level = np.bincount(labels, weights=np.maximum(level, 0.0), minlength=n_trees) / np.bincount(labels)
+    weight = weight * mean_level
+    tip_level = _tip_levels(forest, level)
+    yx = forest.points[:, 1:]
+    on_border = ((yx <= 1) | (yx >= np.asarray(shape[1:]) - 2)).any(axis=1) & np.isfinite(tip_level)
+    entry = np.full(n_trees, -np.inf)
+    np.maximum.at(entry, labels[on_border], tip_level[on_border])
+    candidates = np.flatnonzero((weight >= min_share * weight.max()) & np.isfinite(entry))
+    if len(candidates) == 0:
+        return -1
+    best = candidates[np.argmax(entry[candidates])]
+    return int(np.flatnonzero(labels == best)[0])
 
 
 def _roots_toward_entries(
