@@ -10,6 +10,7 @@ from scipy.spatial import cKDTree
 
 from ..skeleton import SkeletonGraph, spanning_forest, unbranched_sections
 from ..transforms.distance import boundary_background
+from .linking import piece_lengths, piece_weights
 
 __all__ = ["skeleton_radius", "choose_roots", "brightest_entry_tree", "forest_to_swc"]
 
@@ -178,17 +179,13 @@ def brightest_entry_tree(
     if graph.num_nodes == 0:
         return -1
     forest = spanning_forest(graph)
-    n_trees, labels = forest.components()
-    weight = np.zeros(n_trees)
-    if len(forest.edges):
-        weight = np.bincount(labels[forest.edges[:, 0]], weights=forest.edge_lengths(), minlength=n_trees)
+    labels, length = piece_lengths(forest)
     level = np.asarray(level, dtype=np.float64)
-    mean_level = np.bincount(labels, weights=np.maximum(level, 0.0), minlength=n_trees) / np.bincount(labels)
-    weight = weight * mean_level
+    weight = piece_weights(labels, length, np.maximum(level, 0.0))
     tip_level = _tip_levels(forest, level)
     yx = forest.points[:, 1:]
     on_border = ((yx <= 1) | (yx >= np.asarray(shape[1:]) - 2)).any(axis=1) & np.isfinite(tip_level)
-    entry = np.full(n_trees, -np.inf)
+    entry = np.full(len(length), -np.inf)
     np.maximum.at(entry, labels[on_border], tip_level[on_border])
     candidates = np.flatnonzero((weight >= min_share * weight.max()) & np.isfinite(entry))
     if len(candidates) == 0:
