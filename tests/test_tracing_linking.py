@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from neurolink_monai.skeleton import thin_curves, voxel_graph
 from neurolink_monai.tracing import LinkParams, TraceConfig, trace_swc, trace_with_config
 from neurolink_monai.tracing.linking import link_cost_volume
 
@@ -232,3 +233,14 @@ def test_on_an_axon_stack_the_main_tree_is_the_one_entering_brightest():
     assert len(axon) == 2 and np.all(np.abs(axon[0][:, 3] - 16) <= 2)
     in_view = _trees(trace_swc(prob, image=image, max_gap=0.0, link_cost=30.0, max_trees=3))
     assert np.all(in_view[0][:, 3] >= 42)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.5])
+def test_brightest_entry_tree_checks_its_share(share):
+    from neurolink_monai.tracing.trees import brightest_entry_tree
+
+    prob = np.zeros((20, 64, 128), dtype=np.float32)
+    _line(prob, 16, 0, 70, 0.9)
+    graph = voxel_graph(thin_curves(prob >= 0.5, return_coords=True))
+    with pytest.raises(ValueError, match="min_share"):
+        brightest_entry_tree(graph, np.ones(graph.num_nodes), prob.shape, share)

@@ -10,6 +10,7 @@ from scipy.spatial import cKDTree
 
 from ..skeleton import SkeletonGraph, spanning_forest, unbranched_sections
 from ..transforms.distance import boundary_background
+from ..utils import as_float_in_range
 from .linking import piece_lengths, piece_weights
 
 __all__ = ["skeleton_radius", "choose_roots", "brightest_entry_tree", "forest_to_swc"]
@@ -51,6 +52,12 @@ def skeleton_radius(
     sc = np.ones(3) if scale is None else np.asarray(scale, dtype=np.float64)
     dist, _ = cKDTree(shell * sc).query(coords * sc)
     return np.asarray(dist, dtype=np.float64)
+
+
+def _on_border(points: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
+    """(N,) bool: the ``(N, 3)`` voxels within one voxel of the volume's faces across ``axes``."""
+    pts = np.asarray(points)[:, list(axes)]
+    return ((pts <= 1) | (pts >= np.asarray(shape)[list(axes)] - 2)).any(axis=1)
 
 
 def _first_per_group(groups: np.ndarray, *keys: np.ndarray) -> np.ndarray:
@@ -130,7 +137,7 @@ def choose_roots(
     is_soma &= (r_max >= soma_ratio * r_med) if np.isfinite(soma_ratio) else False
     tip = np.where(deg <= 1, 0, 2)
     if shape is not None:
-        on_border = ((forest.points <= 1) | (forest.points >= np.asarray(shape) - 2)).any(axis=1)
+        on_border = _on_border(forest.points, shape)
         tip = tip + np.where(on_border, 0, 1)
     bright = np.zeros(n, dtype=bool)
     if level is not None:
@@ -161,8 +168,8 @@ def brightest_entry_tree(
     ``min_share`` of the heaviest one; -1 when no such tree enters.
 
     On a stack of axons whose somata lie outside the view, the neuron a user traces is the brightly labelled one
-    that enters the stack: a second, dimmer neuron may spread over more of the stack (DIADEM OP_2: its arbor weighs
-    1.4 times the traced axon's tree), so the heaviest tree is not the one to list first. The weight of a tree is
+    that enters the stack: a second, dimmer neuron may spread over more of the stack (DIADEM OP_2: its arbor outweighs
+    the traced axon's tree), so the heaviest tree is not the one to list first. The weight of a tree is
     its length times the mean of its nodes' ``level`` (negative levels count 0); a tree enters through an endpoint
     on the y-x border, and its entry level is the brightest such endpoint's (the median ``level`` over its first
     :data:`_TIP_NODES` nodes, as :func:`choose_roots` ranks them).
@@ -175,7 +182,11 @@ def brightest_entry_tree(
 
     Returns:
         a node index of the chosen tree, or -1.
+
+    Raises:
+        ValueError: ``min_share`` outside (0, 1].
     """
+    as_float_in_range(min_share, "min_share", 0.0, 1.0, low_open=True)
     if graph.num_nodes == 0:
         return -1
     forest = spanning_forest(graph)
@@ -183,8 +194,7 @@ def brightest_entry_tree(
     level = np.asarray(level, dtype=np.float64)
     weight = piece_weights(labels, length, np.maximum(level, 0.0))
     tip_level = _tip_levels(forest, level)
-    yx = forest.points[:, 1:]
-    on_border = ((yx <= 1) | (yx >= np.asarray(shape[1:]) - 2)).any(axis=1) & np.isfinite(tip_level)
+    on_border = _on_border(forest.points, shape, axes=(1, 2)) & np.isfinite(tip_level)
     entry = np.full(len(length), -np.inf)
     np.maximum.at(entry, labels[on_border], tip_level[on_border])
     candidates = np.flatnonzero((weight >= min_share * weight.max()) & np.isfinite(entry))
