@@ -1,17 +1,23 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
 """DSConv3D cost next to a plain 3x3x3 convolution, measured side by side in one run.
 
-    python benchmarks/bench_dsconv.py [--threads 2] [--device cpu] [--repeats 5] [--kernel-sizes 9 3]
+    python benchmarks/bench_dsconv.py [--threads 2] [--device cpu] [--repeats 5] [--kernel-sizes 9 3] [--breakdown]
 
 For input (1, 16, 32, 64, 64), 16 output channels and K = 9 and K = 3 along each axis, prints the median forward and
 forward+backward times of ``DSConv3D`` and of ``nn.Conv3d(16, 16, 3, padding=1)`` timed alternately (pairs), the
 median of the per-pair ratios (the figure to compare with the goal: K = 9 <= 2x, K = 3 <= 1.5x) and the peak memory
 of one forward+backward with its ratio to the convolution's (goal <= 4x).
+
+``--breakdown`` then times the three parts of the layer along D, forward+backward, each paired with the convolution:
+the offset branch (offset convolution, its BatchNorm and ``tanh``: the per-point steps), the sampling and fusion of
+the ``K`` points given those steps, and the output ``norm`` and ``act``. The first and the last are the same for any
+implementation of the layer; the middle is what a faster sampling can remove.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import torch
 from _timing import paired_seconds, peak_memory_mb
@@ -26,6 +32,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--shape", type=int, nargs=5, default=(1, 16, 32, 64, 64))
     parser.add_argument("--kernel-sizes", type=int, nargs="+", default=(9, 3))
+    parser.add_argument("--breakdown", action="store_true", help="also time the layer's parts along D (see above)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -61,6 +68,37 @@ def main() -> None:
             fmt = ["{:.1f}", "{:.1f}", "{:.2f}", "{:.1f}", "{:.1f}", "{:.2f}", "{:.0f}", "{:.2f}"]
             label = f"DSConv3D K={k} axis={name}"
             print(f"{label:<24}" + "".join(f"{s.format(v):>12}" for s, v in zip(fmt, cols)), flush=True)
+    if args.breakdown:
+        for k in args.kernel_sizes:
+            print_breakdown(DSConv3D(channels, channels, kernel_size=k, axis=0).to(device).train(), x, conv_fb, args)
+
+
+def layer_parts(layer: DSConv3D, x: torch.Tensor) -> dict[str, Callable[[], None]]:
+    """Forward+backward of each part of ``layer`` on ``x``, the later parts starting from leaves of the earlier
+    parts' outputs, so each backward stops at its own part."""
+    with torch.no_grad():
+        steps = layer._point_steps(layer.offset_conv(x), normalised=False)
+        fused = layer._fuse_samples(x, steps, layer.extend_scope, True)
+    steps.requires_grad_(True)
+    fused.requires_grad_(True)
+
+    def offsets() -> None:
+        layer._point_steps(layer.offset_conv(x), normalised=False).sum().backward()
+
+    def sampling() -> None:
+        layer._fuse_samples(x, steps, layer.extend_scope, True).sum().backward()
+
+    def norm_act() -> None:
+        layer.act(layer.norm(fused)).sum().backward()
+
+    return {"offset conv + norm + tanh": offsets, "sampling + fusion": sampling, "norm + act": norm_act}
+
+
+def print_breakdown(layer: DSConv3D, x: torch.Tensor, conv_fb: Callable[[], None], args: argparse.Namespace) -> None:
+    print(f"DSConv3D K={layer.kernel_size} axis=D, forward+backward by part (x the convolution's, paired)")
+    for name, part in layer_parts(layer, x).items():
+        conv_s, part_s, ratio = paired_seconds(conv_fb, part, args.repeats)
+        print(f"  {name:<26}{part_s * 1e3:>10.1f} ms{ratio:>8.2f}x   (conv {conv_s * 1e3:.1f} ms)", flush=True)
 
 
 if __name__ == "__main__":

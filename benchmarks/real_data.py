@@ -21,7 +21,9 @@ The OP stacks hold axons whose somata lie outside the stack (the data's README),
 user who knows that would: ``trace_soma_in_view`` false (no blob is taken for a soma; each tree is rooted where it
 enters the stack). ``--soma-in-view`` traces them with the bundle's default rooting instead.
 
-Scores per stack (voxels of the stack): node precision / recall / F1 at 4 voxels, Vaa3D ESA / DSA / PDS, the
+Scores per stack (voxels of the stack): node precision / recall / F1 at 4 voxels, the same node scores of the
+SWC's first tree alone (``tree1_node_*``: the neuron the gold traces, the tree the DIADEM metric reads; other
+neurons in the stack are not in the gold and count against the all-tree precision), Vaa3D ESA / DSA / PDS, the
 breaks of the segmentation along the gold trace, trees in the SWC, the official DIADEM metric (``-D 5``, when
 ``java`` and the scorer are found) and the seconds from image to SWC. Records go to ``--results`` (JSON, written
 after every stack, so a rerun resumes); ``--table`` prints the tables again.
@@ -38,6 +40,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -51,6 +54,8 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
+from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation import _command, _override, _workflow  # noqa: E402  (the benchmarks' one way to run bundle workflows)
@@ -59,6 +64,7 @@ from neurolink_monai.bundle_utils import output_paths  # noqa: E402
 from neurolink_monai.inference.blockwise import trace_step_id  # noqa: E402
 from neurolink_monai.io import (  # noqa: E402
     atomic_write_text,
+    first_tree,
     read_swc,
     read_tiff_stack,
     spacing_from_affine,
@@ -67,8 +73,10 @@ from neurolink_monai.io import (  # noqa: E402
 )
 from neurolink_monai.metrics import diadem_score, find_diadem_jar, reconstruction_scores  # noqa: E402
 from neurolink_monai.metrics.continuity import skeleton_continuity  # noqa: E402
+from neurolink_monai.skeleton import resample_graph, swc_to_graph  # noqa: E402
 from neurolink_monai.tracing import trace_classical  # noqa: E402
 from neurolink_monai.tracing.classical import classical_probability  # noqa: E402
+from neurolink_monai.tracing.contrast import background_and_noise  # noqa: E402
 from neurolink_monai.transforms import degrade_to_weak  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +87,21 @@ DEFAULT_WORK = REPO / "benchmarks" / "results" / "runs" / "real_data"
 STACKS = ("OP_1", "OP_2", "OP_3")
 CONDITIONS = ("bright", "weak")
 METHODS = ("classical", "synthetic", "loso")
-METRICS = ("node_precision", "node_recall", "node_f1", "ESA", "DSA", "PDS", "breaks", "trees", "diadem", "seconds")
+SIGNAL_BANDS = (2.0, 4.0, 8.0, 16.0)
+"""Band edges, in noise sigmas, of :func:`signal_recall`: below 2, 2-4, 4-8, 8-16, 16 and above."""
+METRICS = (
+    "node_precision",
+    "node_recall",
+    "node_f1",
+    "tree1_node_f1",
+    "ESA",
+    "DSA",
+    "PDS",
+    "breaks",
+    "trees",
+    "diadem",
+    "seconds",
+)
 FINETUNE_CONFIGS = ("train.json", "finetune.json")
 # the tracing of axon stacks, whose somata lie outside the view (see the module docstring)
 AXON_STACKS = {"trace_soma_in_view": False}
@@ -161,12 +183,50 @@ def infer(
     return paths, time.perf_counter() - start
 
 
+@functools.lru_cache(maxsize=2)
+def gold_signal(image_path: Path, gold: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The gold trace's nodes resampled 1 voxel apart (``(N, 3)`` z, y, x, as :func:`node_prf` resamples them) and
+    the image's signal at each, in noise sigmas.
+
+    The stack is smoothed (Gaussian, sigma 1 voxel in-plane, 0.5 in z); the signal of a node is the brightest smoothed
+    voxel within one voxel in-plane of it (the manual trace is accurate to 1-2 pixels) minus the local background,
+    over the background noise (:func:`background_and_noise`, with the gold's neighbourhood left out). On pure noise
+    this reads about 1 sigma (the brightest of nine smoothed voxels), so below 2 there is next to no neurite to see.
+    """
+    image, _ = read_tiff_stack(image_path)
+    smooth = ndi.gaussian_filter(np.asarray(image, dtype=np.float32), (0.5, 1.0, 1.0))
+    nodes = resample_graph(swc_to_graph(read_swc(gold), "gold trace"), 1.0).scaled().points
+    index = tuple(np.clip(np.rint(nodes).astype(np.int64), 0, np.array(image.shape) - 1).T)
+    near_gold = np.zeros(image.shape, dtype=bool)
+    near_gold[index] = True
+    background, noise = background_and_noise(smooth, ndi.binary_dilation(near_gold, iterations=2))
+    peak = ndi.maximum_filter(smooth, size=(1, 3, 3))
+    return nodes, (peak[index] - background[index]) / noise
+
+
+def signal_recall(swc: np.ndarray, image_path: Path, gold: Path, tolerance: float = 4.0) -> list[list[int]]:
+    """``[recovered, gold nodes]`` per band of :data:`SIGNAL_BANDS` (:func:`gold_signal`): where along the gold trace,
+    by the image's signal there, the reconstruction has a node within ``tolerance`` voxels (as the node recall)."""
+    nodes, signal = gold_signal(image_path, gold)
+    if len(swc):
+        test = resample_graph(swc_to_graph(swc, "reconstruction"), 1.0).scaled().points
+        hit = cKDTree(test).query(nodes, distance_upper_bound=tolerance * (1 + 1e-9))[0] <= tolerance
+    else:
+        hit = np.zeros(len(nodes), dtype=bool)
+    band = np.searchsorted(SIGNAL_BANDS, signal, side="right")
+    return [[int(hit[band == b].sum()), int((band == b).sum())] for b in range(len(SIGNAL_BANDS) + 1)]
+
+
 def score(
-    swc: np.ndarray, mask: np.ndarray, gold: Path, spacing: Sequence[float], jar: Path | None
-) -> dict[str, float]:
-    """Tree scores, breaks of ``mask`` along the gold trace and the DIADEM metric (NaN without a scorer)."""
+    swc: np.ndarray, mask: np.ndarray, gold: Path, spacing: Sequence[float], jar: Path | None, image_path: Path
+) -> dict[str, Any]:
+    """Tree scores (all trees, and the first tree alone), the node recall by the image's signal along the gold trace
+    (:func:`signal_recall`), breaks of ``mask`` along the gold trace and the DIADEM metric (NaN without a scorer)."""
     gold_swc = read_swc(gold)
     out = reconstruction_scores(swc, gold_swc)
+    tree1 = reconstruction_scores(first_tree(swc), gold_swc)
+    out.update({f"tree1_{key}": tree1[key] for key in ("node_precision", "node_recall", "node_f1")})
+    out["signal_recall"] = signal_recall(swc, image_path, gold)
     out["breaks"] = float(skeleton_continuity(mask, gold_swc, spacing=spacing)["breaks"])
     out["diadem"] = diadem_score(swc, gold, jar) if jar is not None else math.nan
     return out
@@ -178,7 +238,7 @@ def run_classical(image_path: Path, gold: Path, jar: Path | None, soma_in_view: 
     swc = trace_classical(image, spacing, soma_in_view=soma_in_view)
     seconds = time.perf_counter() - start
     mask = classical_probability(image, spacing) >= 0.5
-    return {**score(swc, mask, gold, spacing, jar), "seconds": seconds}
+    return {**score(swc, mask, gold, spacing, jar, image_path), "seconds": seconds}
 
 
 def run_model(
@@ -193,7 +253,7 @@ def run_model(
     paths, seconds = infer(image_path, ckpt, out_dir, network, extra)
     mask, spacing = read_tiff_stack(paths["seg"])
     swc = read_swc(paths["swc"])
-    return {**score(swc, mask > 0, gold, spacing, jar), "seconds": seconds}
+    return {**score(swc, mask > 0, gold, spacing, jar, image_path), "seconds": seconds}
 
 
 def bundle_tracer(overrides: dict[str, Any] | None = None) -> tuple[Any, Any]:
@@ -244,7 +304,7 @@ def retrace(
     trace_seconds = time.perf_counter() - start
     write_swc(paths["swc"], swc)
     mask = np.asarray(data["prob"][0]) >= float(tracer.tracer.config.threshold)
-    scores = score(swc, mask, gold, spacing_from_affine(affine), jar)
+    scores = score(swc, mask, gold, spacing_from_affine(affine), jar, image_path)
     network_seconds = record.get("network_seconds")
     seconds = record["seconds"] if network_seconds is None else network_seconds + trace_seconds
     return {**record, **scores, "seconds": seconds, "trace_seconds": trace_seconds}
@@ -266,11 +326,33 @@ def format_tables(records: list[dict[str, Any]]) -> str:
         for method in METHODS:
             sel = sorted((r for r in rows if r["method"] == method), key=lambda r: r["stack"])
             for r in sel:
-                lines.append(f"| {method} | {r['stack']} | " + " | ".join(_fmt(r[m], m) for m in METRICS) + " |")
+                lines.append(f"| {method} | {r['stack']} | " + " | ".join(_fmt(r.get(m), m) for m in METRICS) + " |")
             if sel:
-                means = [_fmt(_nanmean([r[m] for r in sel]), m) for m in METRICS]
+                means = [_fmt(_nanmean([r.get(m) for r in sel]), m) for m in METRICS]
                 lines.append(f"| **{method}** | mean | " + " | ".join(means) + " |")
+        lines += format_signal_table(rows)
     return "\n".join(lines)
+
+
+def format_signal_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Node recall by the image's signal along the gold trace (:func:`signal_recall`), pooled over the stacks, one
+    row per method; nothing when no record has it."""
+    edges = ("-",) + tuple(f"{e:g}" for e in SIGNAL_BANDS) + ("-",)
+    bands = [f"< {edges[1]}"] + [f"{lo}-{hi}" for lo, hi in zip(edges[1:-2], edges[2:-1])] + [f">= {edges[-2]}"]
+    lines: list[str] = []
+    for method in METHODS:
+        sel = [r["signal_recall"] for r in rows if r["method"] == method and "signal_recall" in r]
+        if not sel:
+            continue
+        counts = np.sum(np.asarray(sel, dtype=np.int64), axis=0)  # (bands, [recovered, gold])
+        if not lines:
+            lines += ["", "Node recall by the image's signal along the gold trace, in noise sigmas (the "
+                      f"{len(sel)} stacks pooled;", "gold nodes 1 voxel apart per band: " + ", ".join(
+                      f"{b}: {n}" for b, n in zip(bands, counts[:, 1])) + ")", "", "| method | " + " | ".join(bands)
+                      + " |", "|---|" + "---|" * len(bands)]  # fmt: skip
+        cells = [f"{hit / total:.2f}" if total else "n/a" for hit, total in counts]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _nanmean(values: list[float]) -> float:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from neurolink_monai.bundle_utils import output_paths
-from neurolink_monai.io import read_swc, read_tiff_stack
+from neurolink_monai.io import first_tree, read_swc, read_tiff_stack
 from neurolink_monai.metrics import node_prf, reconstruction_scores
 from neurolink_monai.tracing import TraceConfig, trace_swc
 from neurolink_monai.transforms import SWCToMask, direction_map_from_swc, mask_distance_transform
@@ -45,8 +45,7 @@ Predictor = Callable[[np.ndarray, tuple], dict[str, Any]]
 def score_trace(swc: np.ndarray, gold: np.ndarray, tolerance: float = 4.0) -> dict[str, float]:
     """:func:`reconstruction_scores` of one trace, plus the node recall of its first tree alone (``R_tree1``)."""
     scores = reconstruction_scores(swc, gold, tolerance=tolerance)
-    roots = np.flatnonzero(swc[:, 6] == -1)
-    first = swc[: roots[1]] if len(roots) > 1 else swc
+    first = first_tree(swc)
     scores["R_tree1"] = node_prf(first, gold, tolerance=tolerance)["recall"] if len(first) else 0.0
     return scores
 

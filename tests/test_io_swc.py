@@ -9,7 +9,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neurolink_monai.io import SWCError, read_swc, sort_swc, swc_to_physical, swc_to_voxel, validate_swc, write_swc
+from neurolink_monai.io import (
+    SWCError,
+    first_tree,
+    read_swc,
+    sort_swc,
+    swc_to_physical,
+    swc_to_voxel,
+    validate_swc,
+    write_swc,
+)
 
 FOREST = """# a comment line
 # id type x y z radius parent
@@ -150,6 +159,26 @@ def test_validate_and_cycles_in_big_chain():
     swc[0, 6] = n  # closes a cycle through every node
     with pytest.raises(SWCError, match="cycle"):
         validate_swc(swc)
+
+
+def test_first_tree_follows_the_first_root_in_any_row_order():
+    # two trees interleaved: ids 1, 3, 4 form the first (root 1), ids 2, 5 the second (root 2)
+    swc = np.array(
+        [
+            [4, 3, 4.0, 0, 0, 1, 3],
+            [1, 3, 0.0, 0, 0, 1, -1],
+            [2, 3, 9.0, 9, 9, 1, -1],
+            [5, 3, 9.0, 9, 8, 1, 2],
+            [3, 3, 2.0, 0, 0, 1, 1],
+        ]
+    )
+    tree = first_tree(swc)
+    np.testing.assert_array_equal(tree[:, 2], [0.0, 2.0, 4.0])  # root, then parents before children
+    np.testing.assert_array_equal(tree[:, 6], [-1, 1, 2])
+    np.testing.assert_array_equal(first_tree(swc[[1, 4, 0]]), tree)  # one tree: all of it
+    assert first_tree(np.zeros((0, 7))).shape == (0, 7)
+    with pytest.raises(SWCError, match="parent"):
+        first_tree(np.array([[1, 3, 0.0, 0, 0, 1, 7]]))
 
 
 def test_physical_voxel_conversion():

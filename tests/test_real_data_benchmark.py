@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from neurolink_monai.io import read_tiff_stack, write_swc, write_tiff_stack
 
@@ -17,6 +18,7 @@ from helpers import bundle_net
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import real_data  # noqa: E402
+import real_data_figure  # noqa: E402
 
 
 @pytest.fixture
@@ -68,6 +70,11 @@ def test_classical_rows_and_tables(op_folder, tmp_path):
         assert set(real_data.METRICS) <= set(r)
         assert math.isnan(r["diadem"])  # no scorer given
         assert r["trees"] <= 3
+        # the first tree is a subset of the nodes: it recovers no more of the gold
+        assert r["tree1_node_recall"] <= r["node_recall"] + 1e-9
+        if r["trees"] == 1:
+            assert r["tree1_node_f1"] == r["node_f1"]
+        assert sum(total for _, total in r["signal_recall"]) > 0
     bright = [r for r in records if r["condition"] == "bright"]
     assert all(r["node_f1"] > 0.8 for r in bright)
     table = real_data.format_tables(records)
@@ -75,6 +82,28 @@ def test_classical_rows_and_tables(op_folder, tmp_path):
     stamp = results.stat().st_mtime_ns
     assert real_data.main(argv) == 0  # all recorded: nothing is run again
     assert results.stat().st_mtime_ns == stamp
+
+
+def test_signal_recall_bands_follow_the_image(tmp_path):
+    # one gold line along x: bright for x < 32, absent beyond, in Poisson background
+    rng = np.random.default_rng(1)
+    image = rng.poisson(20.0, size=(8, 24, 64)).astype(np.float64)
+    image[3:6, 11:14, :32] += 200.0
+    path = tmp_path / "s.tif"
+    write_tiff_stack(path, np.clip(image, 0, 255).astype(np.uint8), spacing=(1.0, 1.0, 1.0))
+    gold = np.array([[1, 2, 4, 12, 4, 1, -1], [2, 2, 60, 12, 4, 1, 1]], dtype=float)
+    write_swc(tmp_path / "g.swc", gold)
+    nodes, signal = real_data.gold_signal(path, tmp_path / "g.swc")
+    assert len(nodes) == 57 and (signal[nodes[:, 2] < 28] >= 16).all() and (signal[nodes[:, 2] > 36] < 4).all()
+    assert 0.5 < np.median(signal[nodes[:, 2] > 36]) < 2.0  # pure noise reads about 1 sigma
+    half = np.array([[1, 2, 4, 12, 4, 1, -1], [2, 2, 30, 12, 4, 1, 1]], dtype=float)
+    bands = real_data.signal_recall(half, path, tmp_path / "g.swc")
+    assert len(bands) == len(real_data.SIGNAL_BANDS) + 1 and sum(total for _, total in bands) == 57
+    assert bands[-1][0] == bands[-1][1] > 20  # the bright half: all recovered
+    assert bands[0][0] == 0 < bands[0][1]  # the dark half: none
+    assert sum(hit for hit, _ in real_data.signal_recall(np.zeros((0, 7)), path, tmp_path / "g.swc")) == 0
+    table = "\n".join(real_data.format_signal_table([{"method": "loso", "signal_recall": bands}]))
+    assert "| loso | 0.00 |" in table and "| 1.00 |" in table
 
 
 def test_model_rows_keep_their_maps_and_retrace_rescores_them(op_folder, tmp_path):
@@ -106,3 +135,12 @@ def test_model_rows_keep_their_maps_and_retrace_rescores_them(op_folder, tmp_pat
     assert rooted["trace_overrides"] == {"trace_soma_in_view": False, "trace_root": [4.0, 10.0, 4.0]}
     assert real_data.main([*argv, "--retrace", "--soma-in-view"]) == 0  # the default rooting: no overrides left
     assert "trace_overrides" not in json.loads(results.read_text())[0]
+    figure = tmp_path / "figure.png"
+    figure_argv = ["--data", str(op_folder), "--work-dir", str(tmp_path / "work"), "--method", "synthetic",
+                   "--stack", "OP_1", "--output", str(figure)]  # fmt: skip
+    assert real_data_figure.main(figure_argv) == 0
+    assert Image.open(figure).size == (3 * 64, 28)  # gold, model and classical panels side by side
+    with pytest.raises(SystemExit):
+        real_data_figure.main([*figure_argv[:-1], str(tmp_path / "figure.jpg")])
+    with pytest.raises(SystemExit, match="no stored maps"):
+        real_data_figure.main([*figure_argv[:-3], "OP_2", "--output", str(figure)])

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from scipy.spatial import cKDTree
 
-from neurolink_monai.data import mip_preview, save_mip_png
+from neurolink_monai.data import TREE_COLORS, draw_swc, mip_preview, save_mip_png
 from neurolink_monai.data.synthetic import (
     SyntheticConfig,
     centreline_snr,
@@ -344,3 +344,24 @@ def test_mip_preview_and_png(tmp_path):
         mip_preview(img, mask[:2])
     with pytest.raises(ValueError, match=r"\(8, 10\)"):
         mip_preview(img[0])
+
+
+def test_draw_swc_colours_each_tree_and_clips():
+    rgb = np.zeros((10, 12, 3), dtype=np.uint8)
+    # tree 1: an L from (1, 1) over (5, 1) down to (5, 6), z ignored; tree 2 runs off the right edge; tree 3 a root
+    swc = np.array(
+        [[1, 3, 1, 1, 0, 1, -1], [2, 3, 5, 1, 4, 1, 1], [3, 3, 5, 6, 2, 1, 2], [4, 3, 10, 8, 0, 1, -1],
+         [5, 3, 20, 8, 0, 1, 4], [6, 3, 0, 9, 0, 1, -1]], dtype=float
+    )  # fmt: skip
+    out = draw_swc(rgb, swc, thickness=0)
+    first = (out == TREE_COLORS[0]).all(-1)
+    assert first.sum() == 5 + 5 and first[1, 1:6].all() and first[1:7, 5].all()
+    assert (out[8, 10:] == TREE_COLORS[1]).all() and (out == TREE_COLORS[1]).all(-1).sum() == 2
+    assert tuple(out[9, 0]) == TREE_COLORS[2]
+    assert not rgb.any()  # the input picture is left alone
+    assert (draw_swc(rgb, swc, thickness=1) == TREE_COLORS[0]).all(-1).sum() > first.sum()
+    np.testing.assert_array_equal(draw_swc(rgb, np.zeros((0, 7))), rgb)
+    with pytest.raises(ValueError, match="thickness"):
+        draw_swc(rgb, swc, thickness=-1)
+    with pytest.raises(ValueError, match=r"\(10, 12\)"):
+        draw_swc(rgb[..., 0], swc)

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from .preview import mip_preview, save_mip_png
+from .preview import TREE_COLORS, draw_swc, mip_preview, save_mip_png
 from .synthetic import SyntheticConfig, ensure_dataset, generate_dataset, generate_neuron, generate_sample, render_stack
 
 __all__ = [
+    "TREE_COLORS",
     "SyntheticConfig",
+    "draw_swc",
     "ensure_dataset",
     "generate_dataset",
     "generate_neuron",

@@ -1,5 +1,6 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
-"""Maximum-intensity-projection previews of 3D stacks, with an optional translucent mask overlay, as PNG."""
+"""Maximum-intensity-projection previews of 3D stacks, with an optional translucent mask overlay or SWC trees drawn
+on top, as PNG."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from ..io.atomic import atomic_write_bytes
+from ..io.swc import sort_swc
 
-__all__ = ["mip_preview", "save_mip_png"]
+__all__ = ["TREE_COLORS", "draw_swc", "mip_preview", "save_mip_png"]
+
+TREE_COLORS = ((255, 60, 60), (60, 220, 255), (255, 220, 40), (255, 80, 255), (120, 255, 120), (255, 150, 40))
+"""RGB of the first, second, ... tree in :func:`draw_swc` (repeated beyond six trees)."""
 
 
 def _as_volume(x, name: str) -> np.ndarray:
@@ -70,6 +75,50 @@ def mip_preview(
         hit = (m > 0).any(axis=0)
         rgb[hit] = (1.0 - alpha) * rgb[hit] + alpha * np.asarray(color, dtype=np.float64)
     return np.rint(rgb).astype(np.uint8)
+
+
+def draw_swc(
+    rgb: np.ndarray, swc: np.ndarray, colors: Sequence[Sequence[int]] = TREE_COLORS, thickness: int = 1
+) -> np.ndarray:
+    """Draw the edges of an SWC, projected along z, on a copy of an ``(H, W, 3)`` picture such as
+    :func:`mip_preview`'s: tree ``i`` (in file order, after :func:`~neurolink_monai.io.sort_swc`) in
+    ``colors[i % len(colors)]``, lines ``2 thickness + 1`` pixels wide, nodes outside the picture clipped.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 picture.
+        swc: ``(N, 7)`` SWC array in voxel coordinates (x, y index W, H).
+        colors: RGB per tree.
+        thickness: half-width of the lines in pixels, ``>= 0``.
+
+    Returns:
+        ``(H, W, 3)`` uint8 picture.
+    """
+    if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3):
+        raise ValueError(f"rgb must be an (H, W, 3) array, got {getattr(rgb, 'shape', type(rgb).__name__)}.")
+    if isinstance(thickness, bool) or not isinstance(thickness, int) or thickness < 0:
+        raise ValueError(f"thickness must be an integer >= 0, got {thickness!r}.")
+    if len(colors) == 0 or any(len(c) != 3 for c in colors):
+        raise ValueError(f"colors must be a non-empty sequence of RGB triples, got {colors!r}.")
+    out = rgb.copy()
+    tree = sort_swc(swc, "SWC to draw")
+    if len(tree) == 0:
+        return out
+    tree_of = np.cumsum(tree[:, 6] == -1) - 1  # sorted: each tree is contiguous behind its root
+    child = np.flatnonzero(tree[:, 6] >= 0)
+    start, end = tree[child, 2:4], tree[tree[child, 6].astype(np.int64) - 1, 2:4]  # ids are 1..N after sorting
+    steps = np.ceil(np.abs(end - start).max(axis=1)).astype(np.int64) + 1
+    edge = np.repeat(np.arange(len(child)), steps)
+    t = (np.arange(len(edge)) - np.repeat(np.cumsum(steps) - steps, steps)) / np.repeat(np.maximum(steps - 1, 1), steps)
+    xy = np.rint(start[edge] + t[:, None] * (end[edge] - start[edge])).astype(np.int64)
+    xy = np.concatenate((xy, np.rint(tree[:, 2:4]).astype(np.int64)))  # every node too: a lone root shows
+    color = np.asarray(colors, dtype=np.uint8)[np.concatenate((tree_of[child[edge]], tree_of)) % len(colors)]
+    h, w = out.shape[:2]
+    for dy in range(-thickness, thickness + 1):
+        for dx in range(-thickness, thickness + 1):
+            x, y = xy[:, 0] + dx, xy[:, 1] + dy
+            inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+            out[y[inside], x[inside]] = color[inside]
+    return out
 
 
 def save_mip_png(path: str | os.PathLike, image, mask=None, **kwargs) -> Path:

@@ -11,6 +11,7 @@ from .atomic import atomic_output, atomic_write_bytes, atomic_write_text
 from .swc import (
     SWC_COLUMNS,
     SWCError,
+    first_tree,
     read_swc,
     sort_swc,
     swc_parent_index,
@@ -52,6 +53,7 @@ __all__ = [
     "read_tiff_stack_with_metadata",
     "register_tiff_stack_io",
     "sort_swc",
+    "first_tree",
     "swc_parent_index",
     "spacing_from_affine",
     "swc_to_physical",

@@ -37,6 +37,7 @@ __all__ = [
     "write_swc",
     "validate_swc",
     "sort_swc",
+    "first_tree",
     "swc_to_physical",
     "swc_to_voxel",
     "swc_parent_index",
@@ -216,6 +217,17 @@ def sort_swc(swc: np.ndarray, source: str = "SWC array") -> np.ndarray:
     out[:, 0] = np.arange(1, n + 1)
     out[:, 6] = np.where(old_parent_row >= 0, new_id[np.maximum(old_parent_row, 0)], -1)
     return out
+
+
+def first_tree(swc: np.ndarray, source: str = "SWC array") -> np.ndarray:
+    """The first tree of an SWC, sorted (:func:`sort_swc`): its first root and every node below it.
+
+    The first tree is the one the DIADEM metric reads, and the tracer writes the main neuron there. Returns a
+    float64 ``(M, 7)`` array with ids 1..M, parents before children; ``(0, 7)`` for an empty SWC.
+    """
+    arr = sort_swc(swc, source)
+    roots = np.flatnonzero(arr[:, 6] == -1)
+    return arr[: roots[1]] if len(roots) > 1 else arr
 
 
 def _format_float(v: float) -> str:
