@@ -25,6 +25,7 @@ from neurolink_monai.bundle_utils import (
     list_inference_inputs,
     load_datalist,
 )
+from neurolink_monai.data import TREE_COLORS, mip_preview
 from neurolink_monai.io import read_swc, read_tiff_stack, write_tiff_stack
 
 from helpers import bundle_net, exception_messages, run_inference
@@ -42,7 +43,7 @@ def test_inference_writes_all_outputs_named_after_the_stem(trained, tiny_dataset
     names = sorted(p.name for p in out.iterdir())
     stem = "my stack"
     assert names == sorted(
-        f"{stem}{s}" for s in ("_prob.tif", "_seg.tif", ".swc", "_mip.png", "_dir.tif", "_dist.tif")
+        f"{stem}{s}" for s in ("_prob.tif", "_seg.tif", ".swc", "_mip.png", "_trace.png", "_dir.tif", "_dist.tif")
     ), names
     prob, prob_sp = read_tiff_stack(out / f"{stem}_prob.tif")
     seg, _ = read_tiff_stack(out / f"{stem}_seg.tif")
@@ -63,6 +64,7 @@ def test_inference_writes_all_outputs_named_after_the_stem(trained, tiny_dataset
     from PIL import Image
 
     assert Image.open(out / f"{stem}_mip.png").size == (stack.shape[2], stack.shape[1])
+    assert Image.open(out / f"{stem}_trace.png").size == (stack.shape[2], stack.shape[1])
 
 
 def test_inference_with_a_segmentation_only_network(tiny_dataset, tmp_path):
@@ -76,7 +78,7 @@ def test_inference_with_a_segmentation_only_network(tiny_dataset, tmp_path):
     out = tmp_path / "out"
     run_inference(root, image, out, **single)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{stem}{s}" for s in ("_prob.tif", "_seg.tif", ".swc", "_mip.png")
+        f"{stem}{s}" for s in ("_prob.tif", "_seg.tif", ".swc", "_mip.png", "_trace.png")
     )
     out2 = tmp_path / "out2"
     with pytest.raises(Exception) as info:
@@ -245,6 +247,24 @@ def test_writer_leaves_nothing_of_a_failed_case(tmp_path, tiny_dataset):
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{input_stem(src)}{s}" for s in ("_prob.tif", "_seg.tif", "_mip.png")
     )
+
+
+def test_writer_draws_the_traced_trees_in_order(tmp_path, tiny_dataset):
+    from PIL import Image
+
+    src = load_datalist(tiny_dataset, "test")[0]["image"]
+    d = {"image": src}
+    for t in image_preprocessing_from_config():
+        d = t(d)
+    d = NeuroLinkOutputsd("pred", prob_key="prob")({**d, "pred": torch.randn(1, *d["image"].shape[1:])})
+    # two trees: a line along x at y = 5, then a line along y at x = 30
+    main = [[1, 3, 2.0, 5, 1, 1, -1], [2, 3, 20.0, 5, 1, 1, 1]]
+    d["swc"] = np.array(main + [[3, 3, 30.0, 10, 2, 1, -1], [4, 3, 30.0, 30, 2, 1, 3]])
+    SaveNeuroLinkOutputsd("image", output_dir=tmp_path, save_swc=True)(d)
+    trace = np.asarray(Image.open(tmp_path / f"{input_stem(src)}_trace.png"))
+    assert (trace[5, 2:21] == TREE_COLORS[0]).all() and (trace[10:31, 30] == TREE_COLORS[1]).all()
+    plain = mip_preview(d["image"])  # no mask overlay: only the trees are drawn on the projection
+    assert (trace[20:, :20] == plain[20:, :20]).all()
 
 
 def test_real_stack_passes_the_input_checks(diadem_dir):

@@ -31,6 +31,7 @@ OUTPUT_SUFFIXES = {
     "seg": "_seg.tif",
     "swc": ".swc",
     "mip": "_mip.png",
+    "trace": "_trace.png",
     "direction": "_dir.tif",
     "distance": "_dist.tif",
 }
@@ -60,7 +61,8 @@ def input_stem(path: str | os.PathLike) -> str:
 
 def output_paths(output_dir: str | os.PathLike, input_path: str | os.PathLike) -> dict[str, Path]:
     """Output files of one input: ``<output_dir>/<stem>_prob.tif``, ``_seg.tif``, ``.swc``, ``_mip.png``,
-    ``_dir.tif``, ``_dist.tif`` (the stem is the input name without ``.tif``/``.tiff``/``.nii(.gz)``)."""
+    ``_trace.png``, ``_dir.tif``, ``_dist.tif`` (the stem is the input name without ``.tif``/``.tiff``/``.nii(.gz)``).
+    """
     stem = input_stem(input_path)
     folder = Path(output_dir)
     return {name: folder / f"{stem}{suffix}" for name, suffix in OUTPUT_SUFFIXES.items()}

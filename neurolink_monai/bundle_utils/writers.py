@@ -55,6 +55,8 @@ class SaveNeuroLinkOutputsd(MapTransform):
     - ``<stem>_seg.tif``: binary mask, uint8, neurite = ``seg_value`` (255 by default, Fiji's binary convention);
     - ``<stem>.swc``: the traced reconstruction, voxel units, 0-based (x -> W, y -> H, z -> D), when ``save_swc``;
     - ``<stem>_mip.png``: maximum-intensity projection along z of the (scaled) input with the mask in magenta;
+    - ``<stem>_trace.png``: the same projection with the traced trees drawn on it, in the SWC's order: the first
+      (the main neuron) red, the second cyan, the third yellow, when ``save_swc`` and ``save_mip``;
     - ``<stem>_dir.tif``: direction map, float32 ``(3, z, y, x)`` ImageJ hyperstack, components (z, y, x), unit
       vectors (0 where undefined), when ``save_direction``;
     - ``<stem>_dist.tif``: distance map, float32, in x-voxels, when ``save_distance``.
@@ -146,6 +148,8 @@ class SaveNeuroLinkOutputsd(MapTransform):
             written["swc"] = write_swc(names["swc"], _numpy(d[swc_key]), header=header)
         if self.save_mip:
             written["mip"] = save_mip_png(names["mip"], _numpy(img), seg)
+            if swc_key is not None:
+                written["trace"] = save_mip_png(names["trace"], _numpy(img), swc=_numpy(d[swc_key]))
         return written
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:

@@ -121,8 +121,9 @@ def draw_swc(
     return out
 
 
-def save_mip_png(path: str | os.PathLike, image, mask=None, **kwargs) -> Path:
+def save_mip_png(path: str | os.PathLike, image, mask=None, swc: np.ndarray | None = None, **kwargs) -> Path:
     """Write :func:`mip_preview` of ``image`` (and ``mask``) to ``path`` as PNG, atomically; returns the path.
+    With ``swc`` (an ``(N, 7)`` SWC array in voxel coordinates) its trees are drawn on top (:func:`draw_swc`).
 
     The PNG is written to a temporary file in the destination folder, then moved over ``path`` with ``os.replace``,
     so readers never see a half-written file. ``kwargs`` go to :func:`mip_preview`.
@@ -135,6 +136,8 @@ def save_mip_png(path: str | os.PathLike, image, mask=None, **kwargs) -> Path:
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder of the preview {str(path)!r} does not exist.")
     rgb = mip_preview(image, mask, **kwargs)
+    if swc is not None:
+        rgb = draw_swc(rgb, swc)
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
