@@ -4,9 +4,9 @@ drawn on the stack's maximum-intensity projection, side by side.
 
 The model's trees are traced again from the maps that ``benchmarks/real_data.py`` stored for the stack
 (``--work-dir``, ``--method``; traced as that benchmark traces them: ``trace_soma_in_view`` false unless
-``--soma-in-view``), the classical ones with :func:`neurolink_monai.tracing.trace_classical`. Tree colours follow
-the file order: the first tree (the one the DIADEM metric reads) red, the second cyan, the third yellow; the gold in
-green. Usage::
+``--soma-in-view``), the classical ones with :func:`neurolink_monai.tracing.trace_classical`. :data:`~neurolink_monai.data.TREE_COLOURS`
+in file order: the first tree (the one the DIADEM metric reads) blue, the second orange, the third green; the gold in
+magenta. Usage::
 
     python benchmarks/real_data_figure.py --stack OP_2 --condition bright --output docs/images/real_op2_bright.png
 """
@@ -30,7 +30,7 @@ from neurolink_monai.data import draw_swc, mip_preview  # noqa: E402
 from neurolink_monai.io import atomic_write_bytes, read_swc, read_tiff_stack  # noqa: E402
 from neurolink_monai.tracing import trace_classical  # noqa: E402
 
-GOLD_COLOR = ((60, 255, 60),)
+GOLD_COLOR = ((255, 0, 255),)
 
 
 def model_trees(args: argparse.Namespace, image_path: Path) -> np.ndarray:

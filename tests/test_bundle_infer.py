@@ -25,7 +25,7 @@ from neurolink_monai.bundle_utils import (
     list_inference_inputs,
     load_datalist,
 )
-from neurolink_monai.data import TREE_COLORS, mip_preview
+from neurolink_monai.data import TREE_COLOURS, mip_preview
 from neurolink_monai.io import read_swc, read_tiff_stack, write_tiff_stack
 
 from helpers import bundle_net, exception_messages, run_inference
@@ -262,7 +262,8 @@ def test_writer_draws_the_traced_trees_in_order(tmp_path, tiny_dataset):
     d["swc"] = np.array(main + [[3, 3, 30.0, 10, 2, 1, -1], [4, 3, 30.0, 30, 2, 1, 3]])
     SaveNeuroLinkOutputsd("image", output_dir=tmp_path, save_swc=True)(d)
     trace = np.asarray(Image.open(tmp_path / f"{input_stem(src)}_trace.png"))
-    assert (trace[5, 2:21] == TREE_COLORS[0]).all() and (trace[10:31, 30] == TREE_COLORS[1]).all()
+    colours = np.rint(TREE_COLOURS[:, :3] * 255).astype(np.uint8)
+    assert (trace[5, 2:21] == colours[0]).all() and (trace[10:31, 30] == colours[1]).all()
     plain = mip_preview(d["image"])  # no mask overlay: only the trees are drawn on the projection
     assert (trace[20:, :20] == plain[20:, :20]).all()
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from scipy.spatial import cKDTree
 
-from neurolink_monai.data import TREE_COLORS, draw_swc, mip_preview, save_mip_png
+from neurolink_monai.data import TREE_COLOURS, draw_swc, mip_preview, save_mip_png
 from neurolink_monai.data.synthetic import (
     SyntheticConfig,
     centreline_snr,
@@ -353,13 +353,16 @@ def test_draw_swc_colours_each_tree_and_clips():
         [[1, 3, 1, 1, 0, 1, -1], [2, 3, 5, 1, 4, 1, 1], [3, 3, 5, 6, 2, 1, 2], [4, 3, 10, 8, 0, 1, -1],
          [5, 3, 20, 8, 0, 1, 4], [6, 3, 0, 9, 0, 1, -1]], dtype=float
     )  # fmt: skip
+    colours = np.rint(TREE_COLOURS[:, :3] * 255).astype(np.uint8)  # the napari plugin's tree colours
     out = draw_swc(rgb, swc, thickness=0)
-    first = (out == TREE_COLORS[0]).all(-1)
+    first = (out == colours[0]).all(-1)
     assert first.sum() == 5 + 5 and first[1, 1:6].all() and first[1:7, 5].all()
-    assert (out[8, 10:] == TREE_COLORS[1]).all() and (out == TREE_COLORS[1]).all(-1).sum() == 2
-    assert tuple(out[9, 0]) == TREE_COLORS[2]
+    assert (out[8, 10:] == colours[1]).all() and (out == colours[1]).all(-1).sum() == 2
+    assert tuple(out[9, 0]) == tuple(colours[2])
     assert not rgb.any()  # the input picture is left alone
-    assert (draw_swc(rgb, swc, thickness=1) == TREE_COLORS[0]).all(-1).sum() > first.sum()
+    assert (draw_swc(rgb, swc, thickness=1) == colours[0]).all(-1).sum() > first.sum()
+    crossing = np.array([[1, 3, 3, 0, 0, 1, -1], [2, 3, 3, 9, 0, 1, 1], [3, 3, 0, 4, 0, 1, -1], [4, 3, 9, 4, 0, 1, 3]])
+    assert tuple(draw_swc(rgb, crossing, thickness=0)[4, 3]) == tuple(colours[0])  # the main tree on top
     np.testing.assert_array_equal(draw_swc(rgb, np.zeros((0, 7))), rgb)
     with pytest.raises(ValueError, match="thickness"):
         draw_swc(rgb, swc, thickness=-1)

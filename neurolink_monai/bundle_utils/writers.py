@@ -56,7 +56,8 @@ class SaveNeuroLinkOutputsd(MapTransform):
     - ``<stem>.swc``: the traced reconstruction, voxel units, 0-based (x -> W, y -> H, z -> D), when ``save_swc``;
     - ``<stem>_mip.png``: maximum-intensity projection along z of the (scaled) input with the mask in magenta;
     - ``<stem>_trace.png``: the same projection with the traced trees drawn on it, in the SWC's order: the first
-      (the main neuron) red, the second cyan, the third yellow, when ``save_swc`` and ``save_mip``;
+      (the main neuron) blue, the second orange, the third green (:data:`~neurolink_monai.data.TREE_COLOURS`),
+      when ``save_swc`` and ``save_mip``;
     - ``<stem>_dir.tif``: direction map, float32 ``(3, z, y, x)`` ImageJ hyperstack, components (z, y, x), unit
       vectors (0 where undefined), when ``save_direction``;
     - ``<stem>_dist.tif``: distance map, float32, in x-voxels, when ``save_distance``.

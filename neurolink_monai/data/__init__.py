@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from .preview import TREE_COLORS, draw_swc, mip_preview, save_mip_png
+from .preview import TREE_COLOURS, draw_swc, mip_preview, save_mip_png
 from .synthetic import SyntheticConfig, ensure_dataset, generate_dataset, generate_neuron, generate_sample, render_stack
 
 __all__ = [
-    "TREE_COLORS",
+    "TREE_COLOURS",
     "SyntheticConfig",
     "draw_swc",
     "ensure_dataset",

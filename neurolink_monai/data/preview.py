@@ -12,12 +12,28 @@ from pathlib import Path
 import numpy as np
 
 from ..io.atomic import atomic_write_bytes
-from ..io.swc import sort_swc
+from ..io.swc import swc_tree_index, validate_swc
 
-__all__ = ["TREE_COLORS", "draw_swc", "mip_preview", "save_mip_png"]
+__all__ = ["TREE_COLOURS", "draw_swc", "mip_preview", "save_mip_png"]
 
-TREE_COLORS = ((255, 60, 60), (60, 220, 255), (255, 220, 40), (255, 80, 255), (120, 255, 120), (255, 150, 40))
-"""RGB of the first, second, ... tree in :func:`draw_swc` (repeated beyond six trees)."""
+TREE_COLOURS = np.array(
+    [
+        [0.12, 0.47, 0.71, 1.0],
+        [1.00, 0.50, 0.05, 1.0],
+        [0.17, 0.63, 0.17, 1.0],
+        [0.84, 0.15, 0.16, 1.0],
+        [0.58, 0.40, 0.74, 1.0],
+        [0.55, 0.34, 0.29, 1.0],
+        [0.89, 0.47, 0.76, 1.0],
+        [0.50, 0.50, 0.50, 1.0],
+        [0.74, 0.74, 0.13, 1.0],
+        [0.09, 0.75, 0.81, 1.0],
+        [0.40, 0.76, 0.65, 1.0],
+        [0.99, 0.75, 0.44, 1.0],
+    ]
+)
+"""RGBA in [0, 1] of tree ``k`` (``TREE_COLOURS[k % 12]``, Tableau-like): in :func:`draw_swc`'s pictures and in the
+napari plugin's layers, so a tree has one colour everywhere (the first blue, the second orange, the third green)."""
 
 
 def _as_volume(x, name: str) -> np.ndarray:
@@ -78,16 +94,17 @@ def mip_preview(
 
 
 def draw_swc(
-    rgb: np.ndarray, swc: np.ndarray, colors: Sequence[Sequence[int]] = TREE_COLORS, thickness: int = 1
+    rgb: np.ndarray, swc: np.ndarray, colors: Sequence[Sequence[int]] | None = None, thickness: int = 1
 ) -> np.ndarray:
     """Draw the edges of an SWC, projected along z, on a copy of an ``(H, W, 3)`` picture such as
-    :func:`mip_preview`'s: tree ``i`` (in file order, after :func:`~neurolink_monai.io.sort_swc`) in
-    ``colors[i % len(colors)]``, lines ``2 thickness + 1`` pixels wide, nodes outside the picture clipped.
+    :func:`mip_preview`'s: tree ``i`` (roots numbered in file order, :func:`~neurolink_monai.io.swc_tree_index`) in
+    ``colors[i % len(colors)]`` (RGB, 0-255; :data:`TREE_COLOURS` by default), lines ``2 thickness + 1`` pixels
+    wide, the first tree on top, nodes outside the picture clipped.
 
     Args:
         rgb: ``(H, W, 3)`` uint8 picture.
         swc: ``(N, 7)`` SWC array in voxel coordinates (x, y index W, H).
-        colors: RGB per tree.
+        colors: RGB (0-255) per tree; None for :data:`TREE_COLOURS`.
         thickness: half-width of the lines in pixels, ``>= 0``.
 
     Returns:
@@ -97,21 +114,25 @@ def draw_swc(
         raise ValueError(f"rgb must be an (H, W, 3) array, got {getattr(rgb, 'shape', type(rgb).__name__)}.")
     if isinstance(thickness, bool) or not isinstance(thickness, int) or thickness < 0:
         raise ValueError(f"thickness must be an integer >= 0, got {thickness!r}.")
+    if colors is None:
+        colors = np.rint(TREE_COLOURS[:, :3] * 255).astype(np.uint8)
     if len(colors) == 0 or any(len(c) != 3 for c in colors):
         raise ValueError(f"colors must be a non-empty sequence of RGB triples, got {colors!r}.")
     out = rgb.copy()
-    tree = sort_swc(swc, "SWC to draw")
-    if len(tree) == 0:
+    arr = validate_swc(swc, "SWC to draw")
+    if len(arr) == 0:
         return out
-    tree_of = np.cumsum(tree[:, 6] == -1) - 1  # sorted: each tree is contiguous behind its root
-    child = np.flatnonzero(tree[:, 6] >= 0)
-    start, end = tree[child, 2:4], tree[tree[child, 6].astype(np.int64) - 1, 2:4]  # ids are 1..N after sorting
+    parent_row, tree = swc_tree_index(arr)
+    child = np.flatnonzero(parent_row >= 0)
+    start, end = arr[child, 2:4], arr[parent_row[child], 2:4]
     steps = np.ceil(np.abs(end - start).max(axis=1)).astype(np.int64) + 1
     edge = np.repeat(np.arange(len(child)), steps)
     t = (np.arange(len(edge)) - np.repeat(np.cumsum(steps) - steps, steps)) / np.repeat(np.maximum(steps - 1, 1), steps)
     xy = np.rint(start[edge] + t[:, None] * (end[edge] - start[edge])).astype(np.int64)
-    xy = np.concatenate((xy, np.rint(tree[:, 2:4]).astype(np.int64)))  # every node too: a lone root shows
-    color = np.asarray(colors, dtype=np.uint8)[np.concatenate((tree_of[child[edge]], tree_of)) % len(colors)]
+    xy = np.concatenate((xy, np.rint(arr[:, 2:4]).astype(np.int64)))  # every node too: a lone root shows
+    which = np.concatenate((tree[child[edge]], tree))
+    order = np.argsort(-which, kind="stable")  # the last tree first: the main tree ends on top where they cross
+    xy, color = xy[order], np.asarray(colors, dtype=np.uint8)[which[order] % len(colors)]
     h, w = out.shape[:2]
     for dy in range(-thickness, thickness + 1):
         for dx in range(-thickness, thickness + 1):

@@ -17,6 +17,7 @@ from .swc import (
     swc_parent_index,
     swc_to_physical,
     swc_to_voxel,
+    swc_tree_index,
     validate_swc,
     write_swc,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "sort_swc",
     "first_tree",
     "swc_parent_index",
+    "swc_tree_index",
     "spacing_from_affine",
     "swc_to_physical",
     "swc_to_voxel",

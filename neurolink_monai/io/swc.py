@@ -41,6 +41,7 @@ __all__ = [
     "swc_to_physical",
     "swc_to_voxel",
     "swc_parent_index",
+    "swc_tree_index",
 ]
 
 SWC_COLUMNS = ("id", "type", "x", "y", "z", "radius", "parent")
@@ -303,3 +304,20 @@ def swc_parent_index(swc: np.ndarray) -> np.ndarray:
     parent = order[pos]
     parent[swc[:, 6] == -1] = -1
     return parent
+
+
+def swc_tree_index(swc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per node, the row of its parent (-1 for a root or a parent id not in the array) and the index of its tree
+    (roots numbered in row order), for an ``(N, 7)`` SWC array without cycles (:func:`validate_swc`)."""
+    ids = swc[:, 0].astype(np.int64)
+    parents = swc[:, 6].astype(np.int64)
+    row_of = {int(i): r for r, i in enumerate(ids)}
+    parent_row = np.array([row_of.get(int(p), -1) for p in parents], dtype=np.int64)
+    roots = np.flatnonzero(parent_row < 0)
+    tree = np.full(len(ids), -1, dtype=np.int64)
+    tree[roots] = np.arange(len(roots))
+    # pointer jumping: each node's ancestor chain ends at its root
+    ptr = np.where(parent_row < 0, np.arange(len(ids)), parent_row)
+    for _ in range(int(np.ceil(np.log2(len(ids) + 1))) + 1):
+        ptr = ptr[ptr]
+    return parent_row, tree[ptr]

@@ -23,7 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from neurolink_monai.io.swc import SWCError, sort_swc, validate_swc
+from neurolink_monai.data.preview import TREE_COLOURS
+from neurolink_monai.io.swc import SWCError, sort_swc
+from neurolink_monai.io.swc import swc_tree_index as tree_index
+from neurolink_monai.io.swc import validate_swc
 from neurolink_monai.utils import as_spacing
 
 __all__ = [
@@ -37,23 +40,6 @@ __all__ = [
     "tree_index",
 ]
 
-# 12 distinguishable colours (Tableau-like); tree k gets TREE_COLOURS[k % 12]
-TREE_COLOURS = np.array(
-    [
-        [0.12, 0.47, 0.71, 1.0],
-        [1.00, 0.50, 0.05, 1.0],
-        [0.17, 0.63, 0.17, 1.0],
-        [0.84, 0.15, 0.16, 1.0],
-        [0.58, 0.40, 0.74, 1.0],
-        [0.55, 0.34, 0.29, 1.0],
-        [0.89, 0.47, 0.76, 1.0],
-        [0.50, 0.50, 0.50, 1.0],
-        [0.74, 0.74, 0.13, 1.0],
-        [0.09, 0.75, 0.81, 1.0],
-        [0.40, 0.76, 0.65, 1.0],
-        [0.99, 0.75, 0.44, 1.0],
-    ]
-)
 # edge status of a traced tree: 0 confident, 1 low confidence, 2 bridged (crosses voxels below the threshold)
 STATUS_NAMES = ("confident", "low confidence", "bridged")
 STATUS_COLOURS = np.array([[0.0, 1.0, 1.0, 1.0], [1.0, 0.85, 0.0, 1.0], [1.0, 0.0, 1.0, 1.0]])
@@ -73,22 +59,6 @@ def spacing_from_header(lines: Sequence[str]) -> tuple[float, float, float] | No
             except (TypeError, ValueError):
                 return None
     return None
-
-
-def tree_index(swc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per node, the row of its parent (-1 for a root) and the index of its tree (roots numbered in row order)."""
-    ids = swc[:, 0].astype(np.int64)
-    parents = swc[:, 6].astype(np.int64)
-    row_of = {int(i): r for r, i in enumerate(ids)}
-    parent_row = np.array([row_of.get(int(p), -1) for p in parents], dtype=np.int64)
-    roots = np.flatnonzero(parent_row < 0)
-    tree = np.full(len(ids), -1, dtype=np.int64)
-    tree[roots] = np.arange(len(roots))
-    # pointer jumping: each node's ancestor chain ends at its root (validate_swc rules out cycles)
-    ptr = np.where(parent_row < 0, np.arange(len(ids)), parent_row)
-    for _ in range(int(np.ceil(np.log2(len(ids) + 1))) + 1):
-        ptr = ptr[ptr]
-    return parent_row, tree[ptr]
 
 
 def edge_status(
