@@ -87,6 +87,23 @@ def test_inference_with_a_segmentation_only_network(tiny_dataset, tmp_path):
     assert not out2.exists() or not any(out2.iterdir())
 
 
+@pytest.mark.parametrize("flag, expected", [("false", False), ("False", False), ("true", True), (False, False)])
+def test_command_line_strings_reach_the_tracer_as_bools(flag, expected):
+    # `--trace_soma_in_view false` arrives as the string "false" from `python -m monai.bundle run`
+    from monai.bundle import ConfigParser
+
+    from neurolink_monai.inference.blockwise import trace_step_id
+
+    parser = ConfigParser()
+    parser.read_config(str(Path(__file__).resolve().parents[1] / "bundle" / "configs" / "inference.json"))
+    parser.update({"trace_soma_in_view": flag})
+    assert parser.get_parsed_content(trace_step_id(parser)).tracer.config.soma_in_view is expected
+    parser.update({"trace_soma_in_view": "maybe"})
+    with pytest.raises(Exception) as info:
+        parser.get_parsed_content(trace_step_id(parser))
+    assert any("trace_soma_in_view" in m and "maybe" in m for m in exception_messages(info.value))
+
+
 def test_inference_needs_only_the_heads_it_saves_or_traces():
     assert inference_heads() == ["seg"] and inference_heads("false", "0") == ["seg"]
     assert inference_heads(save_direction="true") == ["seg", "direction"]
