@@ -51,6 +51,25 @@ def test_cli_writes_a_voxel_swc(prob_tif, tmp_path, capsys):
     assert any("prob.tif" in h for h in header) and any("max_gap=8.0" in h for h in header)
 
 
+def test_cli_preview_draws_the_trace_on_the_projection(prob_tif, tmp_path, capsys):
+    from PIL import Image
+
+    from neurolink_monai.data import TREE_COLOURS
+
+    out, png = tmp_path / "out.swc", tmp_path / "out.png"
+    for extra in ((), ("--physical",)):  # drawn in voxels either way
+        code, text = run(capsys, prob_tif, "-o", out, "--max-gap", 8, "--preview", png, *extra)
+        assert code == 0 and f"wrote {png}" in text
+        picture = np.asarray(Image.open(png))
+        assert picture.shape == (SHAPE[1], SHAPE[2], 3)
+        main_tree = (picture == np.rint(TREE_COLOURS[0, :3] * 255)).all(-1)
+        assert main_tree[10, 5:43].all() and not main_tree[:7].any()  # along the bar at y = 10, nowhere else
+    for bad, words in ((tmp_path / "p.jpg", ".png"), (tmp_path / "no" / "p.png", "does not exist")):
+        code, text = run(capsys, prob_tif, "-o", tmp_path / "x.swc", "--preview", bad)
+        assert code == 2 and "--preview" in text and words in text
+    assert not (tmp_path / "x.swc").exists()
+
+
 def test_cli_root_physical_and_spacing_override(prob_tif, tmp_path, capsys):
     out = tmp_path / "phys.swc"
     code, _ = run(capsys, prob_tif, "-o", out, "--root", 44, 10, 6, "--physical", "--max-gap", 8)

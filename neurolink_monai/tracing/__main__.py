@@ -4,6 +4,7 @@
 Example::
 
     python -m neurolink_monai.tracing prob.tif --output neuron.swc --direction dir.tif --distance dist.tif
+    python -m neurolink_monai.tracing stack.tif --classical --output neuron.swc --preview neuron.png
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..io import read_tiff_stack, write_swc
+from ..data.preview import save_mip_png
+from ..io import read_tiff_stack, swc_to_voxel, write_swc
 from .classical import CLASSICAL_TRACE, classical_probability
 from .linking import LinkParams
 from .trace import TraceConfig, check_root, check_spacing, trace_with_config
@@ -43,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(0/1, 0/255); with --classical, the raw image stack",
     )
     p.add_argument("--output", "-o", type=Path, required=True, help="output .swc file (written atomically)")
+    p.add_argument(
+        "--preview",
+        type=Path,
+        help="also write this PNG: the input's maximum-intensity projection with the traced trees drawn on it, in "
+        "the SWC's order (the first, main, tree blue; the second orange; the third green)",
+    )
     p.add_argument(
         "--root", nargs=3, type=float, metavar=("X", "Y", "Z"), help="root point in SWC x y z voxel coordinates"
     )
@@ -168,6 +176,24 @@ def _or_default(args: argparse.Namespace, key: str, plain: Any) -> Any:
     return CLASSICAL_TRACE[key] if args.classical else plain
 
 
+def _check_preview(preview: Path | None) -> str | None:
+    """Why ``--preview`` cannot be written, or None (the inputs are TIFFs, so a PNG is never one of them)."""
+    if preview is None:
+        return None
+    if preview.suffix.lower() != ".png":
+        return f"--preview {preview}: must end with .png."
+    folder = preview.parent if str(preview.parent) else Path(".")
+    if not folder.is_dir():
+        return f"--preview {preview}: the folder {folder} does not exist."
+    return None
+
+
+def _write_preview(args: argparse.Namespace, picture: Any, swc: Any, spacing: Sequence[float]) -> None:
+    """``--preview``: the projection of ``picture`` (the input stack) with ``swc``'s trees, in voxel coordinates."""
+    voxels = swc_to_voxel(swc, spacing) if args.physical else swc
+    save_mip_png(args.preview, picture, swc=voxels)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -198,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for q in inputs:
         if q.is_dir():
             return fail(f"{q}: is a folder, not a TIFF file.")
+    preview_error = _check_preview(args.preview)
+    if preview_error:
+        return fail(preview_error)
     try:
         config = TraceConfig.from_keywords(
             threshold=args.threshold,
@@ -220,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         prob, file_spacing = read_tiff_stack(args.prob)
         spacing = check_spacing(args.spacing, "--spacing") if args.spacing is not None else file_spacing
+        picture = prob
         image = prob if args.classical else None
         if args.classical:
             try:
@@ -259,12 +289,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_swc(args.output, swc, header=header)
     except OSError as e:
         return fail(f"--output {args.output}: cannot write it ({e.strerror or e}).")
+    if args.preview is not None:
+        try:
+            _write_preview(args, picture, swc, spacing)
+        except OSError as e:
+            return fail(f"--preview {args.preview}: cannot write it ({e.strerror or e}).")
     n_trees = int((swc[:, 6] == -1).sum()) if len(swc) else 0
     if len(swc) == 0:
         print(
             f"warning: nothing in {args.prob} reaches threshold {args.threshold}; wrote an empty SWC.", file=sys.stderr
         )
     print(f"wrote {args.output}: {len(swc)} nodes in {n_trees} tree(s)")
+    if args.preview is not None:
+        print(f"wrote {args.preview}")
     return 0
 
 
