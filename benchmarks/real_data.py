@@ -71,7 +71,7 @@ from neurolink_monai.io import (  # noqa: E402
     write_swc,
     write_tiff_stack,
 )
-from neurolink_monai.metrics import diadem_score, find_diadem_jar, reconstruction_scores  # noqa: E402
+from neurolink_monai.metrics import diadem_score, find_diadem_jar, node_prf, reconstruction_scores  # noqa: E402
 from neurolink_monai.metrics.continuity import skeleton_continuity  # noqa: E402
 from neurolink_monai.skeleton import resample_graph, swc_to_graph  # noqa: E402
 from neurolink_monai.tracing import trace_classical  # noqa: E402
@@ -224,8 +224,9 @@ def score(
     (:func:`signal_recall`), breaks of ``mask`` along the gold trace and the DIADEM metric (NaN without a scorer)."""
     gold_swc = read_swc(gold)
     out = reconstruction_scores(swc, gold_swc)
-    tree1 = reconstruction_scores(first_tree(swc), gold_swc)
-    out.update({f"tree1_{key}": tree1[key] for key in ("node_precision", "node_recall", "node_f1")})
+    first = first_tree(swc)
+    tree1 = node_prf(first, gold_swc) if len(first) else {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    out.update({f"tree1_node_{key}": tree1[key] for key in ("precision", "recall", "f1")})
     out["signal_recall"] = signal_recall(swc, image_path, gold)
     out["breaks"] = float(skeleton_continuity(mask, gold_swc, spacing=spacing)["breaks"])
     out["diadem"] = diadem_score(swc, gold, jar) if jar is not None else math.nan
