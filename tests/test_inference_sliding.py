@@ -304,4 +304,3 @@ def test_stack_thinner_than_the_local_mean_is_skipped_by_the_same_rule():
     inferer = NeuroLinkInferer((8, 16, 16), skip_background=True)
     out = inferer(torch.zeros(1, 1, 2, 16, 16), lambda x: torch.zeros(x.shape[0], 1, *x.shape[2:]))
     assert out.shape == (1, 1, 2, 16, 16)
-
