@@ -462,11 +462,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soma-in-view", action="store_true",
                    help="trace with the bundle's default rooting (a thick blob may be a soma), not as axon stacks")  # fmt: skip
     p.add_argument("--table", action="store_true", help="print the tables of --results and exit")
+    p.add_argument("--seeds", type=Path, nargs="+", metavar="RESULTS",
+                   help="print the leave-one-out rows of these results files (one per training seed) side by side, "
+                        "with their means, and exit")  # fmt: skip
     return p
+
+
+SEED_METRICS = ("node_f1", "tree1_node_f1", "diadem")
+
+
+def format_seed_summary(files: Sequence[Path]) -> str:
+    """The ``loso`` rows of several results files (training seeds) side by side: per stack and condition each
+    metric of :data:`SEED_METRICS` as ``seed 1 / seed 2 / ...``, the per-seed means, their mean over the seeds,
+    and the classical rows of the first file that has them."""
+    runs = [load_records(path) for path in files]
+    classical = next(([r for r in run if r["method"] == "classical"] for run in runs if any(
+        r["method"] == "classical" for r in run)), [])  # fmt: skip
+    lines = [f"leave-one-out rows of {len(files)} results files: " + ", ".join(str(f) for f in files), "",
+             "| condition | stack | " + " | ".join(SEED_METRICS) + " | classical " + " / ".join(SEED_METRICS) + " |",
+             "|---|---|" + "---|" * (len(SEED_METRICS) + 1)]  # fmt: skip
+
+    def cell(rows: list[dict[str, Any] | None], metric: str) -> str:
+        return " / ".join(_fmt(None if r is None else r.get(metric), metric) for r in rows)
+
+    for condition in CONDITIONS:
+        per_stack = {
+            stack: [next((r for r in run if (r["method"], r["condition"], r["stack"]) == ("loso", condition, stack)),
+                         None) for run in runs]  # fmt: skip
+            for stack in STACKS
+        }
+        ref = {r["stack"]: r for r in classical if r["condition"] == condition}
+        for stack, rows in per_stack.items():
+            lines.append(f"| {condition} | {stack} | " + " | ".join(cell(rows, m) for m in SEED_METRICS)
+                         + f" | {cell([ref.get(stack)], SEED_METRICS[0])} / {cell([ref.get(stack)], SEED_METRICS[1])}"
+                         f" / {cell([ref.get(stack)], SEED_METRICS[2])} |")  # fmt: skip
+        means = []
+        for m in SEED_METRICS:
+            seed_means = [_nanmean([rows[i].get(m) for rows in per_stack.values() if rows[i] is not None])
+                          for i in range(len(runs))]  # fmt: skip
+            means.append(" / ".join(_fmt(v, m) for v in seed_means) + f" (mean {_fmt(_nanmean(seed_means), m)})")
+        ref_means = " / ".join(_fmt(_nanmean([r.get(m) for r in ref.values()]), m) for m in SEED_METRICS)
+        lines.append(f"| {condition} | mean | " + " | ".join(means) + f" | {ref_means} |")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.seeds:
+        print(format_seed_summary(args.seeds))
+        return 0
     if not args.table:
         if not (args.data / "OP_1.tif").is_file():
             raise SystemExit(f"error: no DIADEM OP stacks in {args.data}; pass --data.")

@@ -84,6 +84,24 @@ def test_classical_rows_and_tables(op_folder, tmp_path):
     assert results.stat().st_mtime_ns == stamp
 
 
+def test_seed_summary_puts_the_seeds_side_by_side(tmp_path, capsys):
+    def row(method, condition, stack, value):
+        return {"method": method, "condition": condition, "stack": stack, "node_f1": value, "tree1_node_f1": value,
+                "diadem": value}  # fmt: skip
+
+    files = []
+    for seed, value in enumerate((0.5, 0.7)):
+        rows = [row("loso", c, s, value) for c in real_data.CONDITIONS for s in real_data.STACKS]
+        if seed == 1:
+            rows += [row("classical", c, s, 0.1) for c in real_data.CONDITIONS for s in real_data.STACKS]
+        files.append(tmp_path / f"seed{seed}.json")
+        files[-1].write_text(json.dumps(rows))
+    assert real_data.main(["--seeds", *map(str, files)]) == 0
+    text = capsys.readouterr().out
+    assert "| bright | OP_1 | 0.500 / 0.700 | 0.500 / 0.700 | 0.500 / 0.700 | 0.100 / 0.100 / 0.100 |" in text
+    assert "| weak | mean | 0.500 / 0.700 (mean 0.600) |" in text
+
+
 def test_signal_recall_bands_follow_the_image(tmp_path):
     # one gold line along x: bright for x < 32, absent beyond, in Poisson background
     rng = np.random.default_rng(1)
