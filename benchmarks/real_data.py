@@ -335,11 +335,27 @@ def format_tables(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def signal_bands() -> list[str]:
+    """Column names of the bands of :data:`SIGNAL_BANDS`: ``< 2``, ``2-4``, ..., ``>= 16``."""
+    edges = [f"{e:g}" for e in SIGNAL_BANDS]
+    return [f"< {edges[0]}"] + [f"{lo}-{hi}" for lo, hi in zip(edges[:-1], edges[1:])] + [f">= {edges[-1]}"]
+
+
+def format_signal_by_stack(records: list[dict[str, Any]]) -> str:
+    """:func:`signal_recall` of every record, stack by stack: ``recovered / gold nodes`` per band."""
+    bands = signal_bands()
+    lines = ["| method | condition | stack | " + " | ".join(bands) + " |", "|---|---|---|" + "---|" * len(bands)]
+    for r in records:
+        if "signal_recall" in r:
+            cells = " | ".join(f"{hit} / {total}" for hit, total in r["signal_recall"])
+            lines.append(f"| {r['method']} | {r['condition']} | {r['stack']} | {cells} |")
+    return "\n".join(lines)
+
+
 def format_signal_table(rows: list[dict[str, Any]]) -> list[str]:
     """Node recall by the image's signal along the gold trace (:func:`signal_recall`), pooled over the stacks, one
     row per method; nothing when no record has it."""
-    edges = ("-",) + tuple(f"{e:g}" for e in SIGNAL_BANDS) + ("-",)
-    bands = [f"< {edges[1]}"] + [f"{lo}-{hi}" for lo, hi in zip(edges[1:-2], edges[2:-1])] + [f">= {edges[-2]}"]
+    bands = signal_bands()
     lines: list[str] = []
     for method in METHODS:
         sel = [r["signal_recall"] for r in rows if r["method"] == method and "signal_recall" in r]
@@ -462,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soma-in-view", action="store_true",
                    help="trace with the bundle's default rooting (a thick blob may be a soma), not as axon stacks")  # fmt: skip
     p.add_argument("--table", action="store_true", help="print the tables of --results and exit")
+    p.add_argument("--signal-by-stack", action="store_true",
+                   help="print the node recall by signal of every row of --results, stack by stack, and exit")  # fmt: skip
     p.add_argument("--seeds", type=Path, nargs="+", metavar="RESULTS",
                    help="print the leave-one-out rows of these results files (one per training seed) side by side, "
                         "with their means, and exit")  # fmt: skip
@@ -493,9 +511,9 @@ def format_seed_summary(files: Sequence[Path]) -> str:
         }
         ref = {r["stack"]: r for r in classical if r["condition"] == condition}
         for stack, rows in per_stack.items():
+            reference = " / ".join(cell([ref.get(stack)], m) for m in SEED_METRICS)
             lines.append(f"| {condition} | {stack} | " + " | ".join(cell(rows, m) for m in SEED_METRICS)
-                         + f" | {cell([ref.get(stack)], SEED_METRICS[0])} / {cell([ref.get(stack)], SEED_METRICS[1])}"
-                         f" / {cell([ref.get(stack)], SEED_METRICS[2])} |")  # fmt: skip
+                         + f" | {reference} |")  # fmt: skip
         means = []
         for m in SEED_METRICS:
             seed_means = [_nanmean([rows[i].get(m) for rows in per_stack.values() if rows[i] is not None])
@@ -510,6 +528,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.seeds:
         print(format_seed_summary(args.seeds))
+        return 0
+    if args.signal_by_stack:
+        print(format_signal_by_stack(load_records(args.results)))
         return 0
     if not args.table:
         if not (args.data / "OP_1.tif").is_file():

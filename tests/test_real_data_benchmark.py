@@ -122,6 +122,9 @@ def test_signal_recall_bands_follow_the_image(tmp_path):
     assert sum(hit for hit, _ in real_data.signal_recall(np.zeros((0, 7)), path, tmp_path / "g.swc")) == 0
     table = "\n".join(real_data.format_signal_table([{"method": "loso", "signal_recall": bands}]))
     assert "| loso | 0.00 |" in table and "| 1.00 |" in table
+    by_stack = real_data.format_signal_by_stack([{"method": "loso", "condition": "weak", "stack": "OP_3",
+                                                  "signal_recall": bands}])  # fmt: skip
+    assert f"| loso | weak | OP_3 | 0 / {bands[0][1]} |" in by_stack
 
 
 def test_model_rows_keep_their_maps_and_retrace_rescores_them(op_folder, tmp_path):

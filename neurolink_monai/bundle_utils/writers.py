@@ -146,11 +146,13 @@ class SaveNeuroLinkOutputsd(MapTransform):
                 "coordinates: voxel units, 0-based voxel centres, x -> W, y -> H, z -> D; radius in x voxels",
                 f"voxel spacing (z, y, x) = {tuple(round(s, 6) for s in spacing)}",
             ]
-            written["swc"] = write_swc(names["swc"], _numpy(d[swc_key]), header=header)
+            swc = _numpy(d[swc_key])
+            written["swc"] = write_swc(names["swc"], swc, header=header)
         if self.save_mip:
-            written["mip"] = save_mip_png(names["mip"], _numpy(img), seg)
+            picture = _numpy(img)
+            written["mip"] = save_mip_png(names["mip"], picture, seg)
             if swc_key is not None:
-                written["trace"] = save_mip_png(names["trace"], _numpy(img), swc=_numpy(d[swc_key]))
+                written["trace"] = save_mip_png(names["trace"], picture, swc=swc)
         return written
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
