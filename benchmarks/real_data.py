@@ -25,7 +25,9 @@ Scores per stack (voxels of the stack): node precision / recall / F1 at 4 voxels
 SWC's first tree alone (``tree1_node_*``: the neuron the gold traces, the tree the DIADEM metric reads; other
 neurons in the stack are not in the gold and count against the all-tree precision), Vaa3D ESA / DSA / PDS, the
 breaks of the segmentation along the gold trace, trees in the SWC, the official DIADEM metric (``-D 5``, when
-``java`` and the scorer are found) and the seconds from image to SWC. Records go to ``--results`` (JSON, written
+``java`` and the scorer are found) and the seconds from image to SWC; and two diagnostics: the node recall by the
+image's signal along the gold (``signal_recall``) and how bright the recorded stack is under the traced nodes that
+match no gold node (``off_gold_*``: neurite the gold leaves out, or noise). Records go to ``--results`` (JSON, written
 after every stack, so a rerun resumes); ``--table`` prints the tables again.
 
 Usage::
@@ -184,50 +186,94 @@ def infer(
 
 
 @functools.lru_cache(maxsize=2)
-def gold_signal(image_path: Path, gold: Path) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=2)
+def signal_volume(image_path: Path, gold: Path) -> tuple[np.ndarray, np.ndarray]:
     """The gold trace's nodes resampled 1 voxel apart (``(N, 3)`` z, y, x, as :func:`node_prf` resamples them) and
-    the image's signal at each, in noise sigmas.
+    the image's signal at every voxel, in noise sigmas (``(D, H, W)``; kept for the last two stacks asked for).
 
-    The stack is smoothed (Gaussian, sigma 1 voxel in-plane, 0.5 in z); the signal of a node is the brightest smoothed
+    The stack is smoothed (Gaussian, sigma 1 voxel in-plane, 0.5 in z); the signal of a voxel is the brightest smoothed
     voxel within one voxel in-plane of it (the manual trace is accurate to 1-2 pixels) minus the local background,
     over the background noise (:func:`background_and_noise`, with the gold's neighbourhood left out). On pure noise
     this reads about 1 sigma (the brightest of nine smoothed voxels), so below 2 there is next to no neurite to see.
     """
     image, _ = read_tiff_stack(image_path)
     smooth = ndi.gaussian_filter(np.asarray(image, dtype=np.float32), (0.5, 1.0, 1.0))
-    nodes = resample_graph(swc_to_graph(read_swc(gold), "gold trace"), 1.0).scaled().points
-    index = tuple(np.clip(np.rint(nodes).astype(np.int64), 0, np.array(image.shape) - 1).T)
+    nodes = _trace_points(read_swc(gold), "gold trace")
     near_gold = np.zeros(image.shape, dtype=bool)
-    near_gold[index] = True
+    near_gold[_voxels(nodes, image.shape)] = True
     background, noise = background_and_noise(smooth, ndi.binary_dilation(near_gold, iterations=2))
     peak = ndi.maximum_filter(smooth, size=(1, 3, 3))
-    return nodes, (peak[index] - background[index]) / noise
+    return nodes, (peak - background) / noise
+
+
+def gold_signal(image_path: Path, gold: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The gold trace's nodes 1 voxel apart ``(N, 3)`` and the image's signal at each, in noise sigmas
+    (:func:`signal_volume`)."""
+    nodes, signal = signal_volume(image_path, gold)
+    return nodes, signal[_voxels(nodes, signal.shape)]
+
+
+def _trace_points(swc: np.ndarray, name: str) -> np.ndarray:
+    """The nodes of ``swc`` resampled 1 voxel apart, ``(N, 3)`` z, y, x, as :func:`node_prf` resamples them."""
+    return resample_graph(swc_to_graph(swc, name), 1.0).scaled().points if len(swc) else np.zeros((0, 3))
+
+
+def _voxels(points: np.ndarray, shape: Sequence[int]) -> tuple[np.ndarray, ...]:
+    """Index of the voxels nearest to ``points`` ``(N, 3)``, clipped to a volume of ``shape``."""
+    return tuple(np.clip(np.rint(points).astype(np.int64), 0, np.asarray(shape) - 1).T)
+
+
+def _within(points: np.ndarray, reference: np.ndarray, tolerance: float) -> np.ndarray:
+    """Whether each of ``points`` has a ``reference`` point within ``tolerance`` (the matching of the node scores)."""
+    if not len(reference):
+        return np.zeros(len(points), dtype=bool)
+    return cKDTree(reference).query(points, distance_upper_bound=tolerance * (1 + 1e-9))[0] <= tolerance
 
 
 def signal_recall(swc: np.ndarray, image_path: Path, gold: Path, tolerance: float = 4.0) -> list[list[int]]:
     """``[recovered, gold nodes]`` per band of :data:`SIGNAL_BANDS` (:func:`gold_signal`): where along the gold trace,
     by the image's signal there, the reconstruction has a node within ``tolerance`` voxels (as the node recall)."""
     nodes, signal = gold_signal(image_path, gold)
-    if len(swc):
-        test = resample_graph(swc_to_graph(swc, "reconstruction"), 1.0).scaled().points
-        hit = cKDTree(test).query(nodes, distance_upper_bound=tolerance * (1 + 1e-9))[0] <= tolerance
-    else:
-        hit = np.zeros(len(nodes), dtype=bool)
+    hit = _within(nodes, _trace_points(swc, "reconstruction"), tolerance)
     band = np.searchsorted(SIGNAL_BANDS, signal, side="right")
     return [[int(hit[band == b].sum()), int((band == b).sum())] for b in range(len(SIGNAL_BANDS) + 1)]
+
+
+def off_gold(swc: np.ndarray, gold: Path, tolerance: float = 4.0) -> dict[str, Any]:
+    """Where the reconstruction's nodes that match no gold node lie: how bright the RECORDED stack is there.
+
+    The recorded stack is ``gold`` with the suffix ``.tif`` (the data folder's ``OP_k.tif`` beside ``OP_k.swc``; for
+    a weak stack, the bright original it was made from), so a node on a neurite the gold leaves out reads bright even
+    where the weak stack hides it, and a node traced on noise reads near the background. Its brightness is the signal
+    of :func:`signal_volume`, over the gold trace's median signal in the same stack (1: as bright as the typical
+    gold node; about 0: background).
+
+    Returns:
+        ``{"traced_nodes", "off_gold_nodes", "off_gold_brightness"}``: the reconstruction's nodes 1 voxel apart (the
+        node precision's denominator), those farther than ``tolerance`` voxels from every gold node (the precision's
+        misses) and their median brightness (NaN when there is none).
+    """
+    nodes, signal = signal_volume(gold.with_suffix(".tif"), gold)
+    test = _trace_points(swc, "reconstruction")
+    off = test[~_within(test, nodes, tolerance)]
+    reference = float(np.median(signal[_voxels(nodes, signal.shape)]))
+    brightness = float(np.median(signal[_voxels(off, signal.shape)])) / reference if len(off) else math.nan
+    return {"traced_nodes": len(test), "off_gold_nodes": len(off), "off_gold_brightness": brightness}
 
 
 def score(
     swc: np.ndarray, mask: np.ndarray, gold: Path, spacing: Sequence[float], jar: Path | None, image_path: Path
 ) -> dict[str, Any]:
     """Tree scores (all trees, and the first tree alone), the node recall by the image's signal along the gold trace
-    (:func:`signal_recall`), breaks of ``mask`` along the gold trace and the DIADEM metric (NaN without a scorer)."""
+    (:func:`signal_recall`), the brightness of the recorded stack under the nodes off the gold (:func:`off_gold`),
+    breaks of ``mask`` along the gold trace and the DIADEM metric (NaN without a scorer)."""
     gold_swc = read_swc(gold)
     out = reconstruction_scores(swc, gold_swc)
     first = first_tree(swc)
     tree1 = node_prf(first, gold_swc) if len(first) else {"precision": 0.0, "recall": 0.0, "f1": 0.0}
     out.update({f"tree1_node_{key}": tree1[key] for key in ("precision", "recall", "f1")})
     out["signal_recall"] = signal_recall(swc, image_path, gold)
+    out.update(off_gold(swc, gold))
     out["breaks"] = float(skeleton_continuity(mask, gold_swc, spacing=spacing)["breaks"])
     out["diadem"] = diadem_score(swc, gold, jar) if jar is not None else math.nan
     return out
@@ -372,6 +418,19 @@ def format_signal_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def format_off_gold(records: list[dict[str, Any]]) -> str:
+    """:func:`off_gold` of every record that has it, one row per method, condition and stack: the traced nodes, those
+    off the gold (the node precision's misses) and how bright the recorded stack is under them."""
+    lines = ["| method | condition | stack | traced nodes | off the gold | their brightness (x the gold's median) |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in sorted(records, key=lambda r: (CONDITIONS.index(r["condition"]), METHODS.index(r["method"]), r["stack"])):
+        if "off_gold_nodes" in r:
+            brightness = _fmt(r["off_gold_brightness"], "off_gold_brightness")
+            lines.append(f"| {r['method']} | {r['condition']} | {r['stack']} | {r['traced_nodes']} | "
+                         f"{r['off_gold_nodes']} | {brightness} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def _nanmean(values: list[float]) -> float:
     finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     return float(np.mean(finite)) if finite else math.nan
@@ -380,6 +439,8 @@ def _nanmean(values: list[float]) -> float:
 def _fmt(value: float, metric: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
+    if metric == "off_gold_brightness":
+        return f"{value:.2f}"
     return f"{value:.1f}" if metric in ("ESA", "DSA", "breaks", "seconds", "trees") else f"{value:.3f}"
 
 
@@ -479,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trace with the bundle's default rooting (a thick blob may be a soma), not as axon stacks")  # fmt: skip
     p.add_argument("--table", action="store_true", help="print the tables of --results and exit")
     p.add_argument("--signal-by-stack", action="store_true",
-                   help="print the node recall by signal of every row of --results, stack by stack, and exit")  # fmt: skip
+                   help="print the node recall by signal of every row of --results, stack by stack, and where each "
+                   "row's nodes off the gold lie (how bright the recorded stack is there), and exit")  # fmt: skip
     p.add_argument("--seeds", type=Path, nargs="+", metavar="RESULTS",
                    help="print the leave-one-out rows of these results files (one per training seed) side by side, "
                         "with their means, and exit")  # fmt: skip
@@ -530,7 +592,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_seed_summary(args.seeds))
         return 0
     if args.signal_by_stack:
-        print(format_signal_by_stack(load_records(args.results)))
+        records = load_records(args.results)
+        print(format_signal_by_stack(records) + "\n\n" + format_off_gold(records))
         return 0
     if not args.table:
         if not (args.data / "OP_1.tif").is_file():

@@ -75,6 +75,8 @@ def test_classical_rows_and_tables(op_folder, tmp_path):
         if r["trees"] == 1:
             assert r["tree1_node_f1"] == r["node_f1"]
         assert sum(total for _, total in r["signal_recall"]) > 0
+        # the nodes off the gold are exactly the node precision's misses
+        assert r["traced_nodes"] - r["off_gold_nodes"] == pytest.approx(r["node_precision"] * r["traced_nodes"])
     bright = [r for r in records if r["condition"] == "bright"]
     assert all(r["node_f1"] > 0.8 for r in bright)
     table = real_data.format_tables(records)
@@ -125,6 +127,36 @@ def test_signal_recall_bands_follow_the_image(tmp_path):
     by_stack = real_data.format_signal_by_stack([{"method": "loso", "condition": "weak", "stack": "OP_3",
                                                   "signal_recall": bands}])  # fmt: skip
     assert f"| loso | weak | OP_3 | 0 / {bands[0][1]} |" in by_stack
+
+
+def test_off_gold_reads_the_recorded_stack_under_the_extra_nodes(tmp_path, capsys):
+    # the gold traces one of two equally bright lines; the weak copy hides the second one in noise
+    rng = np.random.default_rng(2)
+    recorded = rng.poisson(20.0, size=(8, 32, 64)).astype(np.float64)
+    recorded[3:6, 7:10, 4:60] += 200.0
+    recorded[3:6, 23:26, 4:60] += 200.0
+    write_tiff_stack(tmp_path / "OP_1.tif", np.clip(recorded, 0, 255).astype(np.uint8), spacing=(1.0, 1.0, 1.0))
+    gold = tmp_path / "OP_1.swc"
+    write_swc(gold, np.array([[1, 2, 4, 8, 4, 1, -1], [2, 2, 59, 8, 4, 1, 1]], dtype=float))
+    line = np.array([[1, 2, 4, 8, 4, 1, -1], [2, 2, 59, 8, 4, 1, 1]], dtype=float)
+    second = np.array([[3, 2, 4, 24, 4, 1, -1], [4, 2, 59, 24, 4, 1, 3]], dtype=float)
+    noise = np.array([[3, 2, 20, 16, 1, 1, -1], [4, 2, 40, 16, 1, 1, 3]], dtype=float)
+    alone = real_data.off_gold(line, gold)
+    assert alone["traced_nodes"] == 56 and alone["off_gold_nodes"] == 0 and math.isnan(alone["off_gold_brightness"])
+    both = real_data.off_gold(np.concatenate([line, second]), gold)
+    assert both["traced_nodes"] == 112 and both["off_gold_nodes"] == 56
+    assert 0.8 < both["off_gold_brightness"] < 1.2  # a neuron as bright as the gold's: unlabelled, not noise
+    specks = real_data.off_gold(np.concatenate([line, noise]), gold)
+    assert specks["off_gold_nodes"] == 21 and specks["off_gold_brightness"] < 0.05  # traced on the background
+    records = [{"method": "loso", "condition": "weak", "stack": "OP_1", **both}, {"method": "classical",
+               "condition": "bright", "stack": "OP_1", "signal_recall": [[0, 1]] * 5, **specks}]  # fmt: skip
+    table = real_data.format_off_gold(records)
+    assert table.splitlines()[2].startswith("| classical | bright | OP_1 | 77 | 21 | ")  # bright rows first
+    assert "| loso | weak | OP_1 | 112 | 56 | " in table
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps(records))
+    assert real_data.main(["--signal-by-stack", "--results", str(results)]) == 0
+    assert "| loso | weak | OP_1 | 112 | 56 |" in capsys.readouterr().out
 
 
 def test_model_rows_keep_their_maps_and_retrace_rescores_them(op_folder, tmp_path):
