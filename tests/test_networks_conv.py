@@ -43,3 +43,41 @@ def test_state_dict_scripting_and_other_dtypes():
     torch.testing.assert_close(torch.jit.trace(conv, x)(x), conv(x), rtol=1e-4, atol=1e-5)
     y64 = conv.double()(x.double())  # float64 takes PyTorch's own path
     assert y64.dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "in_channels, out_channels, padding, bias, input_grad, weight_grad",
+    [
+        (8, 3, 1, True, True, True),  # fewer outputs than inputs: the input gradient as a forward convolution
+        (3, 6, 1, True, True, True),  # more outputs: PyTorch's own backward
+        (6, 6, 0, False, True, True),  # no padding: the flipped convolution pads by 2
+        (6, 4, 2, True, True, False),  # padding 2: the flipped convolution pads by 0; frozen weights
+        (4, 2, 1, True, False, True),  # an input without gradient (the image)
+    ],
+)
+def test_written_out_backward_gives_autograds_gradients(
+    in_channels, out_channels, padding, bias, input_grad, weight_grad
+):
+    torch.manual_seed(1)
+    ours = Conv3d(in_channels, out_channels, kernel_size=3, padding=padding, bias=bias)
+    reference = nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=padding, bias=bias)
+    reference.load_state_dict(ours.state_dict())
+    for module in (ours, reference):
+        module.weight.requires_grad_(weight_grad)
+    x = torch.randn(2, in_channels, 5, 9, 7, requires_grad=input_grad)
+    x_ref = x.detach().clone().requires_grad_(input_grad)
+    y, y_ref = ours(x), reference(x_ref)
+    assert y.grad_fn is not None and "OneDNNConvolution" in type(y.grad_fn).__name__
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
+    g = torch.randn_like(y)
+    y.backward(g)
+    y_ref.backward(g)
+    assert (x.grad is not None) == input_grad and (ours.weight.grad is not None) == weight_grad
+    if input_grad:
+        torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-4)
+    if weight_grad:
+        torch.testing.assert_close(ours.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-3)
+    if bias:
+        torch.testing.assert_close(ours.bias.grad, reference.bias.grad, rtol=1e-4, atol=1e-3)
+    with torch.no_grad():  # no gradient needed: oneDNN's forward alone
+        assert ours(x).grad_fn is None

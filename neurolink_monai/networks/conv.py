@@ -7,7 +7,10 @@ not counted), otherwise the im2col fallback ``slow_conv3d``. For the 3D volumes 
 at the coarser U-Net levels and for the one-channel input of the offset branches it selects the fallback, which is
 3 to 12 times slower in the forward pass at the same result (``python benchmarks/bench_conv_paths.py``).
 oneDNN in turn is slow for a pointwise (1x1x1) convolution of a large volume in the NCDHW layout (about 30 times a
-matrix product for 8 -> 1 channels at 64x128x128), so those run as one batched matrix product.
+matrix product for 8 -> 1 channels at 64x128x128), so those run as one batched matrix product. And its backward-data
+kernel is slow when a convolution has no more output than input channels (the input gradient of 16 -> 4 channels at
+32x64x64 takes 12 ms, the same product as a forward convolution 2.7 ms; ``python benchmarks/bench_conv_paths.py
+--backward``), so there the input gradient runs as that forward convolution (:class:`_OneDNNConvolution`).
 """
 
 # no `from __future__ import annotations`: TorchScript compiles Conv3d and must see real annotations
@@ -16,6 +19,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["Conv3d", "channel_product"]
 
@@ -33,13 +37,51 @@ def channel_product(weight: torch.Tensor, flat: torch.Tensor, bias: Optional[tor
     return torch.baddbmm(bias.reshape(1, o, 1), matrix, flat)
 
 
+class _OneDNNConvolution(torch.autograd.Function):
+    """oneDNN's float32 CPU convolution (stride 1, undilated, one group) ``(B, C, D, H, W) -> (B, O, D', H', W')``,
+    whose input gradient, when ``O <= C``, is one forward oneDNN convolution of the output gradient with the weight
+    flipped in space and with its channel axes swapped, padded by ``kernel - 1 - padding`` (the transposed
+    convolution of a stride-1 convolution, written as a plain one); otherwise, and for the weight and bias gradients,
+    PyTorch's own convolution backward. Same values to float32 rounding. Differentiable once."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, padding: list[int]):  # type: ignore[override]
+        ctx.save_for_backward(input, weight)
+        ctx.padding, ctx.has_bias = padding, bias is not None
+        return torch.mkldnn_convolution(input, weight, bias, padding, [1, 1, 1], [1, 1, 1], 1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        input, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        out_channels, in_channels = weight.shape[0], weight.shape[1]
+        flipped_padding = [k - 1 - p for k, p in zip(weight.shape[2:], ctx.padding)]
+        as_forward = needs_input and out_channels <= in_channels and min(flipped_padding) >= 0
+        grad_input = grad_weight = grad_bias = None
+        if as_forward:
+            flipped = weight.flip(2, 3, 4).transpose(0, 1).contiguous()
+            grad_input = torch.mkldnn_convolution(grad, flipped, None, flipped_padding, [1, 1, 1], [1, 1, 1], 1)
+        mask = [needs_input and not as_forward, needs_weight, needs_bias and ctx.has_bias]
+        if any(mask):
+            bias_sizes = [out_channels] if ctx.has_bias else None
+            grads = torch.ops.aten.convolution_backward(
+                grad, input, weight, bias_sizes, [1, 1, 1], ctx.padding, [1, 1, 1], False, [0, 0, 0], 1, mask
+            )
+            grad_input = grads[0] if mask[0] else grad_input
+            grad_weight, grad_bias = grads[1] if mask[1] else None, grads[2] if mask[2] else None
+        return grad_input, grad_weight, grad_bias, None
+
+
 class Conv3d(nn.Conv3d):
     """:class:`torch.nn.Conv3d` (same parameters, same state dict) whose float32 CPU forward always runs oneDNN.
 
     Everything else (CUDA, other dtypes such as bfloat16 under autocast, padding given as a string, a padding mode
     other than zeros, TorchScript scripting and tracing, which must stay device-independent) runs
     :func:`torch.nn.functional.conv3d` as :class:`torch.nn.Conv3d` does. Outputs agree with it to float32 rounding;
-    gradients flow through oneDNN's backward.
+    gradients flow through oneDNN's backward, or, for a stride-1 convolution that needs a gradient, through
+    :class:`_OneDNNConvolution` (a training step of ``train.json``'s network in 0.96x the time).
 
     Shapes: ``(B, in_channels, D, H, W)`` -> ``(B, out_channels, D', H', W')``.
     """
@@ -67,8 +109,12 @@ class Conv3d(nn.Conv3d):
     @torch.jit.unused
     def _onednn_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         padding, stride, dilation = list(self.padding), list(self.stride), list(self.dilation)
-        if weight.shape[2:] == (1, 1, 1) and max(padding) == 0 and max(stride) == 1 and self.groups == 1:
+        plain = max(stride) == 1 and max(dilation) == 1 and self.groups == 1
+        if weight.shape[2:] == (1, 1, 1) and max(padding) == 0 and plain:
             return self._pointwise_forward(input, weight, bias)
+        needs_grad = input.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+        if plain and needs_grad and torch.is_grad_enabled():
+            return _OneDNNConvolution.apply(input.contiguous(), weight, bias, padding)
         return torch.mkldnn_convolution(input.contiguous(), weight, bias, padding, stride, dilation, self.groups)
 
     @torch.jit.unused
