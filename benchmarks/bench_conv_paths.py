@@ -7,10 +7,10 @@
    the rule sends to ``slow_conv3d``: forward and forward+backward milliseconds, ratio new / old.
 2. ``MultiViewBlock`` computing its standard and offset convolutions as one (``_views_one_convolution``) against the
    four separate modules, in the bundle's NeuroLinkNet: a 64x128x128 inference window and a 32x64x64 training step.
-3. ``networks.Conv3d``'s written-out backward (``_OneDNNConvolution``: the input gradient as a forward convolution
-   where the convolution has no more output than input channels) against autograd through oneDNN's convolution, on
-   convolutions of the bundle's network and of DSConv3D (forward+backward), and on one training step of
-   ``train.json``'s network (its batch of 2 x 32x64x64 patches). ``--backward`` runs this part alone.
+3. ``networks.Conv3d``'s written-out backward (``_OneDNNConvolution``: channels-last, the input gradient as a forward
+   convolution) against autograd through oneDNN's convolution, on convolutions of the bundle's network and of
+   DSConv3D (forward+backward), and on one training step of ``train.json``'s network (its batch of 2 x 32x64x64
+   patches). ``--backward`` runs this part alone.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from neurolink_monai.networks.neurolink_net import MultiViewBlock
 
 SHAPES = [((1, 8, 32, 64, 64), 8), ((1, 32, 16, 32, 32), 16), ((1, 1, 64, 128, 128), 4)]
 # (input, output channels): DSConv3D's K = 3 and K = 9 offset convolutions, train.json's finest level (8 -> 8, and
-# 16 -> 20: the stacked convolution of a MultiViewBlock, more outputs than inputs, so unchanged)
+# 16 -> 20: a MultiViewBlock's standard and offset convolutions stacked)
 BACKWARD_SHAPES = [
     ((1, 16, 32, 64, 64), 4),
     ((1, 16, 32, 64, 64), 16),

@@ -48,10 +48,11 @@ def test_state_dict_scripting_and_other_dtypes():
 @pytest.mark.parametrize(
     "in_channels, out_channels, padding, bias, input_grad, weight_grad",
     [
-        (8, 3, 1, True, True, True),  # fewer outputs than inputs: the input gradient as a forward convolution
-        (3, 6, 1, True, True, True),  # more outputs: PyTorch's own backward
-        (6, 6, 0, False, True, True),  # no padding: the flipped convolution pads by 2
+        (8, 3, 1, True, True, True),  # fewer outputs than inputs
+        (3, 6, 1, True, True, True),  # more outputs
+        (6, 6, 0, False, True, True),  # no padding: the flipped convolution pads by 2; no bias
         (6, 4, 2, True, True, False),  # padding 2: the flipped convolution pads by 0; frozen weights
+        (4, 4, 3, True, True, True),  # padding 3 > kernel - 1: the input gradient by PyTorch's backward
         (4, 2, 1, True, False, True),  # an input without gradient (the image)
     ],
 )

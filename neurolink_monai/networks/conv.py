@@ -7,10 +7,11 @@ not counted), otherwise the im2col fallback ``slow_conv3d``. For the 3D volumes 
 at the coarser U-Net levels and for the one-channel input of the offset branches it selects the fallback, which is
 3 to 12 times slower in the forward pass at the same result (``python benchmarks/bench_conv_paths.py``).
 oneDNN in turn is slow for a pointwise (1x1x1) convolution of a large volume in the NCDHW layout (about 30 times a
-matrix product for 8 -> 1 channels at 64x128x128), so those run as one batched matrix product. And its backward-data
-kernel is slow when a convolution has no more output than input channels (the input gradient of 16 -> 4 channels at
-32x64x64 takes 12 ms, the same product as a forward convolution 2.7 ms; ``python benchmarks/bench_conv_paths.py
---backward``), so there the input gradient runs as that forward convolution (:class:`_OneDNNConvolution`).
+matrix product for 8 -> 1 channels at 64x128x128), so those run as one batched matrix product. And its backward
+kernels are slow in the NCDHW layout, its backward-data kernel most (the input gradient of 16 -> 4 channels at 32x64x64
+takes 12 ms, the same product as a forward convolution in the channels-last layout under 5), so the backward of a
+stride-1 convolution runs in the channels-last layout, its input gradient as that forward convolution
+(:class:`_OneDNNConvolution`, ``python benchmarks/bench_conv_paths.py --backward``).
 """
 
 # no `from __future__ import annotations`: TorchScript compiles Conv3d and must see real annotations
@@ -38,11 +39,14 @@ def channel_product(weight: torch.Tensor, flat: torch.Tensor, bias: Optional[tor
 
 
 class _OneDNNConvolution(torch.autograd.Function):
-    """oneDNN's float32 CPU convolution (stride 1, undilated, one group) ``(B, C, D, H, W) -> (B, O, D', H', W')``,
-    whose input gradient, when ``O <= C``, is one forward oneDNN convolution of the output gradient with the weight
-    flipped in space and with its channel axes swapped, padded by ``kernel - 1 - padding`` (the transposed
-    convolution of a stride-1 convolution, written as a plain one); otherwise, and for the weight and bias gradients,
-    PyTorch's own convolution backward. Same values to float32 rounding. Differentiable once."""
+    """oneDNN's float32 CPU convolution (stride 1, undilated, one group) ``(B, C, D, H, W) -> (B, O, D', H', W')``
+    with its backward written out in the channels-last layout, where oneDNN's backward kernels run faster than in
+    NCDHW even with the conversions (the forward stays NCDHW: there channels-last is not faster). The output gradient
+    and the input are converted once; the input gradient is one forward oneDNN convolution of the output gradient
+    with the weight flipped in space and its channel axes swapped, padded by ``kernel - 1 - padding`` (the transposed
+    convolution of a stride-1 convolution written as a plain one, which oneDNN runs faster than its backward-data
+    kernel), brought back to NCDHW; the weight and bias gradients are PyTorch's convolution backward. Same values to
+    float32 rounding. Differentiable once."""
 
     @staticmethod
     def forward(ctx, input, weight, bias, padding: list[int]):  # type: ignore[override]
@@ -54,23 +58,33 @@ class _OneDNNConvolution(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
         input, weight = ctx.saved_tensors
-        grad = grad.contiguous()
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
-        out_channels, in_channels = weight.shape[0], weight.shape[1]
+        grad = grad.contiguous(memory_format=torch.channels_last_3d)
         flipped_padding = [k - 1 - p for k, p in zip(weight.shape[2:], ctx.padding)]
-        as_forward = needs_input and out_channels <= in_channels and min(flipped_padding) >= 0
+        as_forward = needs_input and min(flipped_padding) >= 0
         grad_input = grad_weight = grad_bias = None
         if as_forward:
-            flipped = weight.flip(2, 3, 4).transpose(0, 1).contiguous()
+            flipped = weight.flip(2, 3, 4).transpose(0, 1).contiguous(memory_format=torch.channels_last_3d)
             grad_input = torch.mkldnn_convolution(grad, flipped, None, flipped_padding, [1, 1, 1], [1, 1, 1], 1)
         mask = [needs_input and not as_forward, needs_weight, needs_bias and ctx.has_bias]
         if any(mask):
-            bias_sizes = [out_channels] if ctx.has_bias else None
             grads = torch.ops.aten.convolution_backward(
-                grad, input, weight, bias_sizes, [1, 1, 1], ctx.padding, [1, 1, 1], False, [0, 0, 0], 1, mask
+                grad,
+                input.contiguous(memory_format=torch.channels_last_3d),
+                weight.contiguous(memory_format=torch.channels_last_3d),
+                [weight.shape[0]] if ctx.has_bias else None,
+                [1, 1, 1],
+                ctx.padding,
+                [1, 1, 1],
+                False,
+                [0, 0, 0],
+                1,
+                mask,
             )
             grad_input = grads[0] if mask[0] else grad_input
             grad_weight, grad_bias = grads[1] if mask[1] else None, grads[2] if mask[2] else None
+        grad_input = None if grad_input is None else grad_input.contiguous()
+        grad_weight = None if grad_weight is None else grad_weight.contiguous()
         return grad_input, grad_weight, grad_bias, None
 
 
@@ -81,7 +95,7 @@ class Conv3d(nn.Conv3d):
     other than zeros, TorchScript scripting and tracing, which must stay device-independent) runs
     :func:`torch.nn.functional.conv3d` as :class:`torch.nn.Conv3d` does. Outputs agree with it to float32 rounding;
     gradients flow through oneDNN's backward, or, for a stride-1 convolution that needs a gradient, through
-    :class:`_OneDNNConvolution` (a training step of ``train.json``'s network in 0.96x the time).
+    :class:`_OneDNNConvolution` (a training step of ``train.json``'s network in 0.90x the time).
 
     Shapes: ``(B, in_channels, D, H, W)`` -> ``(B, out_channels, D', H', W')``.
     """
