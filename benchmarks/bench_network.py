@@ -5,6 +5,7 @@ python benchmarks/bench_network.py [--threads 2] [--size 64] [--features 8 16 32
 python benchmarks/bench_network.py --inference [--threads 2] [--repeats 3] [--keep-freed-memory] [--bfloat16]
     [--channels-last]
 python benchmarks/bench_network.py --backward-ab [--threads 2] [--repeats 5]
+python benchmarks/bench_network.py --fold-ab [--threads 2] [--repeats 5] [--keep-freed-memory]
 
 The defaults are the bundle's configuration (``bundle/configs/train.json``). Each network is timed alternately
 with BasicUNet (pairs), and the ratio is the median of the per-pair ratios (goal for the bundle's configuration:
@@ -21,6 +22,10 @@ fresh large tensors cost.
 (``num_samples`` x ``patch_size``, 2 x 32x64x64) with DSConv3D's written-out backward (``_SnakeFusion``, what
 training runs) against autograd through the same plain operators (what training ran before 0.5.1), alternately,
 and the peak memory of each.
+
+``--fold-ab`` times one inference window (as ``--inference``) with the eval-mode batch norms folded into the layers
+before them (``networks.norm.fold_norm``, what inference runs) against the norms applied one by one, alternately, and
+prints the largest difference of the outputs.
 """
 
 from __future__ import annotations
@@ -107,6 +112,36 @@ def backward_ab(repeats: int, device: torch.device) -> None:
     print(f"written out / autograd, median of pairs: {ratio:.3f}")
 
 
+def fold_ab(repeats: int, device: torch.device) -> None:
+    """One inference window of the shipped network with its batch norms folded against applied one by one."""
+    from neurolink_monai.bundle_utils import load_pretrained
+    from neurolink_monai.networks import neurolink_net
+
+    config = json.loads((REPO / "bundle" / "configs" / "inference.json").read_text())
+    spec = bundle_network_spec("inference.json")
+    net = load_pretrained(NeuroLinkNet(**spec), REPO / "bundle" / "models" / "model.pt").to(device).eval()
+    x = torch.rand(1, spec["in_channels"], *config["roi_size"], device=device)
+    fold, folded_fusion = neurolink_net.fold_norm, DSConv3D._folded_fusion
+
+    def forward(folding: bool):
+        def run() -> torch.Tensor:
+            neurolink_net.fold_norm = fold if folding else (lambda weight, bias, norm: None)
+            DSConv3D._folded_fusion = folded_fusion if folding else (lambda self: None)
+            try:
+                with torch.inference_mode():
+                    return net(x)
+            finally:
+                neurolink_net.fold_norm, DSConv3D._folded_fusion = fold, folded_fusion
+
+        return run
+
+    difference = (forward(True)() - forward(False)()).abs().max().item()
+    applied_s, folded_s, ratio = paired_seconds(forward(False), forward(True), repeats)
+    print(f"device={device} threads={torch.get_num_threads()} window={tuple(x.shape)} model.pt, inference_mode")
+    print(f"norms applied {applied_s:.3f} s, folded {folded_s:.3f} s, folded / applied (median of pairs) {ratio:.3f}")
+    print(f"largest output difference {difference:.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
@@ -122,6 +157,7 @@ def main() -> None:
     parser.add_argument(
         "--backward-ab", action="store_true", help="training step: written-out DSConv3D backward vs autograd"
     )
+    parser.add_argument("--fold-ab", action="store_true", help="inference window: batch norms folded vs applied")
     args = parser.parse_args()
     if args.keep_freed_memory:
         keep_freed_memory()
@@ -135,6 +171,9 @@ def main() -> None:
         return
     if args.backward_ab:
         backward_ab(args.repeats, device)
+        return
+    if args.fold_ab:
+        fold_ab(args.repeats, device)
         return
     x = torch.randn(1, 1, args.size, args.size, args.size, device=device)
     f = args.features

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from neurolink_monai.networks.norm import InstanceNorm3d, make_norm
+from neurolink_monai.networks.norm import InstanceNorm3d, batch_norm_affine, fold_norm, make_norm
 
 
 @pytest.mark.parametrize("affine", [True, False])
@@ -44,3 +44,24 @@ def test_instance_norm_with_gradients_or_running_statistics_is_torch_s():
     scripted = torch.jit.script(ours)
     with torch.no_grad():
         torch.testing.assert_close(scripted(y), ours(y.clone()), atol=1e-5, rtol=1e-5)
+
+
+def test_fold_norm_folds_an_eval_batch_norm_and_nothing_else():
+    torch.manual_seed(0)
+    conv = nn.Conv3d(3, 4, 3, padding=1)
+    norm = nn.BatchNorm3d(4)
+    norm(conv(torch.randn(2, 3, 5, 6, 7) * 3 + 1))  # running statistics away from 0 / 1
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.uniform_(-1.0, 1.0)
+    assert fold_norm(conv.weight, conv.bias, norm) is None  # training: batch statistics
+    assert fold_norm(conv.weight, conv.bias, make_norm(("instance", {"affine": True}), 4)) is None
+    norm.eval()
+    x = torch.randn(2, 3, 5, 6, 7)
+    for bias in (conv.bias, None):
+        weight, folded_bias = fold_norm(conv.weight, bias, norm)
+        expected = norm(torch.nn.functional.conv3d(x, conv.weight, bias, padding=1))
+        torch.testing.assert_close(torch.nn.functional.conv3d(x, weight, folded_bias, padding=1), expected)
+    scale, shift = batch_norm_affine(norm)
+    assert scale.shape == shift.shape == (4,)
+    assert batch_norm_affine(nn.Identity()) is None

@@ -185,3 +185,32 @@ def test_inference_downsampling_equals_max_pooling():
     x[0, 0, :2, :2, :2] = 1.0  # ties
     with torch.no_grad():
         assert torch.equal(net._downsample(x), torch.nn.functional.max_pool3d(x, 2))
+
+
+def test_inference_folds_every_batch_norm_into_its_layer_with_the_same_outputs(monkeypatch):
+    import neurolink_monai.networks.neurolink_net as net_module
+    from neurolink_monai.networks import DSConv3D
+
+    torch.manual_seed(0)
+    net = NeuroLinkNet(**SMALL, norm=("batch", {"affine": True}), local_contrast=(2, 3, 3))
+    with torch.no_grad():
+        net.train()(torch.randn(2, 1, 8, 12, 12) * 2 + 1)  # running statistics away from 0 / 1
+    net.eval()
+    x = torch.randn(1, 1, 7, 9, 10)
+    with torch.no_grad():
+        folded = net(x)
+        scripted = torch.jit.script(net)(x)  # TorchScript applies the norms one by one
+    xg = x.clone().requires_grad_(True)
+    net(xg).square().sum().backward()  # eval with gradients: nothing folded (in-place activations follow)
+    grads = [xg.grad] + [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    monkeypatch.setattr(net_module, "fold_norm", lambda weight, bias, norm: None)
+    monkeypatch.setattr(DSConv3D, "_folded_fusion", lambda self: None)
+    with torch.no_grad():
+        plain = net(x)
+    torch.testing.assert_close(folded, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(scripted, plain, rtol=1e-5, atol=1e-5)
+    xg = x.clone().requires_grad_(True)
+    net(xg).square().sum().backward()
+    for folded_grad, plain_grad in zip(grads, [xg.grad] + [p.grad for p in net.parameters()]):
+        torch.testing.assert_close(folded_grad, plain_grad, rtol=1e-4, atol=1e-4)

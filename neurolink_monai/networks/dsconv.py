@@ -21,7 +21,7 @@ from torch.autograd.function import once_differentiable
 
 from ..utils import as_positive_int
 from .conv import Conv3d, channel_product
-from .norm import make_norm
+from .norm import fold_norm, make_norm
 
 __all__ = ["DSConv3D", "check_snake_args", "snake_accumulation_matrix"]
 
@@ -184,24 +184,12 @@ class DSConv3D(nn.Module):
         """
         conv = self.offset_conv
         bias = conv.bias if conv.bias is not None else torch.zeros_like(conv.weight[:, 0, 0, 0, 0])
-        norm = self.offset_norm
-        if isinstance(norm, nn.Identity):
+        if isinstance(self.offset_norm, nn.Identity):
             return conv.weight, bias, True
-        foldable = (
-            isinstance(norm, nn.modules.batchnorm._BatchNorm)
-            and not norm.training
-            and norm.running_mean is not None
-            and norm.running_var is not None
-        )
-        if not foldable:
+        folded = fold_norm(conv.weight, bias, self.offset_norm)
+        if folded is None:
             return conv.weight, bias, False
-        scale = torch.rsqrt(norm.running_var + norm.eps)
-        shift = -norm.running_mean * scale
-        if norm.weight is not None:
-            scale = scale * norm.weight
-            shift = shift * norm.weight + norm.bias
-        weight = conv.weight * scale.to(conv.weight.dtype).reshape(-1, 1, 1, 1, 1)
-        return weight, (bias * scale + shift).to(bias.dtype), True
+        return folded[0], folded[1], True
 
     def _grids(self, cum: torch.Tensor, scale: float) -> torch.Tensor:
         """``grid_sample`` grids ``(N, B, A, P0, P1, 2)`` (``align_corners=False``) of ``N`` kernel points whose
@@ -277,7 +265,14 @@ class DSConv3D(nn.Module):
             point += 1
         return out
 
-    def _fuse_samples(self, x: torch.Tensor, offsets: torch.Tensor, scale: float, steps: bool) -> torch.Tensor:
+    def _fuse_samples(
+        self,
+        x: torch.Tensor,
+        offsets: torch.Tensor,
+        scale: float,
+        steps: bool,
+        fusion: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    ) -> torch.Tensor:
         """The snake convolution of ``x`` ``(B, C, D, H, W)`` before ``norm``/``act``, given the ``offsets``
         ``(B, 2, K - 1, D, H, W)`` of the non-centre kernel points in units of ``scale`` voxels, accumulated or, when
         ``steps``, per point (:meth:`_offset_grids` turns them into sampling grids).
@@ -298,11 +293,12 @@ class DSConv3D(nn.Module):
         by a matrix product per plane. A one-channel input takes :meth:`_fuse_one_channel`. When a gradient is
         needed (outside autocast), the multi-channel fusion runs as :class:`_SnakeFusion`, whose backward is
         :meth:`_snake_fusion_backward`, and which keeps the ``offsets`` for the backward instead of the grids (the
-        per-point steps are the ``tanh`` output that autograd keeps anyway).
+        per-point steps are the ``tanh`` output that autograd keeps anyway). ``fusion``: the ``(weight, bias)`` to
+        fuse with instead of ``self.fusion``'s (with ``norm`` folded in, :meth:`forward_with_offset_logits`).
         """
+        weight, bias = (self.fusion.weight, self.fusion.bias) if fusion is None else fusion
         if x.shape[1] == 1:
-            return self._fuse_one_channel(x, self._offset_grids(offsets, scale, steps))
-        weight, bias = self.fusion.weight, self.fusion.bias
+            return self._fuse_one_channel(x, self._offset_grids(offsets, scale, steps), weight, bias)
         if not torch.jit.is_scripting():  # a branch TorchScript does not compile
             if not torch.jit.is_tracing() and self._takes_snake_function(x, offsets):
                 return _SnakeFusion.apply(self, x, offsets, weight, bias, scale, steps)
@@ -437,8 +433,11 @@ class DSConv3D(nn.Module):
         grad_x = grad_x.permute(self.from_axis_first).contiguous() if copy else grad_x
         return grad_x, grad_grids, grad_w.reshape(weight.shape), grad_bias
 
-    def _fuse_one_channel(self, x: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
-        """:meth:`_fuse_samples` of a one-channel input ``(B, 1, D, H, W)`` (the image, in the first block): the
+    def _fuse_one_channel(
+        self, x: torch.Tensor, grids: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """:meth:`_fuse_samples` of a one-channel input ``(B, 1, D, H, W)`` (the image, in the first block), with the
+        fusion ``weight`` ``(O, 1, K, 1, 1)`` and ``bias``: the
         ``K`` samples of every voxel are gathered as ``K`` channels in the axis-first layout (the centre's is the
         input; planes outside the volume stay 0), brought back to the input's layout and fused by one
         ``(O, K)`` matrix product, so the ``out_channels`` output is written once."""
@@ -457,9 +456,8 @@ class DSConv3D(nn.Module):
                 sampled = F.grid_sample(src, grid.to(src.dtype), "bilinear", "zeros", align_corners=False)
                 samples[i, k, lo:hi] = sampled[:, 0]
         samples = samples.permute(self.from_axis_first).reshape(b, k_n, -1)  # one copy back, K channels
-        bias = self.fusion.bias
-        weight = self.fusion.weight.to(x.dtype)[:, 0, :, 0, 0]  # (O, K)
-        out = channel_product(weight, samples, None if bias is None else bias.to(x.dtype))
+        points = weight.to(x.dtype)[:, 0, :, 0, 0]  # (O, K)
+        out = channel_product(points, samples, None if bias is None else bias.to(x.dtype))
         return out.reshape((b, self.out_channels) + x.shape[2:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -478,9 +476,21 @@ class DSConv3D(nn.Module):
     ) -> torch.Tensor:
         """:meth:`forward` with the offset convolution's output ``logits`` ``(B, 2 (K - 1), D, H, W)`` given;
         ``normalised``: ``offset_norm`` is already applied (folded into the convolution by
-        :meth:`offset_parameters`)."""
+        :meth:`offset_parameters`). At inference (eval mode, no gradients) a batch norm ``norm`` is folded into the
+        fusion (:func:`~neurolink_monai.networks.norm.fold_norm`): one pass over the output fewer, same values to
+        float32 rounding."""
         steps = self._point_steps(logits, normalised)
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
+            folded = self._folded_fusion()
+            if folded is not None:
+                return self.act(self._fuse_samples(x, steps, self.extend_scope, True, folded))
         return self.act(self.norm(self._fuse_samples(x, steps, self.extend_scope, True)))
+
+    @torch.jit.unused
+    def _folded_fusion(self) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """The fusion's ``(weight, bias)`` with ``norm`` folded in, or ``None`` when ``norm`` is not an eval-mode
+        batch norm or a gradient may be needed (the in-place activation must then not follow the fusion directly)."""
+        return None if torch.is_grad_enabled() else fold_norm(self.fusion.weight, self.fusion.bias, self.norm)
 
 
 class _SnakeFusion(torch.autograd.Function):

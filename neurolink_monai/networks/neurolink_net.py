@@ -10,6 +10,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from torch import nn
 from .contrast import LocalContrast3d
 from .conv import Conv3d, channel_product
 from .dsconv import DSConv3D, check_snake_args
-from .norm import make_norm
+from .norm import fold_norm, make_norm
 from .outputs import DIRECTION_CHANNELS, DISTANCE_CHANNELS
 
 __all__ = ["ConvNormAct", "MultiViewBlock", "NeuroLinkNet"]
@@ -29,7 +30,11 @@ DEFAULT_ACT = ("leakyrelu", {"negative_slope": 0.1, "inplace": True})
 
 
 class ConvNormAct(nn.Sequential):
-    """``Conv3d(kernel_size, same padding) -> norm -> act`` on ``(B, C, D, H, W)``."""
+    """``Conv3d(kernel_size, same padding) -> norm -> act`` on ``(B, C, D, H, W)``.
+
+    At inference (eval mode, no gradients) a batch norm is folded into the convolution (:meth:`folded`): one pass
+    over the output fewer, same values to float32 rounding.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, norm, act, kernel_size: int = 3) -> None:
         super().__init__(
@@ -37,6 +42,22 @@ class ConvNormAct(nn.Sequential):
             make_norm(norm, out_channels),
             get_act_layer(act),
         )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
+            folded = self.folded()
+            if folded is not None:
+                return self[2](self[0]._conv_forward(x, folded[0], folded[1]))
+        for layer in self:
+            x = layer(x)
+        return x
+
+    @torch.jit.unused
+    def folded(self) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """The convolution's ``(weight, bias)`` with the norm folded in, or ``None`` when the norm is not an eval-mode
+        batch norm (:func:`~neurolink_monai.networks.norm.fold_norm`) or a gradient may be needed (the in-place
+        activation must then not follow the convolution directly)."""
+        return None if torch.is_grad_enabled() else fold_norm(self[0].weight, self[0].bias, self[1])
 
 
 class MultiViewBlock(nn.Module):
@@ -97,15 +118,17 @@ class MultiViewBlock(nn.Module):
         all 3x3x3) computed as one convolution of stacked weights: one pass over ``x`` instead of four (the offset
         convolutions have only ``2 (K - 1)`` output channels each, which oneDNN runs at about the cost of a wide one;
         ``python benchmarks/bench_conv_paths.py`` times it). In eval mode the snakes' offset BatchNorms are folded
-        into their stacked weights (:meth:`DSConv3D.offset_parameters`). Same parameters, same results to float32
-        rounding."""
+        into their stacked weights (:meth:`DSConv3D.offset_parameters`), and at inference the standard convolution's
+        (:meth:`ConvNormAct.folded`). Same parameters, same results to float32 rounding."""
         conv = self.standard[0]
+        standard = self.standard.folded()
         offsets = [snake.offset_parameters() for snake in self.snakes]
-        weight = torch.cat([conv.weight] + [part[0] for part in offsets], dim=0)
-        bias = torch.cat([conv.bias] + [part[1] for part in offsets], dim=0)
+        first = (conv.weight, conv.bias) if standard is None else standard
+        weight = torch.cat([first[0]] + [part[0] for part in offsets], dim=0)
+        bias = torch.cat([first[1]] + [part[1] for part in offsets], dim=0)
         sizes = [conv.out_channels] + [snake.offset_conv.out_channels for snake in self.snakes]
         logits = torch.split(conv._conv_forward(x, weight, bias), sizes, dim=1)
-        views = [self.standard[2](self.standard[1](logits[0]))]
+        views = [self.standard[2](logits[0] if standard is not None else self.standard[1](logits[0]))]
         for snake, offset_logits, part in zip(self.snakes, logits[1:], offsets):
             views.append(snake.forward_with_offset_logits(x, offset_logits, part[2]))
         return views
@@ -120,12 +143,15 @@ class MultiViewBlock(nn.Module):
         convolutions' to the last bit."""
         conv = self.fuse[0]
         b, o = views[0].shape[0], conv.out_channels
-        weight = conv.weight.reshape(o, len(views), -1)
+        folded = self.fuse.folded()
+        weight, bias = (conv.weight, conv.bias) if folded is None else folded
+        weight = weight.reshape(o, len(views), -1)
         flat = [view.reshape(b, view.shape[1], -1) for view in views]
-        out = channel_product(weight[:, 0], flat[0], conv.bias)
+        out = channel_product(weight[:, 0], flat[0], bias)
         for i in range(1, len(views)):  # dtypes as `out`'s: autocast does not cast in-place products
             out = out.baddbmm_(weight[:, i].expand(b, o, -1).to(out.dtype), flat[i].to(out.dtype))
-        return self.fuse[2](self.fuse[1](out.reshape(views[0].shape[:1] + (o,) + views[0].shape[2:])))
+        out = out.reshape(views[0].shape[:1] + (o,) + views[0].shape[2:])
+        return self.fuse[2](out if folded is not None else self.fuse[1](out))
 
 
 class NeuroLinkNet(nn.Module):

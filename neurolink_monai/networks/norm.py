@@ -1,6 +1,6 @@
 # Copyright (c) NeuroLink-MONAI contributors. Licensed under the Apache License, Version 2.0.
 """The normalisation layers of the networks: MONAI's norm factory, with instance norm normalising in place at
-inference.
+inference, and the folding of an eval-mode batch norm into the linear layer before it.
 
 An instance norm of a ``(1, 8, 64, 128, 128)`` full-resolution feature map reads it twice for its statistics and
 writes a new tensor; at inference its input is always a fresh temporary (a convolution's output), so the layer
@@ -9,12 +9,14 @@ instead subtracts the mean, scales and shifts that tensor in place: fewer passes
 """
 
 # no `from __future__ import annotations`: TorchScript compiles InstanceNorm3d and must see real annotations
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
-__all__ = ["InstanceNorm3d", "make_norm"]
+__all__ = ["InstanceNorm3d", "batch_norm_affine", "fold_norm", "make_norm"]
 
 
 class InstanceNorm3d(nn.InstanceNorm3d):
@@ -83,3 +85,39 @@ def make_norm(norm, channels: int) -> nn.Module:
         affine=layer.affine,
         track_running_stats=layer.track_running_stats,
     )
+
+
+def batch_norm_affine(norm: nn.Module) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """``(scale, shift)``, each ``(C,)``, of a batch norm in eval mode with running statistics, which maps a channel's
+    values ``v`` to ``v * scale + shift`` (``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean * scale``);
+    ``None`` for any other layer or state (training, batch statistics, instance norm: those depend on the input)."""
+    foldable = (
+        isinstance(norm, nn.modules.batchnorm._BatchNorm)
+        and not norm.training
+        and norm.running_mean is not None
+        and norm.running_var is not None
+    )
+    if not foldable:
+        return None
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    shift = -norm.running_mean * scale
+    if norm.weight is not None:
+        scale = scale * norm.weight
+        shift = shift * norm.weight + norm.bias
+    return scale, shift
+
+
+def fold_norm(
+    weight: torch.Tensor, bias: Optional[torch.Tensor], norm: nn.Module
+) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``(weight, bias)`` of a linear layer (convolution, fusion) followed by ``norm``, with ``norm`` folded in
+    when it is an affine map (:func:`batch_norm_affine`): ``weight * scale`` along the output channels (dim 0) and
+    ``bias * scale + shift``, in ``weight``'s dtype. ``None`` when ``norm`` cannot be folded. The same outputs as the
+    layer and the norm applied in turn, to float32 rounding, one pass over the output fewer."""
+    affine = batch_norm_affine(norm)
+    if affine is None:
+        return None
+    scale, shift = affine
+    folded_bias = shift if bias is None else bias * scale + shift
+    shape = [-1] + [1] * (weight.dim() - 1)
+    return weight * scale.to(weight.dtype).reshape(shape), folded_bias.to(weight.dtype)
