@@ -57,7 +57,6 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from scipy import ndimage as ndi
-from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation import _command, _override, _workflow  # noqa: E402  (the benchmarks' one way to run bundle workflows)
@@ -75,6 +74,7 @@ from neurolink_monai.io import (  # noqa: E402
 )
 from neurolink_monai.metrics import diadem_score, find_diadem_jar, node_prf, reconstruction_scores  # noqa: E402
 from neurolink_monai.metrics.continuity import skeleton_continuity  # noqa: E402
+from neurolink_monai.metrics.node_matching import matched_within  # noqa: E402
 from neurolink_monai.skeleton import resample_graph, swc_to_graph  # noqa: E402
 from neurolink_monai.tracing import trace_classical  # noqa: E402
 from neurolink_monai.tracing.classical import classical_probability  # noqa: E402
@@ -223,18 +223,11 @@ def _voxels(points: np.ndarray, shape: Sequence[int]) -> tuple[np.ndarray, ...]:
     return tuple(np.clip(np.rint(points).astype(np.int64), 0, np.asarray(shape) - 1).T)
 
 
-def _within(points: np.ndarray, reference: np.ndarray, tolerance: float) -> np.ndarray:
-    """Whether each of ``points`` has a ``reference`` point within ``tolerance`` (the matching of the node scores)."""
-    if not len(reference):
-        return np.zeros(len(points), dtype=bool)
-    return cKDTree(reference).query(points, distance_upper_bound=tolerance * (1 + 1e-9))[0] <= tolerance
-
-
 def signal_recall(swc: np.ndarray, image_path: Path, gold: Path, tolerance: float = 4.0) -> list[list[int]]:
     """``[recovered, gold nodes]`` per band of :data:`SIGNAL_BANDS` (:func:`gold_signal`): where along the gold trace,
     by the image's signal there, the reconstruction has a node within ``tolerance`` voxels (as the node recall)."""
     nodes, signal = gold_signal(image_path, gold)
-    hit = _within(nodes, _trace_points(swc, "reconstruction"), tolerance)
+    hit = matched_within(nodes, _trace_points(swc, "reconstruction"), tolerance)
     band = np.searchsorted(SIGNAL_BANDS, signal, side="right")
     return [[int(hit[band == b].sum()), int((band == b).sum())] for b in range(len(SIGNAL_BANDS) + 1)]
 
@@ -255,7 +248,7 @@ def off_gold(swc: np.ndarray, gold: Path, tolerance: float = 4.0) -> dict[str, A
     """
     nodes, signal = signal_volume(gold.with_suffix(".tif"), gold)
     test = _trace_points(swc, "reconstruction")
-    off = test[~_within(test, nodes, tolerance)]
+    off = test[~matched_within(test, nodes, tolerance)]
     reference = float(np.median(signal[_voxels(nodes, signal.shape)]))
     brightness = float(np.median(signal[_voxels(off, signal.shape)])) / reference if len(off) else math.nan
     return {"traced_nodes": len(test), "off_gold_nodes": len(off), "off_gold_brightness": brightness}

@@ -12,10 +12,12 @@ from scipy.spatial import cKDTree
 from neurolink_monai.skeleton import resample_graph, swc_to_graph
 from neurolink_monai.utils import as_positive_float
 
-__all__ = ["node_prf"]
+__all__ = ["matched_within", "node_prf"]
 
 
-def _matched(points: np.ndarray, reference: np.ndarray, tolerance: float) -> np.ndarray:
+def matched_within(points: np.ndarray, reference: np.ndarray, tolerance: float) -> np.ndarray:
+    """Whether each of ``points`` ``(N, 3)`` has a ``reference`` point ``(M, 3)`` within ``tolerance`` (inclusive):
+    the node matching of :func:`node_prf`, ``(N,)`` bool (all False when ``reference`` is empty)."""
     bound = tolerance * (1 + 1e-9) + 1e-12  # let points at exactly `tolerance` through; compared exactly below
     d, _ = cKDTree(reference).query(points, k=1, distance_upper_bound=bound)
     return d <= tolerance
@@ -51,8 +53,8 @@ def node_prf(
     tolerance = as_positive_float(tolerance, "tolerance", allow_zero=True)
     test = resample_graph(swc_to_graph(swc_test, "swc_test", spacing), step).scaled()
     gold = resample_graph(swc_to_graph(swc_gold, "swc_gold", spacing), step).scaled()
-    hit_test = _matched(test.points, gold.points, tolerance)
-    hit_gold = _matched(gold.points, test.points, tolerance)
+    hit_test = matched_within(test.points, gold.points, tolerance)
+    hit_gold = matched_within(gold.points, test.points, tolerance)
     precision = float(hit_test.mean())
     recall = float(hit_gold.mean())
     f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
