@@ -180,6 +180,24 @@ def test_diadem_score_of_a_trace_against_itself_and_of_nothing(tmp_path):
     assert 0.0 < diadem_score(stem, gold, JAR) < 1.0  # the branch is missed
 
 
+@pytest.mark.skipif(find_diadem_jar(JAR) is None, reason="DIADEM scorer (../shared/reference/diadem) or java absent")
+def test_diadem_score_refuses_a_tree_the_scorer_reads_only_in_part(tmp_path):
+    gold = _chain(60)
+    gold[:, 4] = 1e-7
+    clean = write_swc(tmp_path / "clean.swc", gold).read_text().splitlines()  # positional: "0.0000001"
+    assert diadem_score(tmp_path / "clean.swc", gold, JAR) == pytest.approx(1.0)
+    exponent = [line.replace("0.0000001", "1e-07") for line in clean]  # as other SWC writers emit it
+    (tmp_path / "exponent.swc").write_text("\n".join(exponent) + "\n")
+    with pytest.raises(ValueError, match=r"cannot read line 2 of .*exponent\.swc"):  # it would score nothing
+        diadem_score(tmp_path / "exponent.swc", gold, JAR)
+    second_tree = [
+        f"{int(i) + 60} {' '.join(rest)} {int(p) + 60 if p != '-1' else -1}"
+        for i, *rest, p in (line.split() for line in exponent[1:])
+    ]
+    (tmp_path / "second.swc").write_text("\n".join(clean + second_tree) + "\n")
+    assert diadem_score(tmp_path / "second.swc", gold, JAR) == pytest.approx(1.0)  # past the scored first tree
+
+
 def test_diadem_jar_lookup(tmp_path, monkeypatch):
     monkeypatch.delenv("NEUROLINK_DIADEM_JAR", raising=False)
     assert find_diadem_jar(tmp_path / "absent.jar") is None

@@ -122,6 +122,14 @@ def test_writer_orders_parents_first_and_round_trip_is_lossless(tmp_path):
     np.testing.assert_array_equal(read_swc(tmp_path / "o2.swc"), back)
 
 
+def test_write_never_uses_exponent_notation(tmp_path):
+    swc = np.array([[1, 3, 9.5367431640625e-07, 1e16, -2.5e-12, 1e-300, -1], [2, 3, 0.1, 400.0, 1 / 3, 2.0, 1]])
+    text = write_swc(tmp_path / "tiny.swc", swc).read_text()
+    assert "e" not in text.split("\n", 1)[1]  # the DIADEM scorer reads no "9.5e-07"
+    assert "0.00000095367431640625 10000000000000000 -0.0000000000025" in text
+    np.testing.assert_array_equal(read_swc(tmp_path / "tiny.swc"), swc)
+
+
 def test_real_files_round_trip(tmp_path, diadem_dir):
     for k in (1, 2, 3):
         swc = read_swc(diadem_dir / f"OP_{k}.swc")

@@ -233,6 +233,8 @@ def first_tree(swc: np.ndarray, source: str = "SWC array") -> np.ndarray:
 
 def _format_float(v: float) -> str:
     r = repr(float(v))
+    if "e" in r:  # positional, never exponent notation: the DIADEM scorer cannot read "9.5e-07"
+        return np.format_float_positional(float(v), unique=True, trim="-")
     return r[:-2] if r.endswith(".0") else r
 
 
@@ -243,8 +245,8 @@ def write_swc(
 
     With ``sort=True`` (default) nodes are reordered depth-first (:func:`sort_swc`): parents come before
     children, each tree is contiguous behind its single root, and ids are renumbered 1..N, as Vaa3D and the
-    DIADEM metric require. Floats are written with the shortest representation that round-trips, so
-    ``read_swc(write_swc(p, s)) == sort_swc(s)`` exactly.
+    DIADEM metric require. Floats are written in positional notation (no exponent, which the DIADEM scorer
+    cannot read), with the fewest digits that round-trip, so ``read_swc(write_swc(p, s)) == sort_swc(s)`` exactly.
 
     Args:
         path: output file; its folder must exist.

@@ -9,6 +9,7 @@ only the first tree of the test SWC and needs every parent before its children, 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -35,6 +36,9 @@ DIADEM_DATASETS = {
 """The scorer's ``-D`` presets; 5 is for the olfactory projection fibres (DIADEM OP stacks)."""
 
 _SCORE = re.compile(r"^Score:\s*([0-9.eE+-]+|NaN)\s*$", re.MULTILINE)
+# the scorer stops reading a file at a line it cannot parse (exponent notation, a float id or type) and still
+# prints a score, of the part it read
+_UNREADABLE = re.compile(r"Improper SWC format at line (\d+) of (\S+)")
 
 
 def find_diadem_jar(jar: str | os.PathLike | None = None) -> Path | None:
@@ -48,11 +52,46 @@ def find_diadem_jar(jar: str | os.PathLike | None = None) -> Path | None:
 
 
 def _as_file(swc: Any, folder: Path, name: str) -> Path:
-    if isinstance(swc, (str, os.PathLike)):
-        return Path(swc)
+    """``swc`` (array or path) as the file ``folder / name``: the scorer's messages then tell test from gold."""
     path = folder / name
-    write_swc(path, np.asarray(swc, dtype=np.float64).reshape(-1, 7))
+    if isinstance(swc, (str, os.PathLike)):
+        shutil.copyfile(swc, path)
+    else:
+        write_swc(path, np.asarray(swc, dtype=np.float64).reshape(-1, 7))
     return path
+
+
+def _second_root_line(path: Path) -> int:
+    """The 1-based line number of the second root in the file (where the first tree ends), else past the end."""
+    roots = number = 0
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if fields and not fields[0].startswith("#") and fields[-1] == "-1":
+                roots += 1
+                if roots == 2:
+                    return number
+    return number + 1
+
+
+def _shown(source: Any, copy: Path) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else f"the {copy.stem} SWC array"
+
+
+def _check_read(stderr: str, test: tuple[Path, Any], gold: tuple[Path, Any]) -> None:
+    """Raise when the scorer stopped reading the gold, or the test inside its first tree (the one it scores; past
+    it the score stands). ``test`` and ``gold`` are (the scorer's copy, what the caller passed)."""
+    unreadable = _UNREADABLE.search(stderr)
+    if unreadable is None:
+        return
+    line, name = int(unreadable.group(1)), unreadable.group(2)
+    for (copy, source), read_to in ((test, _second_root_line(test[0])), (gold, math.inf)):
+        if copy.name == name and line < read_to:
+            raise ValueError(
+                f"the DIADEM scorer cannot read line {line} of {_shown(source, copy)} (it takes plain decimals, no "
+                "exponent, and integer ids, types and parents), so it would score only the part before that line. "
+                "Rewrite the file with neurolink_monai.io.write_swc."
+            )
 
 
 def diadem_score(test: Any, gold: Any, jar: str | os.PathLike, dataset: int = 5, timeout: float = 300.0) -> float:
@@ -68,6 +107,7 @@ def diadem_score(test: Any, gold: Any, jar: str | os.PathLike, dataset: int = 5,
 
     Raises:
         FileNotFoundError: ``jar`` does not exist.
+        ValueError: the scorer cannot read a line of ``test`` or ``gold`` (it would score only the lines before).
         RuntimeError: the scorer failed or printed no score; the message holds its output.
     """
     jar = Path(jar)
@@ -82,9 +122,10 @@ def diadem_score(test: Any, gold: Any, jar: str | os.PathLike, dataset: int = 5,
         test_path, gold_path = _as_file(test, folder, "test.swc"), _as_file(gold, folder, "gold.swc")
         cmd = ["java", "-jar", str(jar), "-G", str(gold_path), "-T", str(test_path), "-D", str(int(dataset))]
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=jar.parent)
+        _check_read(run.stderr, (test_path, test), (gold_path, gold))
     match = _SCORE.search(run.stdout)
     if run.returncode != 0 or match is None:
         output = (run.stdout + run.stderr).strip()[-2000:]
-        raise RuntimeError(f"DIADEM scorer failed (exit {run.returncode}) on {test_path.name}: {output}")
+        raise RuntimeError(f"DIADEM scorer failed (exit {run.returncode}) on {_shown(test, test_path)}: {output}")
     value = float(match.group(1))
     return value if np.isfinite(value) else 0.0
