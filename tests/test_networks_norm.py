@@ -28,18 +28,43 @@ def test_instance_norm_in_place_without_gradients_matches_torch(affine):
         torch.testing.assert_close(ours(x.clone()), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_instance_norm_with_gradients_or_running_statistics_is_torch_s():
+@pytest.mark.parametrize("batch", [1, 2])
+def test_instance_norm_with_gradients_matches_torch_and_is_no_view(batch):
+    torch.manual_seed(0)
+    ours, ref = make_norm(("instance", {"affine": True}), 3), nn.InstanceNorm3d(3, affine=True)
+    with torch.no_grad():
+        ref.weight.uniform_(-2, 2), ref.bias.uniform_(-1, 1)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(batch, 3, 4, 5, 6) * 3 + 5
+    grad = torch.randn_like(x)
+    results = []
+    for layer in (ours, ref):
+        leaf = x.clone().requires_grad_(True)
+        out = torch.relu_(layer(leaf))  # the in-place activation that follows every norm in the networks
+        out.backward(grad)
+        results.append((out, leaf.grad, layer.weight.grad, layer.bias.grad, out._base))
+    (out, *grads, base), (expected, *expected_grads, _) = results
+    assert base is None  # not a view: the activation's backward then copies no gradient
+    if batch == 1:  # a batch norm of the one sample: the same computation
+        assert torch.equal(out, expected) and all(torch.equal(g, e) for g, e in zip(grads, expected_grads))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    for g, e in zip(grads, expected_grads):
+        torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
+
+
+def test_instance_norm_with_running_statistics_or_scripted_is_torch_s():
     torch.manual_seed(0)
     ours = make_norm(("instance", {"affine": True}), 2)
+    tracked = make_norm(("instance", {"track_running_stats": True}), 2)
     x = torch.randn(1, 2, 3, 4, 5, requires_grad=True)
-    out = ours(x)
-    assert out is not x and torch.equal(out, nn.functional.instance_norm(x, weight=ours.weight, bias=ours.bias))
-    out.sum().backward()
-    assert x.grad is not None
-    tracked = make_norm(("instance", {"track_running_stats": True}), 2).eval()
+    tracked(x * 2 + 3)
+    assert (tracked.running_mean > 0).all()  # torch's layer, which keeps its statistics up to date
+    tracked.eval()
     y = torch.randn(1, 2, 3, 4, 5)
     with torch.no_grad():
         assert tracked(y) is not y
+    with pytest.raises(ValueError, match="more than 1"):
+        ours(torch.randn(1, 2, 1, 1, 1, requires_grad=True))  # torch's own message for one voxel
     assert type(make_norm("batch", 2)) is nn.BatchNorm3d
     scripted = torch.jit.script(ours)
     with torch.no_grad():

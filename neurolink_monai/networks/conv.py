@@ -32,7 +32,7 @@ def channel_product(weight: torch.Tensor, flat: torch.Tensor, bias: Optional[tor
     """A 1x1x1 convolution of flattened volumes: ``weight (O, C) @ flat (B, C, N)`` plus ``bias (O,)``, as one
     batched matrix product (the bias added by the product itself), ``(B, O, N)``."""
     b, o = flat.shape[0], weight.shape[0]
-    matrix = weight.expand(b, o, weight.shape[1])
+    matrix = weight.contiguous().expand(b, o, weight.shape[1])  # a strided slice of a weight takes a slow product
     if bias is None:
         return torch.bmm(matrix, flat)
     return torch.baddbmm(bias.reshape(1, o, 1), matrix, flat)

@@ -327,7 +327,7 @@ class DSConv3D(nn.Module):
         flat = xs.reshape(b, ch, -1)
         fuse_first = o < ch
         if fuse_first:  # every kernel point's slice of the weight applied to the input: one product, one pass
-            products = torch.matmul(weight.permute(2, 0, 1).reshape(k_n * o, ch), flat)
+            products = channel_product(weight.permute(2, 0, 1).reshape(k_n * o, ch), flat)
             products = products.reshape((b, k_n, o) + xs.shape[2:])  # (B, K, O, ...) in the layout of xs
             acc = products[:, c].clone() if bias is None else products[:, c] + bias.to(x.dtype).reshape(1, o, 1, 1, 1)
         else:
@@ -354,7 +354,7 @@ class DSConv3D(nn.Module):
                     sampled = F.grid_sample(
                         src.transpose(0, 1), grid.to(src.dtype), "bilinear", "zeros", align_corners=False
                     )
-                    fused = torch.matmul(weight[:, :, k], sampled.reshape(hi - lo, ch, p0 * p1))  # (A', O, P)
+                    fused = channel_product(weight[:, :, k], sampled.reshape(hi - lo, ch, p0 * p1))  # (A', O, P)
                     target.add_(fused.reshape(hi - lo, o, p0, p1).transpose(0, 1))
         return acc.permute(self.from_axis_first).contiguous() if copy else acc
 
@@ -378,6 +378,8 @@ class DSConv3D(nn.Module):
         one slice's gradient.
         """
         k_n, c, o = self.kernel_size, self.kernel_size // 2, self.out_channels
+        # products of strided views by channel_product and bmm, which read them in place: torch.matmul would copy the
+        # transposed operand of every kernel point and plane
         w = weight[:, :, :, 0, 0]  # (O, C, K)
         copy = self._copies_axis_first(x.shape[1])
         xs = x.permute(self.to_axis_first).contiguous() if copy else x
@@ -390,7 +392,9 @@ class DSConv3D(nn.Module):
         ga = gs if copy else gs.permute(self.to_axis_first)  # (B, O, A, P0, P1)
         a, p0, p1 = xa.shape[2], xa.shape[3], xa.shape[4]
         if o < ch:  # fused first: gradients of the per-point products (B, K, O, ...), then one product back
-            products = torch.matmul(w.permute(2, 0, 1).reshape(k_n * o, ch), flat).reshape((b, k_n, o) + xs.shape[2:])
+            products = channel_product(w.permute(2, 0, 1).reshape(k_n * o, ch), flat).reshape(
+                (b, k_n, o) + xs.shape[2:]
+            )
             grad_products = torch.zeros_like(products)
             grad_products[:, c] = gs
             for i in range(b):
@@ -405,12 +409,12 @@ class DSConv3D(nn.Module):
                     target[:, lo + shift : hi + shift] = gi.transpose(0, 1)
                     grad_grids[point, i, lo:hi] = gg
             gp = grad_products.reshape(b, k_n * o, -1)
-            grad_flat = torch.matmul(w.permute(2, 0, 1).reshape(k_n * o, ch).t(), gp)
-            grad_w = torch.matmul(gp, flat.transpose(1, 2)).sum(0).reshape(k_n, o, ch).permute(1, 2, 0)
+            grad_flat = channel_product(w.permute(2, 0, 1).reshape(k_n * o, ch).t(), gp)
+            grad_w = torch.bmm(gp, flat.transpose(1, 2)).sum(0).reshape(k_n, o, ch).permute(1, 2, 0)
         else:  # sampled first: each point's samples again, their gradient through the fusion, then the sampling
-            grad_flat = torch.matmul(w[:, :, c].t(), gflat)  # the centre point
+            grad_flat = channel_product(w[:, :, c].t(), gflat)  # the centre point
             grad_w = torch.empty_like(w)
-            grad_w[:, :, c] = torch.matmul(gflat, flat.transpose(1, 2)).sum(0)
+            grad_w[:, :, c] = torch.bmm(gflat, flat.transpose(1, 2)).sum(0)
             gxa = grad_flat.reshape(xs.shape) if copy else grad_flat.reshape(xs.shape).permute(self.to_axis_first)
             grad_w_points = torch.zeros_like(w)
             for i in range(b):
@@ -422,8 +426,8 @@ class DSConv3D(nn.Module):
                         hi - lo, ch, -1
                     )
                     g_out = ga[i, :, lo:hi].transpose(0, 1).reshape(hi - lo, o, p0 * p1)  # (A', O, P)
-                    grad_w_points[:, :, k] += torch.matmul(g_out, sampled.transpose(1, 2)).sum(0)
-                    grad_sampled = torch.matmul(w[:, :, k].t(), g_out).reshape(hi - lo, ch, p0, p1)
+                    grad_w_points[:, :, k] += torch.bmm(g_out, sampled.transpose(1, 2)).sum(0)
+                    grad_sampled = channel_product(w[:, :, k].t(), g_out).reshape(hi - lo, ch, p0, p1)
                     gi, gg = torch.ops.aten.grid_sampler_2d_backward(grad_sampled, src, grid, 0, 0, False, [True, True])
                     gxa[i, :, lo + shift : hi + shift] += gi.transpose(0, 1)
                     grad_grids[point, i, lo:hi] = gg

@@ -24,10 +24,13 @@ class InstanceNorm3d(nn.InstanceNorm3d):
     TorchScript, normalises a batched float32/float64 input **in place** and returns it.
 
     Only for inputs the caller no longer needs, as inside :class:`~neurolink_monai.networks.NeuroLinkNet`, where
-    every norm reads a convolution's fresh output. With gradients, under TorchScript or tracing, with running
-    statistics in eval mode, and for other dtypes (half precision under autocast) it is
-    :class:`torch.nn.InstanceNorm3d`. Results agree with it to float32 rounding (the variance is the mean square of
-    the centred values, as there).
+    every norm reads a convolution's fresh output. With gradients (float32/float64, no running statistics) it
+    returns a new tensor, computed as a batch norm of the one sample or, for larger batches, a group norm of one
+    channel per group: :class:`torch.nn.InstanceNorm3d` returns a view, whose in-place activation makes the backward
+    copy the whole gradient (0.45x to 0.6x the time of norm and activation, ``python benchmarks/bench_dsconv.py``).
+    Under TorchScript or tracing, with running statistics, and for other dtypes (half precision under autocast) it
+    is :class:`torch.nn.InstanceNorm3d`. Results agree with it to float32 rounding (the variance is the mean square
+    of the centred values, as there; one sample: the same values).
 
     Shapes: ``(B, C, D, H, W)`` -> the same tensor, normalised per sample and channel.
     """
@@ -56,7 +59,25 @@ class InstanceNorm3d(nn.InstanceNorm3d):
             and (self.training or not self.track_running_stats)
             and input[0, 0].numel() > 1
         )
-        return self._normalise_in_place(input) if in_place else super().forward(input)
+        if in_place:
+            return self._normalise_in_place(input)
+        if (
+            input.dim() == 5
+            and input.dtype in (torch.float32, torch.float64)
+            and not self.track_running_stats
+            and input[0, 0].numel() > 1
+        ):
+            return self._normalise_out_of_place(input)
+        return super().forward(input)
+
+    @torch.jit.unused
+    def _normalise_out_of_place(self, input: torch.Tensor) -> torch.Tensor:
+        # F.instance_norm returns a view of a reshaped batch norm, and the in-place activation that follows turns
+        # its backward into a copy of the whole gradient: a batch norm of one sample is the same computation, and
+        # a group norm of one channel per group the same normalisation (to float32 rounding) for larger batches
+        if input.shape[0] == 1:
+            return F.batch_norm(input, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        return F.group_norm(input, input.shape[1], self.weight, self.bias, self.eps)
 
     @torch.jit.unused
     def _normalise_in_place(self, input: torch.Tensor) -> torch.Tensor:
